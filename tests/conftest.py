@@ -1,0 +1,65 @@
+"""Shared fixtures: the Flask app and test client, and a real gunicorn target on a free port."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def app(tmp_path):
+    from target_app.app import create_app
+
+    app = create_app({"TESTING": True, "SEED": 1, "STATE_DIR": str(tmp_path / "state"),
+                      "ADMIN_TOKEN": "lab_test-token", "STRESS_WAIT_MIN_S": 0.0,
+                      "STRESS_WAIT_MAX_S": 0.01})
+    yield app
+    app.extensions["lab_faults"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_headers():
+    return {"Authorization": "Bearer lab_test-token"}
+
+
+@pytest.fixture
+def make_target(tmp_path):
+    """Start real gunicorn targets on free loopback ports; stop them all afterwards."""
+    from target_app.server import Target, TargetConfig, free_port
+
+    started = []
+
+    def _make(**kwargs):
+        config = TargetConfig(port=free_port(), **kwargs)
+        target = Target(config, log_path=tmp_path / f"target-{config.port}.log")
+        started.append(target)
+        return target.start()
+
+    yield _make
+    for target in started:
+        target.stop()
+
+
+def require_tool(name: str) -> str:
+    """Return the path of an external tool; skip locally, fail in CI, when it is missing."""
+    import os
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -1,0 +1,147 @@
+"""The target served by real gunicorn: saturation, faults across workers, metrics, shutdown."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import psutil
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import require_tool
+
+pytestmark = pytest.mark.slow
+
+
+def timed_get(url: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    resp = requests.get(url, timeout=30)
+    return time.perf_counter() - started, resp.status_code
+
+
+def inject(target, **fault):
+    resp = requests.post(target.url + "/admin/faults", json=fault, timeout=5,
+                         headers={"Authorization": f"Bearer {target.config.token}"})
+    assert resp.status_code == 201, resp.text
+
+
+def clear(target):
+    requests.delete(target.url + "/admin/faults", timeout=5,
+                    headers={"Authorization": f"Bearer {target.config.token}"})
+
+
+def tree(target) -> list[psutil.Process]:
+    master = psutil.Process(target.pid)
+    return [master] + master.children(recursive=True)
+
+
+def gauge(target, name, kind) -> float:
+    text = requests.get(target.url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels.get("kind") == kind:
+                return s.value
+    raise AssertionError(f"{name}{{kind={kind}}} missing")
+
+
+def test_saturation_shows_in_p95(make_target):
+    """Past capacity requests queue: p95 at overload is at least 5x the p95 at light load."""
+    target = make_target(workers=1, threads=2)
+    url = target.url + "/stress?wait_min=0.05&wait_max=0.05"
+    light = [timed_get(url)[0] for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        heavy = [t for t, _ in pool.map(lambda _: timed_get(url), range(120))]
+    p95_light, p95_heavy = np.percentile(light, 95), np.percentile(heavy, 95)
+    print(f"p95 light {p95_light * 1000:.0f} ms, overload {p95_heavy * 1000:.0f} ms")
+    assert p95_heavy >= 5 * p95_light
+
+
+def test_metrics_pass_promtool_and_sum_workers(make_target):
+    promtool = require_tool("promtool")
+    target = make_target(workers=2, threads=4)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: requests.get(f"{target.url}/products/{i % 50 + 1}", timeout=10),
+                      range(200)))
+    text = requests.get(target.url + "/metrics", timeout=5).text
+    check = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                           capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            values.setdefault(s.name, 0.0)
+            values[s.name] += s.value
+    assert values["flask_http_request_total"] == 200     # every worker's requests counted once
+    assert values["lab_target_workers"] == 2
+
+
+def test_each_fault_kind_shows_its_effect_on_all_workers(make_target):
+    target = make_target(workers=2, threads=4)
+    url = target.url + "/products/1"
+
+    # latency: every worker adds the delay, not only the one that got the admin call
+    base = np.median([timed_get(url)[0] for _ in range(10)])
+    inject(target, kind="latency", intensity=0.1)
+    time.sleep(0.2)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        slow = list(pool.map(lambda _: timed_get(url)[0], range(16)))
+    assert min(slow) >= base + 0.12
+    assert gauge(target, "lab_fault_intensity", "latency") == pytest.approx(0.1)
+    clear(target)
+
+    # errors: about half the answers are 5xx
+    inject(target, kind="errors", intensity=0.5)
+    time.sleep(0.2)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = [c for _, c in pool.map(lambda _: timed_get(url), range(200))]
+    share = sum(c >= 500 for c in codes) / len(codes)
+    assert 0.3 <= share <= 0.7, share
+    clear(target)
+
+    # cpu: the process tree burns about one core per worker at intensity 1
+    procs = tree(target)
+    for p in procs:
+        p.cpu_percent(None)
+    time.sleep(1.0)
+    idle_cpu = sum(p.cpu_percent(None) for p in procs)
+    inject(target, kind="cpu", intensity=1.0, duration_s=3)
+    time.sleep(0.3)
+    for p in procs:
+        p.cpu_percent(None)
+    time.sleep(1.5)
+    busy_cpu = sum(p.cpu_percent(None) for p in procs)
+    assert busy_cpu >= idle_cpu + 60, (idle_cpu, busy_cpu)
+    time.sleep(1.5)   # the timed fault clears itself
+    assert gauge(target, "lab_fault_active", "cpu") == 0.0
+
+    # memory: RSS grows while the leak runs and comes back down when cleared
+    def rss_mb():
+        return sum(p.memory_info().rss for p in tree(target)) / 2**20
+
+    before = rss_mb()
+    inject(target, kind="memory", intensity=1.0)
+    time.sleep(2.5)
+    leaked = rss_mb()
+    assert leaked >= before + 50, (before, leaked)
+    clear(target)
+    time.sleep(0.8)
+    assert rss_mb() <= before + 15, (before, rss_mb())
+
+
+def test_sigterm_finishes_in_flight_requests_and_leaves_no_orphans(make_target):
+    target = make_target(workers=2, threads=2)
+    pids = [p.pid for p in tree(target)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = pool.submit(timed_get, target.url + "/stress?wait_min=1&wait_max=1")
+        time.sleep(0.3)
+        code = target.stop()
+        elapsed, status = pending.result()
+    assert status == 200 and elapsed >= 1.0
+    assert code == 0
+    time.sleep(0.2)
+    assert not [pid for pid in pids if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
