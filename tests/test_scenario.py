@@ -1,0 +1,437 @@
+"""Scenario files: loading, validation messages, time queries, scaling and the built-ins."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from lab_errors import BadInput
+from loadtests.scenario import (
+    DEFAULT_MIX,
+    DEFAULT_SCENARIO,
+    Fault,
+    Scenario,
+    Slo,
+    TargetSettings,
+    builtin_names,
+    builtin_scenarios,
+    load_scenario,
+    parse_scenario,
+    read_scenario,
+)
+
+GOOD = """\
+name = "t"
+description = "a test plan"
+duration_s = 60
+seed = 3
+
+[slo]
+latency_p95_ms = 900
+error_rate = 0.05
+
+[target]
+workers = 1
+threads = 4
+
+[load]
+wait_min_s = 0.1
+wait_max_s = 0.2
+
+[load.mix]
+browse = 1
+stress = 0
+
+[[stages]]
+name = "low"
+until_s = 20
+users = 2
+spawn_rate = 1
+
+[[stages]]
+name = "high"
+until_s = 40
+users = 10
+spawn_rate = 5
+
+[[stages]]
+name = "end"
+until_s = 60
+users = 0
+spawn_rate = 2.5
+
+[[faults]]
+kind = "cpu"
+start_s = 30
+duration_s = 20
+intensity = 1
+
+[[faults]]
+kind = "latency"
+start_s = 10
+duration_s = 10
+intensity = 0.5
+"""
+
+MINIMAL = """\
+name = "minimal"
+duration_s = 10
+
+[[stages]]
+name = "only"
+until_s = 10
+users = 1
+spawn_rate = 1
+"""
+
+BUILTINS = {"smoke", "ramp", "spike", "step", "wave", "soak", "fault-latency", "fault-errors",
+            "fault-cpu", "fault-memory", "mixed"}
+
+
+def write(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def edited(old: str, new: str, base: str = GOOD) -> str:
+    assert base.count(old) == 1, f"test bug: {old!r} must occur once"
+    return base.replace(old, new)
+
+
+@pytest.fixture
+def good(tmp_path) -> Scenario:
+    return read_scenario(write(tmp_path, GOOD, "good.toml"))
+
+
+# ---------------------------------------------------------------- good files
+
+
+def test_good_file_loads_with_every_field(good, tmp_path):
+    assert good.name == "t" and good.description == "a test plan"
+    assert good.duration_s == 60 and good.seed == 3
+    assert good.slo == Slo(latency_p95_ms=900, error_rate=0.05)
+    assert good.target == TargetSettings(workers=1, threads=4)
+    assert (good.load.wait_min_s, good.load.wait_max_s) == (0.1, 0.2)
+    assert good.load.mix == {"browse": 1, "stress": 0}, "a given mix replaces the default one"
+    assert [(s.name, s.until_s, s.users, s.spawn_rate) for s in good.stages] == [
+        ("low", 20, 2, 1.0), ("high", 40, 10, 5.0), ("end", 60, 0, 2.5)]
+    # Faults are kept in time order whatever the file's order.
+    assert good.faults == (Fault("latency", 10, 10, 0.5), Fault("cpu", 30, 20, 1.0))
+    assert good.source == str(tmp_path / "good.toml")
+
+
+def test_optional_tables_take_their_defaults(tmp_path):
+    s = read_scenario(write(tmp_path, MINIMAL))
+    assert s.description == "" and s.seed is None and s.faults == ()
+    assert s.slo == Slo(latency_p95_ms=800, error_rate=0.02)
+    assert s.target == TargetSettings(workers=None, threads=None)
+    assert (s.load.wait_min_s, s.load.wait_max_s) == (0.5, 1.5)
+    assert s.load.mix == DEFAULT_MIX == {"browse": 5, "product": 4, "search": 2, "checkout": 1,
+                                         "stress": 1}
+
+
+def test_whole_float_seconds_are_accepted(tmp_path):
+    s = read_scenario(write(tmp_path, edited("duration_s = 10", "duration_s = 10.0", MINIMAL)
+                            .replace("until_s = 10", "until_s = 10.0")))
+    assert s.duration_s == 10 and isinstance(s.duration_s, int)
+
+
+def test_load_scenario_takes_a_path_or_a_builtin_name(tmp_path):
+    path = write(tmp_path, GOOD, "mine.toml")
+    assert load_scenario(str(path)).name == "t"
+    assert load_scenario(path).name == "t"
+    spike = load_scenario("spike")
+    assert spike.name == "spike"
+    assert spike.source.endswith("scenarios/spike.toml")
+
+
+def test_round_trips_through_dict_json_and_toml(good, tmp_path):
+    as_json = json.loads(json.dumps(good.to_dict()))
+    assert Scenario.from_dict(as_json) == good
+    assert Scenario.from_dict(as_json).source == good.source
+    text = good.to_toml()
+    again = read_scenario(write(tmp_path, text, "again.toml"))
+    assert again == good, "source is provenance, not part of equality"
+    assert again.to_toml() == text
+
+
+def test_to_toml_escapes_strings(tmp_path):
+    tricky = 'quote " backslash \\ unicode ação ✓ # not a comment'
+    s = read_scenario(write(tmp_path, MINIMAL)).with_seed(5)
+    s = dataclasses.replace(s, description=tricky)
+    back = parse_scenario(s.to_toml())
+    assert back.description == tricky and back == s
+
+
+def test_scenarios_are_frozen_and_hashable(good):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        good.duration_s = 5
+    assert hash(good) == hash(parse_scenario(good.to_toml()))
+
+
+# ---------------------------------------------------------------- bad files
+
+# (edit of GOOD, key the message must name, words the message must contain)
+BAD_EDITS = [
+    (("seed = 3", "seed = 3\ncolour = \"red\""), "colour", "unknown key"),
+    (("error_rate = 0.05", "error_rate = 0.05\np99_ms = 1"), "slo.p99_ms", "unknown key"),
+    (("threads = 4", "threads = 4\ncores = 2"), "target.cores", "unknown key"),
+    (("wait_max_s = 0.2", "wait_max_s = 0.2\nthink_s = 1"), "load.think_s", "unknown key"),
+    (("browse = 1", "browse = 1\nsleep = 1"), "load.mix.sleep", "unknown key"),
+    (("users = 10", "user = 10"), "stages[1].user", "unknown key"),
+    (("intensity = 0.5", "intensity = 0.5\nseverity = 1"), "faults[1].severity", "unknown key"),
+    (('name = "t"\n', ""), "name", "required key is missing"),
+    (("duration_s = 60\n", ""), "duration_s", "required key is missing"),
+    (("users = 2\n", ""), "stages[0].users", "required key is missing"),
+    (("intensity = 1\n", ""), "faults[0].intensity", "required key is missing"),
+    (("duration_s = 60", "duration_s = true"), "duration_s", "expected an integer, got a boolean"),
+    (("spawn_rate = 5", "spawn_rate = true"), "stages[1].spawn_rate", "expected a number, got a boolean"),
+    (("users = 10", 'users = "10"'), "stages[1].users", "expected an integer, got a string"),
+    (("users = 10", "users = 10.5"), "stages[1].users", "expected an integer, got a float"),
+    (("until_s = 40", "until_s = 40.5"), "stages[1].until_s", "not a whole number of seconds"),
+    (("latency_p95_ms = 900", 'latency_p95_ms = "fast"'), "slo.latency_p95_ms", "expected a number"),
+    (('name = "t"', "name = 7"), "name", "expected a string"),
+    (('name = "t"', 'name = "../etc"'), "name", "letters, digits"),
+    (("users = 10", "users = -3"), "stages[1].users", "-3 is negative"),
+    (("error_rate = 0.05", "error_rate = -0.1"), "slo.error_rate", "is negative"),
+    (("error_rate = 0.05", "error_rate = 1.5"), "slo.error_rate", "above the maximum 1"),
+    (("seed = 3", "seed = -1"), "seed", "is negative"),
+    (("wait_min_s = 0.1", "wait_min_s = -0.1"), "load.wait_min_s", "is negative"),
+    (("wait_min_s = 0.1", "wait_min_s = 0.5"), "load.wait_max_s", "below load.wait_min_s"),
+    (("browse = 1", "browse = 0"), "load.mix", "at least one task"),
+    (("workers = 1", "workers = 0"), "target.workers", "below the minimum 1"),
+    (("duration_s = 60", "duration_s = 0"), "duration_s", "at least 1 s"),
+    (("duration_s = 10", "duration_s = 0"), "faults[1].duration_s", "at least 1 s"),
+    (("start_s = 10", "start_s = -5"), "faults[1].start_s", "is negative"),
+    (("until_s = 40", "until_s = 15"), "stages[1].until_s",
+     "15 is not after the previous stage's until_s 20"),
+    (("until_s = 40", "until_s = 20"), "stages[1].until_s", "is not after the previous stage"),
+    (("until_s = 60", "until_s = 50"), "stages[2].until_s", "last until_s must equal duration_s"),
+    (("duration_s = 60", "duration_s = 70"), "stages[2].until_s", "stages must cover the whole run"),
+    (("users = 2", "users = 2.0"), "stages[0].users", "expected an integer, got a float (2.0)"),
+    (("spawn_rate = 1\n", "spawn_rate = 0\n"), "stages[0].spawn_rate", "greater than 0"),
+    (('name = "high"', 'name = "  "'), "stages[1].name", "must not be empty"),
+    (('name = "high"', 'name = "low"'), "stages[1].name", "must be unique"),
+    (('kind = "cpu"', 'kind = "disk"'), "faults[0].kind", "unknown fault kind 'disk'"),
+    (("intensity = 0.5", "intensity = 1.5"), "faults[1].intensity", "outside 0..1"),
+    (("intensity = 0.5", "intensity = nan"), "faults[1].intensity", "finite"),
+    (("intensity = 0.5", "intensity = -0.5"), "faults[1].intensity", "outside 0..1"),
+    (("start_s = 30", "start_s = 60"), "faults[0].start_s", "the run has already ended"),
+    (("duration_s = 20", "duration_s = 40"), "faults[0].duration_s", "past the run's end"),
+    (("start_s = 10", "start_s = 25"), "faults[1].start_s", "overlaps faults[0]"),
+    (("stress = 0", "stress = 0\n[load.mix.x]"), "load.mix.x", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("edit, key, reason", BAD_EDITS, ids=[f"{k}:{r}" for _, k, r in BAD_EDITS])
+def test_bad_file_names_file_key_and_reason(tmp_path, edit, key, reason):
+    path = write(tmp_path, edited(*edit))
+    with pytest.raises(BadInput) as caught:
+        read_scenario(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert reason in message, message
+    assert "\n" not in message
+    assert caught.value.exit_code == 2
+
+
+def test_overlapping_faults_say_why_they_are_refused(tmp_path):
+    message = _bad(tmp_path, edited("start_s = 10", "start_s = 25"))
+    assert "latency" in message and "cpu at 30..50 s" in message and "one fault at a time" in message
+
+
+def test_adjacent_faults_do_not_overlap(tmp_path):
+    s = read_scenario(write(tmp_path, edited("duration_s = 20", "duration_s = 10")
+                            .replace("start_s = 10", "start_s = 20")))
+    assert [(f.start_s, f.end_s) for f in s.faults] == [(20, 30), (30, 40)]
+
+
+def test_missing_stages_and_empty_stages(tmp_path):
+    without = MINIMAL.split("[[stages]]")[0]
+    assert "stages: required key is missing" in _bad(tmp_path, without)
+    assert "stages: at least one stage is required" in _bad(tmp_path, without + "stages = []\n")
+    assert "stages[0]: expected a table, got an integer" in _bad(tmp_path, without + "stages = [1]\n")
+
+
+def test_invalid_toml_names_file_and_line(tmp_path):
+    path = write(tmp_path, 'name = "t"\nduration_s = = 3\n')
+    with pytest.raises(BadInput) as caught:
+        read_scenario(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: invalid TOML: ") and "line 2" in message
+
+
+def test_unreadable_files(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(BadInput, match=f"^{missing}: file not found$"):
+        load_scenario(str(missing))
+    with pytest.raises(BadInput, match="is a folder"):
+        read_scenario(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"name = \"\xff\"\n")
+    with pytest.raises(BadInput, match="not UTF-8"):
+        read_scenario(binary)
+
+
+def test_unknown_name_lists_the_builtins():
+    with pytest.raises(BadInput) as caught:
+        load_scenario("spiky")
+    message = str(caught.value)
+    assert message.startswith("spiky: unknown scenario")
+    assert all(name in message for name in BUILTINS)
+
+
+def test_from_dict_validates_like_a_file(good):
+    data = good.to_dict()
+    data["stages"][1]["users"] = -1
+    with pytest.raises(BadInput, match=r": stages\[1\]\.users: -1 is negative"):
+        Scenario.from_dict(data)
+    with pytest.raises(BadInput, match="^<scenario>: expected a table"):
+        Scenario.from_dict([1, 2])
+
+
+def _bad(tmp_path, text: str) -> str:
+    with pytest.raises(BadInput) as caught:
+        read_scenario(write(tmp_path, text))
+    return str(caught.value)
+
+
+# ---------------------------------------------------------------- queries by time
+
+
+@pytest.mark.parametrize("t, stage", [(-1, "low"), (0, "low"), (19.999, "low"), (20, "high"),
+                                      (39.5, "high"), (40, "end"), (59.99, "end"), (60, "end"),
+                                      (1000, "end")])
+def test_stage_at_boundaries(good, t, stage):
+    assert good.stage_at(t).name == stage
+    assert good.users_at(t) == {"low": 2, "high": 10, "end": 0}[stage]
+
+
+@pytest.mark.parametrize("t, kind", [(0, None), (9.99, None), (10, "latency"), (19.99, "latency"),
+                                     (20, None), (29.9, None), (30, "cpu"), (49.9, "cpu"),
+                                     (50, None), (60, None)])
+def test_fault_at_boundaries(good, t, kind):
+    fault = good.fault_at(t)
+    assert (fault.kind if fault else None) == kind
+
+
+# ---------------------------------------------------------------- derived scenarios
+
+
+def test_scaled_keeps_proportions(good):
+    half = good.scaled(30)
+    assert half.duration_s == 30
+    assert [s.until_s for s in half.stages] == [10, 20, 30]
+    assert [(f.kind, f.start_s, f.duration_s) for f in half.faults] == [("latency", 5, 5),
+                                                                         ("cpu", 15, 10)]
+    double = good.scaled(120)
+    assert [s.until_s for s in double.stages] == [40, 80, 120]
+    assert [(f.start_s, f.end_s) for f in double.faults] == [(20, 40), (60, 100)]
+    assert good.scaled(60) == good
+    assert [s.users for s in half.stages] == [s.users for s in good.stages]
+
+
+def test_scaled_to_a_tiny_run_keeps_every_stage_and_fault_at_least_a_second(good):
+    tiny = good.scaled(3)
+    assert [s.until_s for s in tiny.stages] == [1, 2, 3]
+    assert all(f.duration_s >= 1 and 0 <= f.start_s and f.end_s <= 3 for f in tiny.faults)
+    assert Scenario.from_dict(tiny.to_dict()) == tiny  # still passes every validation rule
+    with pytest.raises(BadInput, match="too short for 3 stages"):
+        good.scaled(2)
+    with pytest.raises(BadInput, match="duration_s"):
+        good.scaled(0)
+
+
+@pytest.mark.parametrize("scenario", builtin_scenarios(), ids=lambda s: s.name)
+def test_scaled_builtins_stay_valid_at_any_length(scenario):
+    for duration in range(len(scenario.stages), 400, 7):
+        scaled = scenario.scaled(duration)
+        assert Scenario.from_dict(scaled.to_dict()) == scaled
+        assert len(scaled.stages) == len(scenario.stages)
+        assert scaled.stages[-1].until_s == duration
+
+
+def test_truncated_cuts_and_drops(good):
+    cut = good.truncated(35)
+    assert [(s.name, s.until_s) for s in cut.stages] == [("low", 20), ("high", 35)]
+    assert [(f.kind, f.start_s, f.end_s) for f in cut.faults] == [("latency", 10, 20), ("cpu", 30, 35)]
+    at_boundary = good.truncated(20)
+    assert [s.name for s in at_boundary.stages] == ["low"]
+    assert [f.kind for f in at_boundary.faults] == ["latency"]
+    early = good.truncated(10)
+    assert [(s.name, s.until_s) for s in early.stages] == [("low", 10)] and early.faults == ()
+    assert good.truncated(60) == good
+    for t in (cut, at_boundary, early):
+        assert Scenario.from_dict(t.to_dict()) == t
+    with pytest.raises(BadInput, match="longer than the scenario's 60 s"):
+        good.truncated(61)
+
+
+def test_with_seed(good):
+    assert good.with_seed(99).seed == 99
+    assert good.with_seed(None).seed is None
+    assert dataclasses.replace(good.with_seed(99), seed=3) == good
+    with pytest.raises(BadInput, match="seed: -1 is negative"):
+        good.with_seed(-1)
+
+
+# ---------------------------------------------------------------- the built-in library
+
+
+def test_builtin_library_is_complete_and_sorted():
+    names = builtin_names()
+    assert set(names) == BUILTINS
+    assert [s.name for s in builtin_scenarios()] == sorted(BUILTINS)
+    assert DEFAULT_SCENARIO in names
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_each_builtin_loads_and_round_trips(name, tmp_path):
+    s = load_scenario(name)
+    assert s.name == name == Path(s.source).stem
+    assert s.description and "\n" not in s.description
+    assert s.seed is not None
+    if name == "smoke":
+        assert s.duration_s == 20
+    else:
+        assert 120 <= s.duration_s <= 300
+    assert Scenario.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert read_scenario(write(tmp_path, s.to_toml(), f"{name}.toml")) == s
+
+
+def test_smoke_is_small_and_has_one_latency_fault():
+    smoke = load_scenario("smoke")
+    assert [(s.until_s, s.users) for s in smoke.stages] == [(6, 3), (14, 8), (20, 3)]
+    assert smoke.faults == (Fault("latency", 8, 4, 0.5),)
+
+
+def test_default_scenario_is_stable_then_saturated_then_recovering():
+    s = load_scenario(DEFAULT_SCENARIO)
+    users = [s.users_at(t) for t in range(s.duration_s)]
+    peak = users.index(max(users))
+    assert max(users) >= 120, "past the 60-80 user capacity"
+    assert any(u <= 30 for u in users[:peak]), "stable seconds before the spike"
+    assert sum(1 for u in users[peak:] if u <= 30) >= 30, "time to recover after it"
+
+
+def test_load_shapes_tell_their_story():
+    assert max(s.users for s in load_scenario("ramp").stages) >= 120
+    ramp = [s.users for s in load_scenario("ramp").stages]
+    assert ramp[:-1] == sorted(ramp[:-1])
+    wave = [s.users for s in load_scenario("wave").stages]
+    crests = [i for i in range(1, len(wave) - 1) if wave[i - 1] < wave[i] >= wave[i + 1]]
+    assert len(crests) >= 3 and max(wave) > 80 and min(wave) <= 30
+    for name, kind in [("fault-latency", "latency"), ("fault-errors", "errors"),
+                       ("fault-cpu", "cpu"), ("fault-memory", "memory")]:
+        s = load_scenario(name)
+        (fault,) = s.faults
+        assert fault.kind == kind
+        assert fault.start_s > s.duration_s / 5 and fault.end_s < s.duration_s * 4 / 5
+        assert {st.users for st in s.stages} <= set(range(10, 41))
+    assert {f.kind for f in load_scenario("soak").faults} == {"memory"}
+    mixed = load_scenario("mixed")
+    assert len(mixed.faults) >= 2 and len({s.users for s in mixed.stages}) >= 3
