@@ -88,6 +88,55 @@ def serve(
     raise typer.Exit(code or 0)
 
 
+# ---------------------------------------------------------------- scenarios and runs
+
+
+@lab_command
+def scenarios():
+    """List the built-in scenarios with a one-line description each."""
+    from rich.table import Table
+
+    from loadtests.scenario import DEFAULT_SCENARIO, builtin_scenarios
+
+    table = Table("name", "duration", "stages", "faults", "description", box=None)
+    for sc in builtin_scenarios():
+        name = sc.name + (" (default)" if sc.name == DEFAULT_SCENARIO else "")
+        faults = ", ".join(f"{f.kind}@{f.start_s}s" for f in sc.faults) or "-"
+        table.add_row(name, f"{sc.duration_s} s", str(len(sc.stages)), faults, sc.description)
+    out.print(table)
+
+
+@lab_command
+def run_scenario(
+    scenario: Annotated[Optional[str], typer.Argument(help="Built-in scenario name or path to a .toml file (default: the lab's default scenario).")] = None,
+    duration: Annotated[Optional[int], typer.Option(help="Scale the scenario to this many seconds (see --truncate).")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="With --duration: cut the scenario instead of scaling it.")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for Locust users and the target (overrides the scenario's).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
+    host: Annotated[Optional[str], typer.Option(help="Use an external target at this URL instead of the embedded one.")] = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host that is not a loopback address.")] = False,
+    admin_token: Annotated[Optional[str], typer.Option(help="Admin token of an external --host, for fault injection.", envvar="LAB_ADMIN_TOKEN")] = None,
+    workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes (0: one local runner).")] = 0,
+    target_workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="gunicorn workers of the embedded target.")] = None,
+    target_threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Threads per target worker.")] = None,
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Read server-side metrics from this Prometheus server instead of scraping /metrics.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Run one scenario against the target and record one labelled row per second."""
+    from loadtests.harness import RunOptions, run_scenario as run
+    from loadtests.report_console import RunProgress, print_summary
+
+    opts = RunOptions(scenario=scenario, duration_s=duration, truncate=truncate, seed=seed,
+                      out=out_dir, host=host, allow_remote=allow_remote, admin_token=admin_token,
+                      workers=workers, target_workers=target_workers, target_threads=target_threads,
+                      prometheus_url=prometheus_url)
+    from loadtests.harness import resolve_scenario
+
+    with RunProgress(out, enabled=not quiet, label=scenario or "run") as progress:
+        progress.set_total(resolve_scenario(opts).duration_s)
+        result = run(opts, on_row=progress.row, on_status=progress.status)
+    print_summary(out, result)
+
 # ---------------------------------------------------------------- end of commands
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ DEFAULTS = {
     "STRESS_WAIT_MIN_S": 0.5,     # the original guide's /stress: random wait 0.5-2.0 s
     "STRESS_WAIT_MAX_S": 2.0,
     "CATALOGUE_SIZE": 500,
+    "METRICS": True,              # False only to measure the exporter's overhead
 }
 
 LIMITS = {"wait_min": 30.0, "wait_max": 30.0, "cpu_ms": 5000.0, "io_ms": 30000.0}
@@ -50,7 +51,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["lab_rng"] = SeededRandom(int(app.config["SEED"]))
     app.extensions["lab_catalogue"] = make_catalogue(int(app.config["CATALOGUE_SIZE"]),
                                                      int(app.config["SEED"]))
-    init_metrics(app, engine)
+    if app.config["METRICS"]:
+        init_metrics(app, engine)
     app.register_blueprint(api)
     app.register_blueprint(admin)
     app.before_request(_inject_faults)

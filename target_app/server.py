@@ -59,6 +59,7 @@ class TargetConfig:
     admin_allow_remote: bool = False
     access_log: bool = False
     max_workers: int = 16
+    metrics: bool = True
 
     @property
     def url(self) -> str:
@@ -118,6 +119,7 @@ class Target:
             "LAB_ADMIN_TOKEN": c.token,
             "LAB_ADMIN_ALLOW_REMOTE": "true" if c.admin_allow_remote else "false",
             "PYTHONUNBUFFERED": "1",
+            "LAB_METRICS": "true" if c.metrics else "false",
         })
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

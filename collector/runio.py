@@ -1,0 +1,306 @@
+"""Run folders on disk: atomic writes, checksums, host facts, and reading a run back.
+
+A run folder (../shared/DESIGN.md) holds `run.json` and `metrics.csv`; everything that
+reads runs goes through `read_run` so the dtypes and the validation live in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lab_errors import BadInput
+
+from .schema import COLUMNS, NUMERIC_COLUMNS
+
+RUN_JSON = "run.json"
+METRICS_CSV = "metrics.csv"
+
+# Label columns that are integers (0/1), not measurements.
+INT_COLUMNS = ("elapsed_s", "slo_violation", "target_up")
+STR_COLUMNS = ("phase", "fault")
+FLOAT_COLUMNS = tuple(c for c in NUMERIC_COLUMNS if c not in INT_COLUMNS)
+
+# Distribution names, in the order the manifest lists them; tensorflow has two wheels.
+VERSION_PACKAGES = (
+    "flask", "gunicorn", "locust", "prometheus-flask-exporter", "prometheus-client",
+    "psutil", "numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "tensorflow-cpu",
+    "keras", "typer",
+)
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes to path so readers see the old file or the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder, so os.replace is a rename on one filesystem.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text to path atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write obj as indented JSON with a trailing newline, atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and paths turn up in metadata dicts; keep them readable.
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, so best effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- time and facts
+
+
+def utc_iso(ts: float, ms: bool = False) -> str:
+    """Format epoch seconds as UTC ISO 8601 with a Z: seconds, or milliseconds with ms=True."""
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    if ms:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_iso_ms(ts: float) -> str:
+    """Format epoch seconds as UTC ISO 8601 with milliseconds."""
+    return utc_iso(ts, ms=True)
+
+
+def host_facts() -> dict[str, Any]:
+    """Describe the machine: hostname, OS, Python, CPU cores and model, memory."""
+    import psutil
+
+    facts: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_logical": psutil.cpu_count(logical=True),
+        "cpu_physical": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": _cpu_model(),
+    }
+    return facts
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def package_versions() -> dict[str, str | None]:
+    """Return installed versions of the lab's key packages without importing them."""
+    versions: dict[str, str | None] = {}
+    for name in VERSION_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    # Only one of the two TensorFlow wheels is installed; drop the absent one.
+    if versions.get("tensorflow") is None and versions.get("tensorflow-cpu") is not None:
+        del versions["tensorflow"]
+    elif versions.get("tensorflow-cpu") is None:
+        del versions["tensorflow-cpu"]
+    return versions
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+@dataclass
+class Run:
+    """One run folder read back: its folder, run.json and the per-second frame."""
+
+    path: Path
+    meta: dict[str, Any]
+    frame: Any  # pandas.DataFrame; typed loosely so importing runio stays cheap
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.path.name)
+
+    @property
+    def scenario_name(self) -> str:
+        scenario = self.meta.get("scenario")
+        if isinstance(scenario, dict) and scenario.get("name"):
+            return str(scenario["name"])
+        return str(scenario or "unknown")
+
+
+def read_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a run folder's run.json."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        raise BadInput(f"{path}: missing (not a run folder)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise BadInput(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def read_metrics(path: str | os.PathLike, columns: list[str] | None = None):
+    """Read a metrics.csv with the contract dtypes; BadInput names a missing column."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: missing")
+    try:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+    except pd.errors.EmptyDataError:
+        raise BadInput(f"{path}: empty file (no header)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"{path}: unreadable CSV: {exc}") from None
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BadInput(f"{path}: column '{missing[0]}' missing{more}")
+    wanted = header if columns is None else [c for c in header if c in columns]
+    dtypes: dict[str, Any] = {c: "float64" for c in wanted if c in FLOAT_COLUMNS}
+    dtypes.update({c: "str" for c in (*STR_COLUMNS, "timestamp") if c in wanted})
+    try:
+        frame = pd.read_csv(path, dtype=dtypes, usecols=columns, keep_default_na=True)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise BadInput(f"{path}: unreadable values: {exc}") from None
+    for col in INT_COLUMNS:
+        if col not in frame:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if col == "elapsed_s" and values.isna().any():
+            raise BadInput(f"{path}: elapsed_s: empty or non-numeric at row {int(values.isna().argmax()) + 2}")
+        # An empty 0/1 cell means "not observed": not up, not violating.
+        frame[col] = values.fillna(0).astype("int64")
+    for col in wanted:
+        # Extra columns (imported metrics, future additions) become floats when they can.
+        if col not in COLUMNS and not pd.api.types.is_numeric_dtype(frame[col]):
+            converted = pd.to_numeric(frame[col], errors="coerce")
+            if converted.notna().sum() == frame[col].notna().sum():
+                frame[col] = converted.astype("float64")
+    if "timestamp" in frame:
+        stamps = pd.to_datetime(frame["timestamp"], format="ISO8601", utc=True, errors="coerce")
+        if stamps.isna().any():
+            row = int(stamps.isna().to_numpy().argmax()) + 2
+            raise BadInput(f"{path}: timestamp: not UTC ISO 8601 at row {row}")
+        frame["timestamp"] = stamps
+    if "elapsed_s" in frame and len(frame) > 1:
+        steps = frame["elapsed_s"].diff().iloc[1:]
+        if (steps <= 0).any():
+            row = int((steps <= 0).to_numpy().argmax()) + 3
+            raise BadInput(f"{path}: elapsed_s: not strictly increasing at row {row}")
+    return frame
+
+
+def read_run(run_dir: str | os.PathLike, columns: list[str] | None = None) -> Run:
+    """Read a run folder: run.json as a dict and metrics.csv as a typed DataFrame."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    frame = read_metrics(run_dir / METRICS_CSV, columns=columns)
+    return Run(path=run_dir, meta=meta, frame=frame)
+
+
+def verify_checksums(run_dir: str | os.PathLike, meta: dict[str, Any] | None = None) -> list[str]:
+    """Return the files of run.json's `files` whose sha256 differs or that are missing."""
+    run_dir = Path(run_dir)
+    meta = meta if meta is not None else read_meta(run_dir)
+    bad = []
+    for name, digest in (meta.get("files") or {}).items():
+        path = run_dir / name
+        if not path.is_file() or sha256_file(path) != digest:
+            bad.append(name)
+    return bad
+
+
+def is_complete_run(run_dir: str | os.PathLike) -> bool:
+    """Tell whether a run finished (status complete) and its files match their checksums."""
+    try:
+        meta = read_meta(run_dir)
+    except BadInput:
+        return False
+    files = meta.get("files") or {}
+    if meta.get("status") != "complete" or METRICS_CSV not in files:
+        return False
+    return not verify_checksums(run_dir, meta)
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Tell whether a folder looks like a run folder (it has run.json)."""
+    return (Path(path) / RUN_JSON).is_file()
+
+
+def list_runs(path: str | os.PathLike) -> list[Path]:
+    """Return the run folders in a run folder, a dataset folder (runs/*) or a folder of runs."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise BadInput(f"{path}: expected a run folder, a dataset folder or a folder of runs")
+    if is_run_dir(path):
+        return [path]
+    parent = path / "runs" if (path / "runs").is_dir() else path
+    runs = sorted(p for p in parent.iterdir() if p.is_dir() and is_run_dir(p))
+    if not runs:
+        raise BadInput(f"{path}: no run folders found (a run folder holds {RUN_JSON} and {METRICS_CSV})")
+    return runs

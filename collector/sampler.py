@@ -1,0 +1,302 @@
+"""The collector: one labelled row per second, on monotonic deadlines, in its own process.
+
+At each deadline t0+k it scrapes the target's /metrics and samples psutil (that covers
+second k-1), then finalises the row of second k-2, whose client-side requests have had a
+full second to be flushed by Locust. On SIGTERM/SIGINT it finalises every complete second
+and exits, so the CSV always ends on a whole row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from .clientstats import SampleTailer, SecondBinner, client_stats, slo_violation
+from .procstats import ProcessGroup, ProcessTree, host_sample, listener_pid
+from .promstats import ScrapeError, parse_snapshot, server_stats
+from .runio import utc_iso
+from .schema import COLUMNS
+
+LOADGEN_SATURATED_PCT = 90.0
+LOADGEN_SATURATED_S = 10
+
+
+@dataclass
+class CollectorConfig:
+    out_dir: str
+    duration_s: int
+    scenario: dict
+    target_url: str | None = None
+    target_pid: int | None = None
+    locust_pids: list[int] = field(default_factory=list)
+    locust_dir: str | None = None
+    t0: float | None = None              # epoch seconds of the scenario's t=0
+    t0_file: str | None = None           # or: wait for Locust's shape to write it
+    t0_wait_s: float = 60.0
+    faults_enabled: bool = True
+    scrape_timeout_s: float = 0.8
+    prometheus_url: str | None = None
+    emit_rows: bool = True               # print each row as a JSON line on stdout
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CollectorConfig":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class StatusTailer:
+    """Read Locust processes' `status-<pid>.csv` (ts,users) and give the users at a time."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._offsets: dict[Path, int] = {}
+        self._points: dict[Path, list[tuple[float, int]]] = {}
+
+    def poll(self) -> None:
+        for path in sorted(self.folder.glob("status-*.csv")):
+            offset = self._offsets.get(path, 0)
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            end = chunk.rfind(b"\n") + 1
+            self._offsets[path] = offset + end
+            points = self._points.setdefault(path, [])
+            for line in chunk[:end].decode(errors="replace").splitlines():
+                try:
+                    ts, users = line.split(",")
+                    points.append((float(ts), int(users)))
+                except ValueError:
+                    continue   # header or torn line
+
+    def users_before(self, t: float) -> int | None:
+        """Sum over processes of the last reported user count before `t`."""
+        total, seen = 0, False
+        for path, points in self._points.items():
+            last = None
+            for ts, users in reversed(points):
+                if ts < t:
+                    last = users
+                    break
+            if last is not None:
+                total += last
+                seen = True
+            # Keep memory bounded: old points are never asked for again.
+            if len(points) > 200:
+                del points[:-100]
+        return total if seen else None
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, out=sys.stdout):
+        self.config = config
+        self.out = out
+        self.out_dir = Path(config.out_dir)
+        self.locust_dir = Path(config.locust_dir) if config.locust_dir else self.out_dir / "locust"
+        from loadtests.scenario import Scenario
+
+        self.scenario = Scenario.from_dict(config.scenario)
+        self.stop_event = threading.Event()
+        self.session = requests.Session()
+        self.tree = ProcessTree(config.target_pid)
+        self.loadgen = ProcessGroup(config.locust_pids)
+        self.tailer = SampleTailer(self.locust_dir)
+        self.status = StatusTailer(self.locust_dir)
+        self.binner: SecondBinner | None = None
+        self.pending: dict[int, dict] = {}
+        self.rows_written = 0
+        self.jitter_ms: list[float] = []
+        self.loadgen_hot: dict[int, int] = {}
+        self.warnings: list[str] = []
+        self.target_down_s = 0
+        self.prev_snapshot = None
+        self.prometheus = None
+        if config.prometheus_url:
+            from .promserver import PrometheusSource
+
+            self.prometheus = PrometheusSource(config.prometheus_url, config.target_url)
+
+    # ------------------------------------------------------------------ sampling
+    def scrape(self, now: float):
+        if not self.config.target_url:
+            return None
+        try:
+            resp = self.session.get(self.config.target_url + "/metrics",
+                                    timeout=self.config.scrape_timeout_s)
+            resp.raise_for_status()
+            return parse_snapshot(resp.text, now)
+        except (requests.RequestException, ScrapeError):
+            return None
+
+    def sample_second(self, second: int, now: float) -> None:
+        """Record the server-side and process view of `second` (sampled at its end)."""
+        snapshot = self.scrape(now)
+        prev, self.prev_snapshot = self.prev_snapshot, snapshot
+        row: dict = {"target_up": 1 if snapshot is not None else 0}
+        if self.prometheus is not None:
+            row.update(self.prometheus.server_stats(self.t0 + second, self.t0 + second + 1))
+        else:
+            row.update(server_stats(prev, snapshot))
+        if snapshot is None:
+            self.target_down_s += 1
+        row.update(self.tree.sample())
+        if snapshot is not None and row.get("target_workers") is None:
+            row["target_workers"] = getattr(snapshot, "workers", None)
+        row.update(host_sample())
+        total, per = self.loadgen.sample()
+        row["loadgen_cpu_percent"] = total
+        for pid, pct in per.items():
+            self.loadgen_hot[pid] = self.loadgen_hot.get(pid, 0) + 1 if pct > LOADGEN_SATURATED_PCT else 0
+            if self.loadgen_hot[pid] == LOADGEN_SATURATED_S:
+                self.warnings.append(
+                    f"loadgen_saturated: Locust process {pid} held more than "
+                    f"{LOADGEN_SATURATED_PCT:.0f}% of a core for {LOADGEN_SATURATED_S} s "
+                    f"from second {second - LOADGEN_SATURATED_S + 1}")
+        self.pending[second] = row
+
+    def finalise(self, second: int) -> dict:
+        """Add the client side and the labels to a sampled second and write its row."""
+        row = self.pending.pop(second, {"target_up": 0})
+        start = self.t0 + second
+        row["timestamp"] = utc_iso(start)
+        row["elapsed_s"] = second
+        stage = self.scenario.stage_at(second)
+        fault = self.scenario.fault_at(second) if self.config.faults_enabled else None
+        row["phase"] = stage.name
+        row["fault"] = fault.kind if fault else "none"
+        row["fault_intensity"] = fault.intensity if fault else 0.0
+        row["users"] = self.status.users_before(start + 1)
+        row.update(self.binner.pop(second))
+        slo = self.scenario.slo
+        row["slo_violation"] = slo_violation(row, slo.latency_p95_ms, slo.error_rate)
+        self.writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+        self.csv_file.flush()
+        os.fsync(self.csv_file.fileno())
+        self.rows_written += 1
+        if self.config.emit_rows:
+            print(json.dumps({c: row.get(c) for c in COLUMNS}), file=self.out, flush=True)
+        return row
+
+    def drain_client(self) -> None:
+        self.status.poll()
+        for sample in self.tailer.read_new():
+            self.binner.add(sample)
+
+    # ------------------------------------------------------------------ main loop
+    def wait_t0(self) -> float:
+        if self.config.t0 is not None:
+            return self.config.t0
+        path = Path(self.config.t0_file)
+        deadline = time.monotonic() + self.config.t0_wait_s
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            if path.exists():
+                text = path.read_text().strip()
+                if text:
+                    return float(text)
+            time.sleep(0.05)
+        raise TimeoutError(f"load generator did not start within {self.config.t0_wait_s:g} s")
+
+    def run(self) -> dict:
+        self.t0 = self.wait_t0()
+        self.binner = SecondBinner(self.t0)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = self.out_dir / "metrics.csv"
+        self.csv_file = open(csv_path, "w", newline="")
+        self.writer = csv.writer(self.csv_file)
+        self.writer.writerow(COLUMNS)
+        self.csv_file.flush()
+        # Map the wall-clock t0 onto the monotonic clock once: deadlines never drift.
+        mono_t0 = time.monotonic() - (time.time() - self.t0)
+        self.prev_snapshot = self.scrape(time.time())
+        self.tree.sample()
+        host_sample()
+        last_sampled = -1
+        interrupted = False
+        try:
+            for k in range(1, self.config.duration_s + 1):
+                delay = mono_t0 + k - time.monotonic()
+                if delay > 0 and self.stop_event.wait(delay):
+                    interrupted = True
+                    break
+                self.jitter_ms.append((time.monotonic() - (mono_t0 + k)) * 1000.0)
+                self.sample_second(k - 1, time.time())
+                last_sampled = k - 1
+                self.drain_client()
+                if k - 2 >= 0:
+                    self.finalise(k - 2)
+                if self.stop_event.is_set():
+                    interrupted = True
+                    break
+            # Give Locust a moment to flush the last requests, then write what is left.
+            time.sleep(0.3)
+            self.drain_client()
+            for second in range(self.rows_written, last_sampled + 1):
+                self.finalise(second)
+        finally:
+            self.csv_file.close()
+        if self.target_down_s:
+            self.warnings.append(f"target_down: /metrics did not answer in {self.target_down_s} "
+                                 f"of {self.rows_written} seconds (rows with target_up=0)")
+        if self.binner.late:
+            self.warnings.append(f"late_samples: {self.binner.late} request samples arrived after "
+                                 f"their second was written and were dropped")
+        jitter = sorted(self.jitter_ms) or [0.0]
+        summary = {
+            "t0": self.t0, "rows": self.rows_written, "interrupted": interrupted,
+            "warnings": self.warnings,
+            "tick_jitter_ms": {"p50": _pct(jitter, 50), "p99": _pct(jitter, 99), "max": jitter[-1]},
+        }
+        tmp = self.out_dir / ".collector.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, self.out_dir / "collector.json")
+        return summary
+
+
+def _pct(values: list[float], q: float) -> float:
+    idx = min(len(values) - 1, max(0, int(math.ceil(q / 100 * len(values))) - 1))
+    return round(values[idx], 3)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ""
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.1f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m collector CONFIG.json", file=sys.stderr)
+        return 2
+    config = CollectorConfig.load(argv[0])
+    if config.target_pid is None and config.target_url:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(config.target_url)
+        if parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port:
+            config.target_pid = listener_pid(parsed.port)
+    collector = Collector(config)
+
+    def _stop(_signum, _frame):
+        collector.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        summary = collector.run()
+    except TimeoutError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return 1
+    return 130 if summary["interrupted"] else 0

@@ -1,0 +1,427 @@
+"""Orchestrate one labelled run: target, Locust subprocesses, fault schedule, collector.
+
+`lab.py` never imports locust: Locust runs as `python -m locust` subprocesses, each in its
+own session (so a terminal Ctrl-C reaches only this process, which then stops the
+children in order: collector first, so every complete second is written, then Locust,
+then the target).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import requests
+
+from collector.runio import atomic_write_json, host_facts, package_versions, sha256_file, utc_iso
+from lab_errors import BadInput, Interrupted, LabError
+from target_app.server import Target, TargetConfig, die_with_parent, free_port
+
+from .scenario import Scenario, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+
+
+@dataclass
+class RunOptions:
+    scenario: str | None = None
+    duration_s: int | None = None
+    truncate: bool = False
+    seed: int | None = None
+    out: Path = Path("runs")
+    run_id: str | None = None
+    host: str | None = None
+    allow_remote: bool = False
+    admin_token: str | None = None
+    workers: int = 0                      # Locust worker processes (0 = one local runner)
+    target_workers: int | None = None
+    target_threads: int | None = None
+    prometheus_url: str | None = None
+    locust_bind_all: bool = False
+    extra_env: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    meta: dict
+    summary: dict
+
+
+def check_host(url: str, allow_remote: bool) -> str:
+    """Refuse a target that does not resolve to loopback unless allowed; return it normalised."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"--host: {url!r} is not an http(s) URL like http://127.0.0.1:5000")
+    if allow_remote:
+        return url.rstrip("/")
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80, proto=socket.IPPROTO_TCP)
+        addresses = {info[4][0] for info in infos}
+    except socket.gaierror:
+        addresses = set()
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise BadInput(f"--host: {parsed.hostname} does not resolve to a loopback address; "
+                       f"load against other machines needs --allow-remote")
+    return url.rstrip("/")
+
+
+def resolve_scenario(opts: RunOptions) -> Scenario:
+    from .scenario import DEFAULT_SCENARIO
+
+    scenario = load_scenario(opts.scenario or DEFAULT_SCENARIO)
+    if opts.seed is not None:
+        scenario = scenario.with_seed(opts.seed)
+    elif scenario.seed is None:
+        scenario = scenario.with_seed(0)
+    if opts.duration_s is not None:
+        if opts.duration_s < 1:
+            raise BadInput(f"--duration: must be at least 1 s, got {opts.duration_s}")
+        scenario = scenario.truncated(opts.duration_s) if opts.truncate else scenario.scaled(opts.duration_s)
+    return scenario
+
+
+def new_run_id(scenario: Scenario, out: Path) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{scenario.name}-s{scenario.seed}"
+    run_id, n = base, 1
+    while (out / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+class _Children:
+    """The run's child processes, stopped in a fixed order however the run ends."""
+
+    def __init__(self):
+        self.target: Target | None = None
+        self.locust: list[subprocess.Popen] = []
+        self.collector: subprocess.Popen | None = None
+        self.logs: list = []
+
+    def popen(self, cmd, log_path: Path, **kwargs) -> subprocess.Popen:
+        log = open(log_path, "ab")
+        self.logs.append(log)
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=kwargs.pop("stdout", log),
+                                stderr=log, start_new_session=True, preexec_fn=die_with_parent,
+                                **kwargs)
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen | None, timeout: float) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+
+    def stop_collector(self) -> None:
+        self._stop(self.collector, 10)
+
+    def stop_all(self) -> None:
+        self.stop_collector()
+        for proc in self.locust:
+            self._stop(proc, 10)
+        if self.target is not None:
+            self.target.stop()
+        for log in self.logs:
+            log.close()
+        self.logs.clear()
+
+
+def _locust_commands(opts: RunOptions, host: str, master_port: int) -> list[list[str]]:
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host,
+            "--loglevel", "WARNING"]
+    if opts.workers <= 0:
+        return [base + ["--headless", "--csv", "locust/stats", "--only-summary"]]
+    bind = "0.0.0.0" if opts.locust_bind_all else "127.0.0.1"
+    master = base + ["--headless", "--master", "--master-bind-host", bind,
+                     "--master-bind-port", str(master_port), "--expect-workers", str(opts.workers),
+                     "--csv", "locust/stats", "--only-summary"]
+    workers = [base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+               for _ in range(opts.workers)]
+    return [master] + workers
+
+
+class _FaultScheduler(threading.Thread):
+    """Inject the scenario's faults at their times through the target's admin API."""
+
+    def __init__(self, scenario: Scenario, url: str, token: str, t0: float, events_path: Path):
+        super().__init__(name="fault-scheduler", daemon=True)
+        self.scenario, self.url, self.token, self.t0 = scenario, url, token, t0
+        self.events_path = events_path
+        self.stop_event = threading.Event()
+        self.failures: list[str] = []
+
+    def _event(self, **fields) -> None:
+        fields = {"ts": utc_iso(time.time(), ms=True), "elapsed_s": round(time.time() - self.t0, 3), **fields}
+        with open(self.events_path, "a") as fh:
+            fh.write(json.dumps(fields) + "\n")
+            fh.flush()
+
+    def _call(self, method: str, path: str, body=None) -> int | None:
+        try:
+            resp = requests.request(method, self.url + path, json=body, timeout=3,
+                                    headers={"Authorization": f"Bearer {self.token}"})
+            return resp.status_code
+        except requests.RequestException:
+            return None
+
+    def run(self) -> None:
+        plan = []
+        for f in self.scenario.faults:
+            plan.append((f.start_s, "inject", f))
+            plan.append((f.start_s + f.duration_s, "clear", f))
+        for at, action, fault in sorted(plan, key=lambda p: (p[0], p[1] == "inject")):
+            delay = self.t0 + at - time.time()
+            if delay > 0 and self.stop_event.wait(delay):
+                break
+            if action == "inject":
+                # duration_s on the target too: the fault clears itself even if we die.
+                code = self._call("POST", "/admin/faults", {
+                    "kind": fault.kind, "intensity": fault.intensity, "duration_s": fault.duration_s})
+                if code != 201:
+                    self.failures.append(f"fault_injection_failed: {fault.kind} at {at} s (HTTP {code})")
+            else:
+                code = self._call("DELETE", f"/admin/faults/{fault.kind}")
+            self._event(event=f"fault_{action}", kind=fault.kind, intensity=fault.intensity,
+                        planned_s=at, http_status=code)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._call("DELETE", "/admin/faults")
+
+
+def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
+                 on_status: Callable[[str], None] | None = None) -> RunResult:
+    """Run one scenario end to end and return the run folder, status and summary."""
+    scenario = resolve_scenario(opts)
+    host = check_host(opts.host, opts.allow_remote) if opts.host else None
+    out = Path(opts.out)
+    run_id = opts.run_id or new_run_id(scenario, out)
+    run_dir = out / run_id
+    locust_dir = run_dir / "locust"
+    locust_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "scenario.json", scenario.to_dict())
+    status = on_status or (lambda _msg: None)
+
+    started_at = time.time()
+    meta = {
+        "run_id": run_id, "status": "failed", "scenario": scenario.to_dict(),
+        "seed": scenario.seed, "started_at": utc_iso(started_at), "ended_at": None,
+        "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
+                                  "locustfile": "loadtests/locustfile.py"},
+        "collector": {"source": "prometheus" if opts.prometheus_url else "direct-scrape",
+                      "prometheus_url": opts.prometheus_url},
+        "versions": package_versions(), "host": host_facts(), "warnings": [], "files": {},
+    }
+    children = _Children()
+    scheduler: _FaultScheduler | None = None
+    interrupted = False
+    collector_summary: dict = {}
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _sigterm(_signum, _frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        # ---- target
+        token = opts.admin_token or os.environ.get("LAB_ADMIN_TOKEN")
+        if host is None:
+            tcfg = TargetConfig(port=free_port(), seed=scenario.seed or 0,
+                                workers=opts.target_workers or scenario.target.workers or 2,
+                                threads=opts.target_threads or scenario.target.threads or 8)
+            status(f"starting target ({tcfg.workers} workers x {tcfg.threads} threads)")
+            children.target = Target(tcfg, log_path=run_dir / "target.log").start()
+            host, token = children.target.url, tcfg.token
+            meta["target"] = {"embedded": True, "url": host, "workers": tcfg.workers,
+                              "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread"}
+        else:
+            meta["target"] = {"embedded": False, "url": host}
+            try:
+                requests.get(host + "/healthz", timeout=5).raise_for_status()
+            except requests.RequestException as exc:
+                raise LabError(f"--host: {host}/healthz did not answer: {exc.__class__.__name__}")
+        faults_enabled = bool(scenario.faults) and bool(token)
+        if scenario.faults and not token:
+            meta["warnings"].append("faults_not_injected: external target and no admin token "
+                                    "(--admin-token or LAB_ADMIN_TOKEN); fault labels are 'none'")
+
+        # ---- Locust
+        env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / "scenario.json"),
+                   LAB_SEED=str(scenario.seed or 0), LAB_OUT=str(locust_dir),
+                   PYTHONPATH=str(ROOT), **opts.extra_env)
+        commands = _locust_commands(opts, host, free_port())
+        status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})")
+        for n, cmd in enumerate(commands):
+            children.locust.append(children.popen(cmd, run_dir / f"locust-{n}.log", env=env, cwd=run_dir))
+
+        # ---- collector
+        collector_cfg = {
+            "out_dir": str(run_dir), "duration_s": scenario.duration_s, "scenario": scenario.to_dict(),
+            "target_url": host, "target_pid": children.target.pid if children.target else None,
+            "locust_pids": [p.pid for p in children.locust], "locust_dir": str(locust_dir),
+            "t0_file": str(locust_dir / "t0"), "faults_enabled": faults_enabled,
+            "prometheus_url": opts.prometheus_url,
+        }
+        atomic_write_json(run_dir / "collector-config.json", collector_cfg)
+        children.collector = children.popen(
+            [sys.executable, "-m", "collector", str(run_dir / "collector-config.json")],
+            run_dir / "collector.log", stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            cwd=ROOT)
+        rows: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_read_rows, args=(children.collector.stdout, rows), daemon=True)
+        reader.start()
+
+        # ---- wait for t0, then schedule faults
+        t0 = _wait_for_t0(locust_dir / "t0", children, timeout_s=60 + 10 * opts.workers)
+        meta["t0"] = utc_iso(t0, ms=True)
+        status("running")
+        if faults_enabled:
+            scheduler = _FaultScheduler(scenario, host, token, t0, run_dir / "events.jsonl")
+            scheduler.start()
+        target_died_at = None
+        while True:
+            try:
+                row = rows.get(timeout=0.5)
+            except queue.Empty:
+                row = None
+            if row is _EOF:
+                break
+            if row is not None and on_row:
+                on_row(row)
+            if children.target and target_died_at is None and children.target.proc.poll() is not None:
+                target_died_at = round(time.time() - t0, 1)
+                meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
+                                        f"the run continued with target_up=0 rows")
+            if children.collector.poll() is not None and not reader.is_alive():
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        try:
+            if scheduler is not None:
+                scheduler.stop_event.set()
+            children.stop_collector()
+            if scheduler is not None:
+                scheduler.stop()
+                meta["warnings"].extend(scheduler.failures)
+        finally:
+            children.stop_all()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+
+    collector_json = run_dir / "collector.json"
+    if collector_json.exists():
+        collector_summary = json.loads(collector_json.read_text())
+        meta["warnings"].extend(collector_summary.get("warnings", []))
+        meta["collector"]["tick_jitter_ms"] = collector_summary.get("tick_jitter_ms")
+    rows_written = collector_summary.get("rows", 0)
+    if interrupted:
+        meta["status"] = "interrupted"
+    elif rows_written == scenario.duration_s:
+        meta["status"] = "complete"
+    else:
+        meta["status"] = "failed"
+        meta["warnings"].append(f"incomplete: {rows_written} of {scenario.duration_s} rows recorded "
+                                f"(see collector.log and locust-*.log)")
+    meta["ended_at"] = utc_iso(time.time())
+    meta["rows"] = rows_written
+    summary = summarize_run(run_dir, scenario)
+    meta["summary"] = summary
+    meta["files"] = {str(p.relative_to(run_dir)): sha256_file(p)
+                     for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "run.json"
+                     and not p.name.startswith(".")}
+    atomic_write_json(run_dir / "run.json", meta)
+    result = RunResult(run_dir, meta["status"], meta, summary)
+    if interrupted:
+        raise Interrupted(f"interrupted: kept {rows_written} complete rows in {run_dir}")
+    if meta["status"] == "failed" and rows_written == 0:
+        raise LabError(f"run recorded no rows; see {run_dir}/collector.log and locust-0.log")
+    return result
+
+
+_EOF = object()
+
+
+def _read_rows(stream, rows: queue.Queue) -> None:
+    for line in stream:
+        try:
+            rows.put(json.loads(line))
+        except ValueError:
+            continue
+    rows.put(_EOF)
+
+
+def _wait_for_t0(path: Path, children: _Children, timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return float(path.read_text())
+        dead = [p for p in children.locust if p.poll() is not None]
+        if dead:
+            raise LabError(f"Locust exited with code {dead[0].returncode} before starting "
+                           f"(see {path.parent.parent}/locust-0.log)")
+        time.sleep(0.05)
+    raise LabError(f"Locust did not start within {timeout_s:g} s")
+
+
+def summarize_run(run_dir: Path, scenario: Scenario) -> dict:
+    """Requests, failures and latency quantiles over all raw samples; seconds per phase and SLO."""
+    import numpy as np
+    import pandas as pd
+
+    frames = []
+    for path in sorted((run_dir / "locust").glob("samples-*.csv")):
+        try:
+            frames.append(pd.read_csv(path, on_bad_lines="skip"))
+        except (pd.errors.EmptyDataError, ValueError):
+            continue
+    summary: dict = {"requests": 0, "failures": 0}
+    if frames:
+        samples = pd.concat(frames, ignore_index=True)
+        lat = samples["response_time_ms"].to_numpy(dtype=float)
+        summary["requests"] = int(len(samples))
+        summary["failures"] = int((samples["ok"] == 0).sum())
+        if len(lat):
+            for q in (50, 95, 99):
+                summary[f"p{q}_ms"] = round(float(np.percentile(lat, q)), 1)
+        by_name = samples.groupby("name")["response_time_ms"]
+        summary["endpoints"] = {
+            name: {"requests": int(len(s)), "p50_ms": round(float(s.median()), 1),
+                   "p95_ms": round(float(s.quantile(0.95)), 1)} for name, s in by_name}
+    metrics = run_dir / "metrics.csv"
+    if metrics.exists():
+        frame = pd.read_csv(metrics)
+        summary["seconds"] = int(len(frame))
+        summary["slo_violation_s"] = int(frame["slo_violation"].fillna(0).sum()) if len(frame) else 0
+        summary["phase_s"] = {str(k): int(v) for k, v in frame["phase"].value_counts(sort=False).items()}
+        summary["fault_s"] = {str(k): int(v) for k, v in frame["fault"].value_counts(sort=False).items()}
+        summary["target_down_s"] = int((frame["target_up"] == 0).sum()) if len(frame) else 0
+    return summary

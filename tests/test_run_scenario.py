@@ -1,0 +1,157 @@
+"""run-scenario end to end: real gunicorn target, real Locust subprocess, real collector."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from collector.schema import COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def lab(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "lab.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def descendants_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = lab("run-scenario", "smoke", "--out", str(out), "--seed", "3", "--quiet")
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stdout, stderr, only_run(out)
+
+
+def test_smoke_run_exits_cleanly_with_summary(smoke_run):
+    code, stdout, stderr, run_dir = smoke_run
+    assert code == 0, stderr
+    assert "requests" in stdout and str(run_dir) in stdout.replace("\n", "")
+
+
+def test_smoke_run_has_one_row_per_second_with_contract_columns(smoke_run):
+    _, _, _, run_dir = smoke_run
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert list(frame.columns[:len(COLUMNS)]) == COLUMNS
+    assert frame["elapsed_s"].tolist() == list(range(20))
+    stamps = pd.to_datetime(frame["timestamp"])
+    assert (stamps.diff().dropna() == pd.Timedelta(seconds=1)).all()
+    assert frame["target_up"].eq(1).all()
+    assert frame["rps"].iloc[3:].gt(0).all()
+    assert frame["srv_rps"].iloc[3:].gt(0).all()
+    assert frame["cpu_percent"].notna().all() and frame["rss_mb"].gt(10).all()
+    assert frame["loadgen_cpu_percent"].notna().all()
+
+
+def test_smoke_run_labels_phases_and_faults_at_the_right_seconds(smoke_run):
+    _, _, _, run_dir = smoke_run
+    from loadtests.scenario import load_scenario
+
+    scenario = load_scenario("smoke").with_seed(3)
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    for _, row in frame.iterrows():
+        t = int(row["elapsed_s"])
+        assert row["phase"] == scenario.stage_at(t).name
+        fault = scenario.fault_at(t)
+        assert row["fault"] == (fault.kind if fault else "none")
+    assert (frame["fault"] != "none").any()
+    # users follow the plan (ramp-up seconds aside)
+    last = frame.iloc[-1]
+    assert last["users"] == scenario.stage_at(19).users
+
+
+def test_smoke_fault_shows_in_the_data(smoke_run):
+    _, _, _, run_dir = smoke_run
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    faulted = frame[frame["fault"] == "latency"]
+    clean = frame[(frame["fault"] == "none") & (frame["elapsed_s"] >= 3)]
+    assert faulted["latency_p50_ms"].median() > clean["latency_p50_ms"].median() + 200
+
+
+def test_smoke_run_json(smoke_run):
+    _, _, _, run_dir = smoke_run
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "complete"
+    assert meta["seed"] == 3 and meta["scenario"]["name"] == "smoke"
+    assert meta["started_at"].endswith("Z") and meta["ended_at"].endswith("Z")
+    assert meta["host"]["cpu_count"] if "cpu_count" in meta["host"] else meta["host"]
+    assert "locust" in meta["versions"]
+    from collector.runio import sha256_file
+
+    assert meta["files"]["metrics.csv"] == sha256_file(run_dir / "metrics.csv")
+    events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["fault_inject", "fault_clear"]
+    assert events[0]["http_status"] == 201
+
+
+def test_sigint_keeps_complete_rows_and_leaves_no_process(tmp_path):
+    proc = lab("run-scenario", "smoke", "--out", str(tmp_path), "--quiet")
+    run_dir = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
+        if dirs and (dirs[0] / "metrics.csv").exists():
+            run_dir = dirs[0]
+            if len((run_dir / "metrics.csv").read_text().splitlines()) >= 5:
+                break
+        time.sleep(0.2)
+    assert run_dir is not None
+    children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(children) >= 3   # target, Locust, collector (and their workers)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "interrupted"
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert len(frame) >= 4 and meta["rows"] == len(frame)
+    assert frame["elapsed_s"].tolist() == list(range(len(frame)))
+    assert frame["phase"].notna().all() and frame["target_up"].notna().all()
+    time.sleep(0.5)
+    assert descendants_alive(children) == []
+
+
+def test_remote_host_is_refused(tmp_path):
+    proc = lab("run-scenario", "smoke", "--host", "http://example.com", "--out", str(tmp_path))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "example.com" in stderr and "--allow-remote" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_bad_scenario_file_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nduration_s = 10\nbogus = 1\n[[stages]]\nname="a"\nuntil_s=10\nusers=1\nspawn_rate=1\n')
+    proc = lab("run-scenario", str(bad), "--out", str(tmp_path / "runs"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "bad.toml" in stderr and "bogus" in stderr
+    assert "Traceback" not in stderr
