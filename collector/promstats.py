@@ -1,4 +1,4 @@
-"""Server-side view of the target: parse a /metrics scrape, turn two scrapes into per-second columns.
+"""Server-side view of the target: parse a /metrics scrape, turn two into per-second columns.
 
 Counter and bucket values are cumulative; a second's figures come from the increase
 between two snapshots, the way PromQL's increase()/histogram_quantile() see them, so the
@@ -201,7 +201,8 @@ def server_stats(prev: Snapshot | None, cur: Snapshot | None) -> dict[str, float
     return out
 
 
-def endpoint_stats(prev: Snapshot | None, cur: Snapshot | None) -> dict[str, dict[str, float | None]]:
+def server_endpoint_stats(prev: Snapshot | None,
+                          cur: Snapshot | None) -> dict[str, dict[str, float | None]]:
     """Compute per-endpoint rate and p50/p95 (ms) of the interval between two snapshots."""
     if prev is None or cur is None or cur.t <= prev.t:
         return {}

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import resource
 import signal
 import sys
 import threading
@@ -249,7 +250,10 @@ class Collector:
             self.warnings.append(f"late_samples: {self.binner.late} request samples arrived after "
                                  f"their second was written and were dropped")
         jitter = sorted(self.jitter_ms) or [0.0]
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         summary = {
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "wall_s": round(time.time() - self.t0, 3),
             "t0": self.t0, "rows": self.rows_written, "interrupted": interrupted,
             "warnings": self.warnings,
             "tick_jitter_ms": {"p50": _pct(jitter, 50), "p99": _pct(jitter, 99), "max": jitter[-1]},
