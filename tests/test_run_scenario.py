@@ -155,3 +155,46 @@ def test_bad_scenario_file_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "bad.toml" in stderr and "bogus" in stderr
     assert "Traceback" not in stderr
+
+
+def test_target_death_mid_run_gives_target_down_rows_and_a_warning(tmp_path):
+    proc = lab("run-scenario", "smoke", "--out", str(tmp_path), "--quiet")
+    try:
+        master = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and master is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if "gunicorn" in " ".join(child.cmdline()) and child.parent().pid == proc.pid:
+                        master = child
+                except psutil.Error:
+                    continue
+            time.sleep(0.2)
+        assert master is not None
+        # Let a few seconds be recorded, then kill the whole target abruptly.
+        run_dir = None
+        while time.monotonic() < deadline:
+            dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
+            if dirs and (dirs[0] / "metrics.csv").exists() and \
+                    len((dirs[0] / "metrics.csv").read_text().splitlines()) >= 6:
+                run_dir = dirs[0]
+                break
+            time.sleep(0.2)
+        workers = master.children()
+        for p in [master] + workers:
+            p.kill()
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert frame["elapsed_s"].tolist() == list(range(20))
+    down = frame[frame["target_up"] == 0]
+    assert len(down) >= 8
+    assert down["srv_rps"].isna().all()          # never the previous value carried forward
+    # after the second it died in, every request fails (connection refused)
+    assert down["error_rate"].iloc[1:].dropna().eq(1.0).all()
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert any(w.startswith("target_died") for w in meta["warnings"])
+    assert any(w.startswith("target_down") for w in meta["warnings"])
