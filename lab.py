@@ -137,6 +137,111 @@ def run_scenario(
         result = run(opts, on_row=progress.row, on_status=progress.status)
     print_summary(out, result)
 
+# ---------------------------------------------------------------- datasets: info, import, export
+
+from collector.export import ExportFormat  # noqa: E402  (typer needs the Enum when the command is defined)
+
+
+@lab_command
+def dataset_info(
+    path: Annotated[Path, typer.Argument(help="Dataset folder, its dataset.parquet, a folder of runs or one run folder.")],
+):
+    """Summarise a dataset: runs, hours, share of seconds per phase, fault and SLO state."""
+    from collector.dataset import dataset_info as summarise, print_dataset_info
+
+    print_dataset_info(out, summarise(path))
+
+
+@lab_command
+def import_csv(
+    file: Annotated[Path, typer.Argument(help="External metrics CSV (Kaggle, Prometheus or NAB export).")],
+    timestamp_col: Annotated[str, typer.Option(help="Timestamp column: ISO 8601 text, epoch seconds or epoch milliseconds.")],
+    label_col: Annotated[Optional[str], typer.Option(help="Column whose nonzero or true values mark violations; becomes slo_violation.")] = None,
+    interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds per row after resampling (default: the median step of the file).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
+):
+    """Turn an external metrics CSV into a run folder the modelling commands accept."""
+    from collector.importer import import_csv as run_import
+    from collector.runio import read_meta
+
+    run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir,
+                         interval_s=interval)
+    meta = read_meta(run_dir)
+    source = meta["source"]
+    out.print(f"imported {source['rows_read']} rows as {meta['rows']} rows of {meta['interval_s']} s "
+              f"({'inferred' if source['interval_inferred'] else 'given'}); "
+              f"columns: {', '.join(source['columns'].values())}")
+    for warning in meta["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    out.print(f"wrote [bold]{run_dir}[/]")
+
+
+@lab_command
+def export(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder, a folder of runs or one run folder.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="nab: a timestamp,value CSV per metric plus label windows; csv: one CSV; parquet: one Parquet file.")] = ExportFormat.nab,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: exports/<dataset>-<format>).")] = None,
+    columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns to export (default: every metric column).")] = None,
+):
+    """Export runs for other tools: NAB layout with fault and SLO windows, CSV or Parquet."""
+    from collector.export import export_dataset
+
+    target = out_dir or Path("exports") / f"{dataset.resolve().name}-{fmt.value}"
+    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    done = {"runs": 0, "rows": 0}
+
+    with out.status("exporting") as status:
+        def progress(run_dir, rows):
+            done["runs"] += 1
+            done["rows"] += rows
+            status.update(f"exporting: {done['runs']} run(s), {done['rows']:,} rows")
+
+        written = export_dataset(dataset, fmt=fmt, out_dir=target, columns=wanted, on_run=progress)
+    out.print(f"exported {done['runs']} run(s), {done['rows']:,} rows as {fmt.value}")
+    out.print(f"wrote [bold]{written}[/]")
+
+@lab_command
+def generate_dataset(
+    out_dir: Annotated[Path, typer.Option("--out", help="Dataset folder (e.g. datasets/mylab).")] = Path("datasets/lab"),
+    scenarios_: Annotated[str, typer.Option("--scenarios", help="Comma-separated scenario names or .toml paths.")] = "spike,ramp,step,wave,fault-latency,fault-errors,fault-cpu,fault-memory,mixed",
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per scenario, seeds --seed, --seed+1, ...")] = 1,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 1,
+    seeds: Annotated[Optional[str], typer.Option(help="Explicit comma-separated seeds (instead of --seed/--repeats).")] = None,
+    duration: Annotated[Optional[int], typer.Option(help="Scale every scenario to this many seconds.")] = None,
+    workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes per run.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Run scenarios x seeds into one dataset folder, then write dataset.parquet, manifest.json and CARD.md."""
+    import shlex
+
+    from collector.dataset import build_dataset_files
+    from lab_errors import BadInput
+    from loadtests.harness import RunOptions
+    from loadtests.matrix import plan_matrix, run_matrix
+    from loadtests.report_console import MatrixProgress
+
+    names = [n.strip() for n in scenarios_.split(",") if n.strip()]
+    if seeds:
+        try:
+            seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise BadInput(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        plan = plan_matrix(names, seed_list, 1, duration)
+    else:
+        plan = plan_matrix(names, list(range(seed, seed + repeats)), 1, duration)
+    out.print(f"dataset {out_dir}: {len(plan.cells)} runs, {plan.total_s / 60:.1f} min of scenario time")
+    with MatrixProgress(out, plan, enabled=not quiet) as progress:
+        result = run_matrix(plan, out_dir, base=RunOptions(workers=workers),
+                            on_cell_start=progress.cell, on_row=progress.row)
+    command = "python lab.py generate-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    build = build_dataset_files(out_dir, scenarios=names, seeds=plan.seeds,
+                                extra_meta={"command": command, "repeats": 1,
+                                            "duration_s": duration})
+    out.print(f"{len(result.done)} runs ({len(result.kept)} kept from before, "
+              f"{len(result.redone)} redone) -> [bold]{build.parquet}[/], {build.card.name}, "
+              f"{build.manifest_path.name}")
+
+
 # ---------------------------------------------------------------- end of commands
 
 if __name__ == "__main__":

@@ -72,3 +72,53 @@ def print_summary(console: Console, result) -> None:
         table.add_row("[yellow]warning[/]", warning)
     console.print(table)
     console.print(f"run folder: [bold]{result.run_dir}[/]")
+
+
+class MatrixProgress:
+    """Overall progress of generate-dataset: runs done, the current run's second, time left."""
+
+    def __init__(self, console: Console, plan, enabled: bool = True):
+        self.console = console
+        self.plan = plan
+        self.enabled = enabled
+        self.progress: Progress | None = None
+        self.overall = self.current = None
+        self.base_s = 0
+        self.cell_s = 0
+
+    def __enter__(self) -> "MatrixProgress":
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("[bold]{task.fields[label]}[/]"), BarColumn(),
+                TextColumn("{task.description}"), TimeRemainingColumn(), console=self.console)
+            self.progress.__enter__()
+            self.overall = self.progress.add_task("", total=self.plan.total_s, label="dataset")
+            self.current = self.progress.add_task("waiting", total=None, label="run")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def cell(self, cell, n: int, total: int, eta_s: float) -> None:
+        done_s = sum(self.plan.planned_s[c.scenario] for c in self.plan.cells[:n - 1])
+        self.base_s = done_s
+        self.cell_s = self.plan.planned_s[cell.scenario]
+        if self.progress is not None:
+            self.progress.update(self.overall, completed=done_s,
+                                 description=f"run {n}/{total}, about {eta_s / 60:.1f} min left")
+            self.progress.update(self.current, total=self.cell_s, completed=0,
+                                 label=f"{cell.scenario} seed {cell.seed}", description="starting")
+        else:
+            self.console.print(f"run {n}/{total}: {cell.scenario} seed {cell.seed} "
+                               f"(about {eta_s / 60:.1f} min left)")
+
+    def row(self, row: dict) -> None:
+        if self.progress is None:
+            return
+        second = row.get("elapsed_s", 0) + 1
+        p95 = row.get("latency_p95_ms")
+        self.progress.update(self.current, completed=second,
+                             description=f"{row.get('phase')} users={row.get('users') or 0} "
+                                         f"p95={f'{p95:.0f} ms' if p95 is not None else '-'}")
+        self.progress.update(self.overall, completed=self.base_s + second)

@@ -1,0 +1,279 @@
+"""Turn an external metrics CSV (Kaggle, Prometheus or NAB export) into a run folder.
+
+The result follows the run folder contract, so every command that reads runs accepts it:
+timestamps sorted and regular, a row per interval, gaps as rows with `target_up=0`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from lab_errors import BadInput
+
+from .runio import (
+    METRICS_CSV, RUN_JSON, atomic_write_json, atomic_write_text, host_facts, package_versions,
+    sha256_file, utc_iso,
+)
+from .schema import COLUMNS, NUMERIC_COLUMNS
+
+MIN_ROWS = 20
+# Columns the importer computes itself; a source column with one of these names is renamed.
+RESERVED = ("timestamp", "elapsed_s", "phase", "fault", "slo_violation", "target_up", "users")
+TRUTHY = {"1", "true", "t", "yes", "y", "anomaly", "anomalous", "violation"}
+FALSY = {"0", "false", "f", "no", "n", "normal", "ok", ""}
+
+
+def sanitize(name: str) -> str:
+    """Return a column name in lowercase with runs of other characters as one underscore."""
+    clean = re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+    return clean or "column"
+
+
+def _read(file: Path):
+    import pandas as pd
+
+    if not file.is_file():
+        raise BadInput(f"{file}: no such file")
+    try:
+        return pd.read_csv(file, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise BadInput(f"{file}: empty file (no header)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{file}: not a readable CSV: {first}") from None
+
+
+def parse_timestamps(values, file: Path, column: str):
+    """Parse ISO strings, epoch seconds or epoch milliseconds into UTC timestamps (NaT when bad)."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == values.notna().sum() and numeric.notna().any():
+        # Epoch: the magnitude tells the unit (1e11 s is year 5138, 1e11 ms is 1973).
+        magnitude = float(numeric.abs().median())
+        unit = "ms" if magnitude >= 1e11 else "s"
+        if magnitude >= 1e14:
+            raise BadInput(f"{file}: {column}: numbers too large for epoch seconds or milliseconds "
+                           f"(median {magnitude:.3g})")
+        return pd.to_datetime(numeric, unit=unit, utc=True), f"epoch_{unit}"
+    text = values.astype("str").where(values.notna(), None)
+    best = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    if best.notna().mean() < 0.99:
+        # Kaggle exports use many layouts ("04/01/2014 00:05"); let pandas guess per value.
+        mixed = pd.to_datetime(text, format="mixed", utc=True, errors="coerce")
+        if mixed.notna().sum() > best.notna().sum():
+            return mixed, "text"
+    return best, "iso8601"
+
+
+def _labels(values, file: Path, column: str):
+    import pandas as pd
+
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == values.notna().sum():
+        return (numeric.fillna(0) != 0).astype("int64")
+    words = values.astype("str").str.strip().str.lower().where(values.notna(), "")
+    unknown = sorted(set(words) - TRUTHY - FALSY)
+    if unknown:
+        raise BadInput(f"{file}: {column}: label values must be numbers or true/false, got {unknown[0]!r}")
+    return words.isin(TRUTHY).astype("int64")
+
+
+def _numeric_columns(frame, skip: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """Return source column -> float values for numeric columns, and the dropped ones."""
+    import pandas as pd
+
+    kept, dropped = {}, []
+    for col in frame.columns:
+        if col in skip:
+            continue
+        series = frame[col]
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            kept[col] = series.astype("float64")
+            continue
+        converted = pd.to_numeric(series, errors="coerce")
+        if series.notna().any() and converted.notna().sum() == series.notna().sum():
+            kept[col] = converted.astype("float64")
+        else:
+            dropped.append(str(col))
+    return kept, dropped
+
+
+def _target_names(sources: list[str]) -> dict[str, str]:
+    """Map source columns to output names: sanitized, unique, never a computed column."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for col in sources:
+        name = sanitize(col)
+        if name in RESERVED:
+            name = f"{name}_src"
+        base, n = name, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names[col] = name
+    return names
+
+
+def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | None = None,
+               out_dir: str | os.PathLike = "runs", interval_s: int | None = None,
+               run_id: str | None = None) -> Path:
+    """Import a metrics CSV as a run folder under out_dir and return the folder.
+
+    Timestamps are parsed (ISO 8601, epoch s or ms), sorted, de-duplicated (last row
+    wins), and resampled to interval_s (inferred from the median step when None) by the
+    mean of each bin; empty bins become rows with empty values and `target_up=0`. Numeric
+    columns are kept under sanitized names (a name equal to a contract metric fills that
+    column); non-numeric columns are dropped with a warning in run.json. The label column
+    (nonzero or true means violation) becomes `slo_violation`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    file = Path(file)
+    raw = _read(file)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if timestamp_col not in raw.columns:
+        raise BadInput(f"{file}: timestamp column '{timestamp_col}' not found "
+                       f"(columns: {', '.join(raw.columns) or 'none'})")
+    if label_col is not None and label_col not in raw.columns:
+        raise BadInput(f"{file}: label column '{label_col}' not found "
+                       f"(columns: {', '.join(raw.columns)})")
+    if len(raw) == 0:
+        raise BadInput(f"{file}: too short: 0 rows, need at least {MIN_ROWS}")
+    if interval_s is not None and interval_s < 1:
+        raise BadInput(f"{file}: --interval: must be a whole number of seconds >= 1, got {interval_s}")
+
+    warnings: list[str] = []
+    stamps, stamp_kind = parse_timestamps(raw[timestamp_col], file, timestamp_col)
+    bad = int(stamps.isna().sum())
+    if bad == len(raw):
+        sample = raw[timestamp_col].dropna().astype("str").head(1).tolist()
+        raise BadInput(f"{file}: timestamp column '{timestamp_col}': no parseable timestamp "
+                       f"(first value {sample[0]!r})" if sample else
+                       f"{file}: timestamp column '{timestamp_col}': empty")
+    if bad:
+        warnings.append(f"unparseable_timestamps: {bad} row(s) with an unparseable "
+                        f"'{timestamp_col}' dropped")
+
+    skip = {timestamp_col} | ({label_col} if label_col else set())
+    # A pandas index saved with the data (common in Kaggle exports) is not a metric.
+    index_cols = [c for c in raw.columns if c.startswith("Unnamed:") and c not in skip]
+    if index_cols:
+        skip |= set(index_cols)
+        warnings.append(f"index_columns_dropped: {', '.join(index_cols)}")
+    numeric, dropped = _numeric_columns(raw, skip)
+    if not numeric:
+        raise BadInput(f"{file}: no numeric columns besides '{timestamp_col}'"
+                       + (f" and '{label_col}'" if label_col else "")
+                       + (f" (non-numeric: {', '.join(dropped)})" if dropped else ""))
+    if dropped:
+        warnings.append(f"non_numeric_columns_dropped: {', '.join(dropped)}")
+
+    names = _target_names(list(numeric))
+    frame = pd.DataFrame({names[c]: v for c, v in numeric.items()})
+    if label_col:
+        frame["slo_violation"] = _labels(raw[label_col], file, label_col)
+    frame["__t"] = stamps
+    frame = frame[frame["__t"].notna()]
+    # Stable sort keeps file order among equal timestamps, so "last wins" means last in the file.
+    frame = frame.sort_values("__t", kind="stable")
+    rows_read = len(frame)
+    frame = frame.drop_duplicates("__t", keep="last")
+    duplicates = rows_read - len(frame)
+    if duplicates:
+        warnings.append(f"duplicate_timestamps: {duplicates} row(s) dropped (last row wins)")
+
+    seconds = (frame["__t"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    inferred = interval_s is None
+    if inferred:
+        steps = np.diff(seconds)
+        interval_s = max(1, int(round(float(np.median(steps))))) if len(steps) else 1
+    start = float(np.floor(seconds[0]))
+    bins = np.floor((seconds - start) / interval_s).astype("int64")
+    frame = frame.drop(columns="__t")
+    grouped = frame.assign(__bin=bins).groupby("__bin", sort=True)
+    values = grouped.mean()
+    if label_col:
+        # Any violation inside a bin marks the bin.
+        values["slo_violation"] = grouped["slo_violation"].max()
+    n_bins = int(bins[-1]) + 1
+    if n_bins < MIN_ROWS:
+        raise BadInput(f"{file}: too short: {n_bins} rows at {interval_s} s, need at least {MIN_ROWS}")
+    observed = values.index
+    values = values.reindex(range(n_bins))
+    gaps = n_bins - len(observed)
+    if gaps:
+        warnings.append(f"gaps: {gaps} interval(s) without data became rows with target_up=0")
+    merged_bins = rows_read - duplicates - len(observed)
+    if merged_bins > 0:
+        warnings.append(f"resampled: {merged_bins} row(s) averaged into shared {interval_s} s bins")
+
+    up = values.index.isin(observed)
+    out = _contract_frame(values, up, start, interval_s, has_labels=bool(label_col))
+    run_dir = _new_run_dir(Path(out_dir), run_id or f"imported-{sanitize(file.stem)}")
+    text = out.to_csv(index=False, lineterminator="\n", na_rep="")
+    atomic_write_text(run_dir / METRICS_CSV, text)
+
+    meta = {
+        "run_id": run_dir.name, "status": "complete",
+        "scenario": {"name": "imported", "description": f"imported from {file.name}",
+                     "duration_s": n_bins * interval_s, "seed": None,
+                     "slo": {"latency_p95_ms": None, "error_rate": None}, "stages": [], "faults": [],
+                     "source": f"import-csv:{file.name}"},
+        "seed": None, "started_at": utc_iso(start),
+        "ended_at": utc_iso(start + n_bins * interval_s), "interval_s": interval_s,
+        "rows": n_bins,
+        "source": {"file": str(file), "name": file.name, "sha256": sha256_file(file),
+                   "timestamp_col": timestamp_col, "timestamp_format": stamp_kind,
+                   "label_col": label_col, "rows_read": int(len(raw)),
+                   "interval_s": interval_s, "interval_inferred": inferred,
+                   "columns": {str(k): v for k, v in names.items()}},
+        "target": {}, "loadgen": {},
+        "versions": package_versions(), "host": host_facts(), "warnings": warnings,
+        "files": {METRICS_CSV: sha256_file(run_dir / METRICS_CSV)},
+    }
+    atomic_write_json(run_dir / RUN_JSON, meta)
+    return run_dir
+
+
+def _contract_frame(values, up, start: float, interval_s: int, has_labels: bool):
+    """Return the resampled values laid out as COLUMNS then the extra source columns."""
+    import pandas as pd
+
+    n = len(values)
+    elapsed = [i * interval_s for i in range(n)]
+    out = pd.DataFrame({
+        "timestamp": [utc_iso(start + e) for e in elapsed],
+        "elapsed_s": elapsed,
+        "phase": "imported",
+        "users": None,
+        "fault": "none",
+        "slo_violation": values["slo_violation"].fillna(0).astype("int64").to_numpy() if has_labels else 0,
+        "target_up": up.astype("int64"),
+    })
+    metric_cols = [c for c in NUMERIC_COLUMNS if c not in RESERVED]
+    for col in COLUMNS:
+        if col in out:
+            continue
+        # A source column named like a contract metric (cpu_percent, rps, ...) fills it.
+        out[col] = values[col].to_numpy() if col in metric_cols and col in values else None
+    extras = [c for c in values.columns if c not in COLUMNS]
+    for col in extras:
+        out[col] = values[col].to_numpy()
+    return out[COLUMNS + extras]
+
+
+def _new_run_dir(out_dir: Path, base: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name, n = base, 1
+    while (out_dir / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    run_dir = out_dir / name
+    run_dir.mkdir()
+    return run_dir

@@ -1,0 +1,111 @@
+"""generate-dataset: a matrix of scenario runs into one dataset folder, resumable.
+
+Each cell (scenario, seed, repeat) has a fixed run id, so a second invocation with the
+same arguments finds the complete runs (status complete, checksums match) and keeps them,
+and redoes only the cells whose folder is missing, interrupted or failed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from collector.runio import is_complete_run
+from lab_errors import BadInput
+
+from .harness import RunOptions, resolve_scenario, run_scenario
+
+
+@dataclass(frozen=True)
+class Cell:
+    scenario: str
+    seed: int
+    repeat: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.scenario}-s{self.seed}-r{self.repeat}"
+
+
+@dataclass
+class MatrixPlan:
+    scenarios: list[str]
+    seeds: list[int]
+    repeats: int
+    duration_s: int | None = None
+    cells: list[Cell] = field(default_factory=list)
+    planned_s: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> int:
+        return sum(self.planned_s[c.scenario] for c in self.cells)
+
+
+def plan_matrix(scenarios: list[str], seeds: list[int], repeats: int,
+                duration_s: int | None = None) -> MatrixPlan:
+    """Validate every scenario up front and lay out the cells (scenario x seed x repeat)."""
+    if not scenarios:
+        raise BadInput("--scenarios: give at least one scenario name or .toml path")
+    if repeats < 1:
+        raise BadInput(f"--repeats: must be at least 1, got {repeats}")
+    plan = MatrixPlan(scenarios, seeds, repeats, duration_s)
+    for name in scenarios:
+        scenario = resolve_scenario(RunOptions(scenario=name, duration_s=duration_s))
+        plan.planned_s[name] = scenario.duration_s
+    if len({resolve_scenario(RunOptions(scenario=n)).name for n in scenarios}) != len(scenarios):
+        raise BadInput("--scenarios: two entries have the same scenario name")
+    plan.cells = [Cell(name, seed, r) for name in scenarios for seed in seeds
+                  for r in range(1, repeats + 1)]
+    return plan
+
+
+def cell_name(cell: Cell, scenario_name: str) -> str:
+    return f"{scenario_name}-s{cell.seed}-r{cell.repeat}"
+
+
+@dataclass
+class MatrixResult:
+    dataset_dir: Path
+    done: list[Path]
+    kept: list[Path]
+    redone: list[Path]
+
+
+def run_matrix(plan: MatrixPlan, dataset_dir: Path, *, base: RunOptions | None = None,
+               on_cell_start: Callable[[Cell, int, int, float], None] | None = None,
+               on_row: Callable[[dict], None] | None = None) -> MatrixResult:
+    """Run every cell that has no complete run yet; Ctrl-C stops after keeping what is done."""
+    runs_dir = dataset_dir / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    base = base or RunOptions()
+    done, kept, redone = [], [], []
+    remaining_s = plan.total_s
+    elapsed_per_planned = None      # measured wall seconds per planned second, for the ETA
+    started = time.monotonic()
+    spent_planned = 0
+    for n, cell in enumerate(plan.cells, 1):
+        scenario_name = resolve_scenario(RunOptions(scenario=cell.scenario)).name
+        run_dir = runs_dir / cell_name(cell, scenario_name)
+        if run_dir.exists() and is_complete_run(run_dir):
+            kept.append(run_dir)
+            done.append(run_dir)
+            remaining_s -= plan.planned_s[cell.scenario]
+            continue
+        if run_dir.exists():
+            shutil.rmtree(run_dir)     # interrupted or failed: redo it from scratch
+            redone.append(run_dir)
+        eta = remaining_s * (elapsed_per_planned or 1.15)
+        if on_cell_start:
+            on_cell_start(cell, n, len(plan.cells), eta)
+        opts = RunOptions(**{**base.__dict__, "scenario": cell.scenario, "seed": cell.seed,
+                             "duration_s": plan.duration_s, "out": runs_dir,
+                             "run_id": run_dir.name})
+        run_scenario(opts, on_row=on_row)
+        done.append(run_dir)
+        remaining_s -= plan.planned_s[cell.scenario]
+        spent_planned += plan.planned_s[cell.scenario]
+        elapsed_per_planned = (time.monotonic() - started) / max(spent_planned, 1)
+    return MatrixResult(dataset_dir, done, kept, redone)

@@ -1,0 +1,174 @@
+"""import-csv: messy external CSVs become run folders that read back under the contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from collector.importer import import_csv, sanitize
+from collector.runio import is_complete_run, read_run
+from collector.schema import COLUMNS
+from lab_errors import BadInput
+
+START = 1_396_310_400  # 2014-04-01T00:00:00Z, NAB's era
+
+
+def write(path, text):
+    path.write_text(text.lstrip())
+    return path
+
+
+def nab_rows(n, step=300, skip=(), start=START):
+    from datetime import datetime, timezone
+
+    rows = []
+    for i in range(n):
+        if i in skip:
+            continue
+        stamp = datetime.fromtimestamp(start + i * step, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((stamp, float(i)))
+    return rows
+
+
+def test_nab_file_unsorted_duplicated_and_gapped(tmp_path):
+    rows = nab_rows(30, skip={10, 11})
+    rows = rows[15:] + rows[:15]                   # unsorted
+    rows.insert(3, (rows[20][0], -1.0))             # a duplicate before the original...
+    rows.append((rows[5][0], 99.0))                 # ...and one after it: last one wins
+    text = "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in rows)
+    run_dir = import_csv(write(tmp_path / "nab.csv", text), timestamp_col="timestamp", out_dir=tmp_path / "runs")
+
+    assert is_complete_run(run_dir)
+    run = read_run(run_dir)
+    frame = run.frame
+    assert list(frame.columns) == COLUMNS + ["value"]
+    assert run.meta["interval_s"] == 300 and run.meta["source"]["interval_inferred"]
+    assert len(frame) == 30 and frame["elapsed_s"].tolist() == [i * 300 for i in range(30)]
+    assert frame["timestamp"].iloc[0].isoformat() == "2014-04-01T00:00:00+00:00"
+    assert frame["timestamp"].is_monotonic_increasing
+    # Gap rows exist, are empty and not up; the rest are up.
+    assert frame.loc[[10, 11], "target_up"].tolist() == [0, 0]
+    assert frame.loc[[10, 11], "value"].isna().all()
+    assert frame["target_up"].sum() == 28
+    dup_late = int(rows[5][0][11:13]) * 12 + int(rows[5][0][14:16]) // 5
+    assert frame.loc[dup_late, "value"] == 99.0
+    others = frame.drop(index=[10, 11, dup_late])
+    assert (others["value"] == others.index.astype(float)).all()  # the -1 duplicate lost to the later row
+    assert (frame["phase"] == "imported").all() and (frame["fault"] == "none").all()
+    assert (frame["slo_violation"] == 0).all() and frame["rps"].isna().all()
+    warnings = " ".join(run.meta["warnings"])
+    assert "duplicate_timestamps: 2" in warnings and "gaps: 2" in warnings
+
+
+def test_non_numeric_columns_dropped_names_sanitized_and_contract_names_filled(tmp_path):
+    lines = [",Time,CPU %,host,Latency (ms),cpu_percent,Phase,comment"]
+    for i in range(25):
+        lines.append(f"{i},2026-01-01T00:00:{i:02d}Z,{i},web-1,{i * 2},{i * 3},{i},note {i}")
+    run_dir = import_csv(write(tmp_path / "kaggle export.csv", "\n".join(lines)), timestamp_col="Time",
+                         out_dir=tmp_path)
+    run = read_run(run_dir)
+    assert run_dir.name == "imported-kaggle_export"
+    assert list(run.frame.columns) == COLUMNS + ["cpu", "latency_ms", "phase_src"]
+    assert run.frame["cpu_percent"].tolist() == [float(i * 3) for i in range(25)]
+    assert run.frame["latency_ms"].iloc[4] == 8.0
+    assert (run.frame["phase"] == "imported").all()
+    assert run.meta["interval_s"] == 1
+    assert "non_numeric_columns_dropped: host, comment" in run.meta["warnings"]
+    assert "index_columns_dropped: Unnamed: 0" in run.meta["warnings"]
+    assert run.meta["source"]["columns"] == {"CPU %": "cpu", "Latency (ms)": "latency_ms",
+                                             "cpu_percent": "cpu_percent", "Phase": "phase_src"}
+
+
+@pytest.mark.parametrize("scale", [1, 1000])
+def test_epoch_seconds_and_milliseconds_are_detected(tmp_path, scale):
+    text = "ts,load\n" + "".join(f"{(START + 60 * i) * scale},{i}\n" for i in range(25))
+    run = read_run(import_csv(write(tmp_path / "e.csv", text), timestamp_col="ts", out_dir=tmp_path))
+    assert run.meta["source"]["timestamp_format"] == ("epoch_s" if scale == 1 else "epoch_ms")
+    assert run.frame["timestamp"].iloc[0].isoformat() == "2014-04-01T00:00:00+00:00"
+    assert run.meta["interval_s"] == 60
+
+
+def test_irregular_sampling_is_resampled_to_the_interval(tmp_path):
+    # Samples every 0.5 s with jitter, resampled to 2 s bins holding their mean.
+    offsets = [i * 0.5 + (0.05 if i % 3 else 0.0) for i in range(100)]
+    text = "t,v\n" + "".join(f"{(START + o) * 1000:.0f},{i}\n" for i, o in enumerate(offsets))
+    run = read_run(import_csv(write(tmp_path / "i.csv", text), timestamp_col="t", out_dir=tmp_path,
+                              interval_s=2))
+    assert run.meta["interval_s"] == 2 and not run.meta["source"]["interval_inferred"]
+    assert len(run.frame) == 25
+    assert run.frame["v"].iloc[0] == pytest.approx(1.5)   # mean of samples 0..3
+    assert (run.frame["target_up"] == 1).all()
+    assert any(w.startswith("resampled:") for w in run.meta["warnings"])
+
+
+def test_label_column_becomes_slo_violation(tmp_path):
+    text = "timestamp,value,is_anomaly\n" + "".join(
+        f"{t},{v},{'True' if 20 <= i < 23 else 'False'}\n" for i, (t, v) in enumerate(nab_rows(30, step=60)))
+    run = read_run(import_csv(write(tmp_path / "l.csv", text), timestamp_col="timestamp",
+                              label_col="is_anomaly", out_dir=tmp_path))
+    assert run.frame["slo_violation"].tolist() == [1 if 20 <= i < 23 else 0 for i in range(30)]
+    assert "is_anomaly" not in run.frame.columns
+
+
+@pytest.mark.parametrize(("text", "kwargs", "message"), [
+    ("timestamp,value\n", {}, "too short: 0 rows, need at least 20"),
+    ("", {}, "empty file"),
+    ("time,value\n2014-01-01,1\n", {}, "timestamp column 'timestamp' not found (columns: time, value)"),
+    ("timestamp,value\n" + "soon,1\n" * 25, {}, "timestamp column 'timestamp': no parseable timestamp"),
+    ("timestamp,name\n" + "".join(f"{START + i},x{i}\n" for i in range(25)), {},
+     "no numeric columns besides 'timestamp' (non-numeric: name)"),
+    ("timestamp,value\n" + "".join(f"{START + i},{i}\n" for i in range(12)), {},
+     "too short: 12 rows at 1 s, need at least 20"),
+    ("timestamp,value\n" + "".join(f"{START + i},{i}\n" for i in range(30)), {"label_col": "flag"},
+     "label column 'flag' not found"),
+])
+def test_unusable_files_raise_bad_input_naming_the_file(tmp_path, text, kwargs, message):
+    path = write(tmp_path / "bad.csv", text)
+    with pytest.raises(BadInput) as info:
+        import_csv(path, timestamp_col="timestamp", out_dir=tmp_path / "runs", **kwargs)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(BadInput, match="no such file"):
+        import_csv(tmp_path / "absent.csv", timestamp_col="t", out_dir=tmp_path)
+
+
+def test_sanitize():
+    assert sanitize("CPU Usage (%)") == "cpu_usage"
+    assert sanitize("node_cpu_seconds_total{mode=\"idle\"}") == "node_cpu_seconds_total_mode_idle"
+    assert sanitize("***") == "column"
+
+
+def test_second_import_gets_its_own_folder(tmp_path):
+    text = "timestamp,value\n" + "".join(f"{START + i},{i}\n" for i in range(25))
+    path = write(tmp_path / "x.csv", text)
+    first = import_csv(path, timestamp_col="timestamp", out_dir=tmp_path / "runs")
+    second = import_csv(path, timestamp_col="timestamp", out_dir=tmp_path / "runs")
+    assert first != second and first.name == "imported-x" and second.name == "imported-x-2"
+
+
+def test_cli_import_csv_and_exit_2_messages(tmp_path):
+    from lab import app
+
+    runner = CliRunner()
+    good = write(tmp_path / "good.csv", "timestamp,value\n" + "".join(f"{START + 60 * i},{i}\n" for i in range(30)))
+    result = runner.invoke(app, ["import-csv", str(good), "--timestamp-col", "timestamp", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "30 rows of 60 s" in result.output and "imported-good" in result.output
+    meta = json.loads((tmp_path / "runs" / "imported-good" / "run.json").read_text())
+    assert meta["status"] == "complete"
+
+    header_only = write(tmp_path / "header.csv", "timestamp,value\n")
+    result = runner.invoke(app, ["import-csv", str(header_only), "--timestamp-col", "timestamp",
+                                 "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "header.csv: too short: 0 rows, need at least 20" in result.output
+    assert "Traceback" not in result.output
+
+    result = runner.invoke(app, ["import-csv", str(good), "--timestamp-col", "when", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "timestamp column 'when' not found" in result.output

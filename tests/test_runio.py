@@ -1,0 +1,136 @@
+"""Run folder I/O: atomic writes, checksums, facts, and reading runs back with their dtypes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from collector import runio
+from collector.runio import (
+    atomic_write_bytes, atomic_write_json, atomic_write_text, host_facts, is_complete_run, list_runs,
+    package_versions, read_run, sha256_file, utc_iso,
+)
+from collector.schema import COLUMNS
+from lab_errors import BadInput
+from runfactory import make_run
+
+
+def test_atomic_write_json_indents_and_ends_with_newline(tmp_path):
+    path = atomic_write_json(tmp_path / "sub" / "a.json", {"b": 1, "a": [1, 2]})
+    text = path.read_text()
+    assert text.endswith("}\n")
+    assert text.index('"b"') < text.index('"a"')  # keys kept in insertion order
+    assert json.loads(text) == {"b": 1, "a": [1, 2]}
+    assert os.listdir(tmp_path / "sub") == ["a.json"]
+
+
+def test_atomic_write_keeps_old_file_when_replace_fails(tmp_path, monkeypatch):
+    path = atomic_write_text(tmp_path / "x.txt", "old")
+
+    def boom(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runio.os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(path, b"new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["x.txt"]  # no temp file left behind
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    data = os.urandom(3 << 20)  # spans several read chunks
+    (tmp_path / "blob").write_bytes(data)
+    assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+def test_utc_iso_formats_seconds_and_milliseconds():
+    assert utc_iso(0) == "1970-01-01T00:00:00Z"
+    assert utc_iso(1_795_834_800.987) == "2026-11-28T03:00:00Z"
+    assert utc_iso(1_795_834_800.987, ms=True) == "2026-11-28T03:00:00.987Z"
+
+
+def test_host_facts_and_versions():
+    facts = host_facts()
+    assert facts["cpu_logical"] >= 1 and facts["memory_gib"] > 0
+    assert {"hostname", "platform", "python", "cpu_physical", "cpu_model"} <= set(facts)
+    versions = package_versions()
+    assert versions["pandas"] and versions["pyarrow"] and versions["typer"]
+    assert "tensorflow" in versions or "tensorflow-cpu" in versions
+
+
+def test_package_versions_does_not_import_the_packages():
+    code = ("import sys, collector.runio as r; r.package_versions(); "
+            "print(any(m in sys.modules for m in ('flask', 'locust', 'tensorflow', 'sklearn')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.stdout.strip() == "False"
+
+
+def test_read_run_types_columns(tmp_path):
+    run_dir = make_run(tmp_path, 60, "spike", 3, gaps=[7])
+    run = read_run(run_dir)
+    frame = run.frame
+    assert list(frame.columns) == COLUMNS
+    assert run.run_id == run_dir.name and run.scenario_name == "spike"
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    assert frame["elapsed_s"].tolist() == list(range(60))
+    for col in ("elapsed_s", "slo_violation", "target_up"):
+        assert frame[col].dtype == "int64"
+    for col in ("rps", "latency_p95_ms", "users", "cpu_percent"):
+        assert frame[col].dtype == "float64"
+    assert frame["phase"].iloc[0] == "warmup" and frame["fault"].iloc[0] == "none"
+    assert frame.loc[7, "target_up"] == 0 and frame["rps"].isna().tolist()[7]
+
+
+def test_read_run_names_the_missing_column(tmp_path):
+    run_dir = make_run(tmp_path, 30, drop_columns=["srv_rps"])
+    with pytest.raises(BadInput, match=r"metrics\.csv: column 'srv_rps' missing"):
+        read_run(run_dir)
+
+
+def test_read_run_rejects_missing_or_broken_run_json(tmp_path):
+    run_dir = make_run(tmp_path, 30)
+    (run_dir / "run.json").write_text("{not json")
+    with pytest.raises(BadInput, match=r"run\.json: not valid JSON"):
+        read_run(run_dir)
+    (run_dir / "run.json").unlink()
+    with pytest.raises(BadInput, match=r"run\.json: missing"):
+        read_run(run_dir)
+
+
+def test_read_run_rejects_time_going_backwards(tmp_path):
+    run_dir = make_run(tmp_path, 30)
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    lines[5], lines[6] = lines[6], lines[5]
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInput, match="elapsed_s: not strictly increasing"):
+        read_run(run_dir)
+
+
+def test_is_complete_run_checks_status_and_checksums(tmp_path):
+    good = make_run(tmp_path, 30, run_id="good")
+    assert is_complete_run(good)
+    assert not is_complete_run(make_run(tmp_path, 30, run_id="stopped", status="interrupted"))
+    tampered = make_run(tmp_path, 30, run_id="tampered")
+    with open(tampered / "metrics.csv", "a") as fh:
+        fh.write("\n")
+    assert not is_complete_run(tampered)
+    assert not is_complete_run(tmp_path / "nowhere")
+
+
+def test_list_runs_accepts_run_dataset_and_parent_folders(tmp_path):
+    a = make_run(tmp_path / "ds" / "runs", 20, run_id="a")
+    b = make_run(tmp_path / "ds" / "runs", 20, run_id="b")
+    (tmp_path / "ds" / "runs" / "not-a-run").mkdir()
+    assert list_runs(a) == [a]
+    assert list_runs(tmp_path / "ds") == [a, b]
+    assert list_runs(tmp_path / "ds" / "runs") == [a, b]
+    with pytest.raises(BadInput, match="no such file"):
+        list_runs(tmp_path / "missing")
+    with pytest.raises(BadInput, match="no run folders found"):
+        list_runs(tmp_path / "ds" / "runs" / "not-a-run")
