@@ -56,7 +56,8 @@ def lab_command(fn):
 def serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 5000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="gunicorn worker processes.")] = 2,
-    threads: Annotated[int, typer.Option(min=1, max=256, help="Threads per worker (gthread).")] = 8,
+    threads: Annotated[int, typer.Option(min=1, max=256, help="Threads per worker (gthread).")] = 4,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Also serve /metrics on this port from the gunicorn master, outside the worker pool (answers even when the workers are saturated).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the target's random costs and faults.")] = 0,
     bind_all: Annotated[bool, typer.Option("--bind-all", help="Listen on all interfaces (0.0.0.0) instead of 127.0.0.1.")] = False,
     token: Annotated[Optional[str], typer.Option(help="Bearer token for /admin (generated when not given).", envvar="LAB_ADMIN_TOKEN")] = None,
@@ -68,7 +69,7 @@ def serve(
 
     host = "0.0.0.0" if bind_all else "127.0.0.1"
     config = TargetConfig(port=port, host=host, workers=workers, threads=threads, seed=seed,
-                          access_log=access_log)
+                          access_log=access_log, metrics_port=metrics_port)
     if token:
         config.token = token
     if dev:
@@ -82,6 +83,8 @@ def serve(
     def ready(target):
         out.print(f"target serving on [bold]{target.url}[/] (pid {target.pid}, {workers} workers x {threads} threads)")
         out.print(f"admin token: {config.token}")
+        if metrics_port:
+            out.print(f"metrics listener: {config.metrics_url}")
         out.print(f"try: curl {target.url}/stress   |   metrics: {target.url}/metrics   |   Ctrl-C stops")
 
     code = serve_foreground(config, on_ready=ready)

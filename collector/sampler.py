@@ -26,7 +26,7 @@ from .clientstats import SampleTailer, SecondBinner, client_stats, slo_violation
 from .procstats import ProcessGroup, ProcessTree, host_sample, listener_pid
 from .promstats import ScrapeError, parse_snapshot, server_stats
 from .runio import utc_iso
-from .schema import COLUMNS
+from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
@@ -38,6 +38,7 @@ class CollectorConfig:
     duration_s: int
     scenario: dict
     target_url: str | None = None
+    metrics_url: str | None = None       # default: target_url + /metrics
     target_pid: int | None = None
     locust_pids: list[int] = field(default_factory=list)
     locust_dir: str | None = None
@@ -124,13 +125,15 @@ class Collector:
             from .promserver import PrometheusSource
 
             self.prometheus = PrometheusSource(config.prometheus_url, config.target_url)
+        # Prometheus runs keep the direct scrape's server-side view too, for comparison.
+        self.columns = COLUMNS + (DIRECT_SCRAPE_COLUMNS if self.prometheus else [])
 
     # ------------------------------------------------------------------ sampling
     def scrape(self, now: float):
         if not self.config.target_url:
             return None
         try:
-            resp = self.session.get(self.config.target_url + "/metrics",
+            resp = self.session.get(self.config.metrics_url or self.config.target_url + "/metrics",
                                     timeout=self.config.scrape_timeout_s)
             resp.raise_for_status()
             return parse_snapshot(resp.text, now)
@@ -143,7 +146,8 @@ class Collector:
         prev, self.prev_snapshot = self.prev_snapshot, snapshot
         row: dict = {"target_up": 1 if snapshot is not None else 0}
         if self.prometheus is not None:
-            row.update(self.prometheus.server_stats(self.t0 + second, self.t0 + second + 1))
+            # Prometheus' own columns are read in finalise: its scrapes land later.
+            row.update({k + "_direct": v for k, v in server_stats(prev, snapshot).items()})
         else:
             row.update(server_stats(prev, snapshot))
         if snapshot is None:
@@ -167,6 +171,9 @@ class Collector:
         """Add the client side and the labels to a sampled second and write its row."""
         row = self.pending.pop(second, {"target_up": 0})
         start = self.t0 + second
+        if self.prometheus is not None:
+            # A second later than sample_second: the scrape after the second is in by now.
+            row.update(self.prometheus.server_stats(start, start + 1))
         row["timestamp"] = utc_iso(start)
         row["elapsed_s"] = second
         stage = self.scenario.stage_at(second)
@@ -178,12 +185,12 @@ class Collector:
         row.update(self.binner.pop(second))
         slo = self.scenario.slo
         row["slo_violation"] = slo_violation(row, slo.latency_p95_ms, slo.error_rate)
-        self.writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+        self.writer.writerow([_cell(row.get(c)) for c in self.columns])
         self.csv_file.flush()
         os.fsync(self.csv_file.fileno())
         self.rows_written += 1
         if self.config.emit_rows:
-            print(json.dumps({c: row.get(c) for c in COLUMNS}), file=self.out, flush=True)
+            print(json.dumps({c: row.get(c) for c in self.columns}), file=self.out, flush=True)
         return row
 
     def drain_client(self) -> None:
@@ -212,7 +219,7 @@ class Collector:
         csv_path = self.out_dir / "metrics.csv"
         self.csv_file = open(csv_path, "w", newline="")
         self.writer = csv.writer(self.csv_file)
-        self.writer.writerow(COLUMNS)
+        self.writer.writerow(self.columns)
         self.csv_file.flush()
         # Map the wall-clock t0 onto the monotonic clock once: deadlines never drift.
         mono_t0 = time.monotonic() - (time.time() - self.t0)

@@ -28,6 +28,13 @@ COLUMNS: list[str] = (
     + HOST_COLUMNS + HEALTH_COLUMNS + EXTRA_COLUMNS
 )
 
+# Appended after COLUMNS only when the server side comes from a Prometheus server
+# (run-scenario --prometheus-url): the same run's direct /metrics scrape, for comparison.
+DIRECT_SCRAPE_COLUMNS: list[str] = [
+    "srv_rps_direct", "srv_error_rate_direct", "srv_latency_p50_ms_direct",
+    "srv_latency_p95_ms_direct", "srv_latency_p99_ms_direct", "srv_in_flight_direct",
+]
+
 # Numeric feature columns a model may use (labels and time excluded).
 NUMERIC_COLUMNS: list[str] = [
     c for c in COLUMNS if c not in TIME_COLUMNS + ["phase", "fault"]
@@ -65,4 +72,14 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "fds": ("count", "open file descriptors of the target's process tree"),
     "sys_mem_percent": ("%", "host memory in use"),
     "fault_intensity": ("0..1", "intensity of the fault injected in that second"),
+}
+
+# Docs of DIRECT_SCRAPE_COLUMNS, apart: COLUMN_DOCS describes the columns of every run.
+DIRECT_SCRAPE_DOCS: dict[str, tuple[str, str]] = {
+    "srv_rps_direct": ("1/s", "srv_rps from the collector's own /metrics scrape (Prometheus-server runs)"),
+    "srv_error_rate_direct": ("ratio", "srv_error_rate from the direct scrape (Prometheus-server runs)"),
+    "srv_latency_p50_ms_direct": ("ms", "srv_latency_p50_ms from the direct scrape (Prometheus-server runs)"),
+    "srv_latency_p95_ms_direct": ("ms", "srv_latency_p95_ms from the direct scrape (Prometheus-server runs)"),
+    "srv_latency_p99_ms_direct": ("ms", "srv_latency_p99_ms from the direct scrape (Prometheus-server runs)"),
+    "srv_in_flight_direct": ("count", "srv_in_flight from the direct scrape (Prometheus-server runs)"),
 }

@@ -81,6 +81,14 @@ def check_host(url: str, allow_remote: bool) -> str:
     return url.rstrip("/")
 
 
+def check_prometheus(url: str) -> tuple[str, dict]:
+    """Refuse a --prometheus-url that is not http(s) or not a ready Prometheus; return it and its build info."""
+    from collector.promserver import check_server, check_url
+
+    url = check_url(url)
+    return url, check_server(url)
+
+
 def resolve_scenario(opts: RunOptions) -> Scenario:
     from .scenario import DEFAULT_SCENARIO
 
@@ -221,6 +229,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     """Run one scenario end to end and return the run folder, status and summary."""
     scenario = resolve_scenario(opts)
     host = check_host(opts.host, opts.allow_remote) if opts.host else None
+    prometheus_url, prometheus_info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
+                                       else (None, {}))
     out = Path(opts.out)
     run_id = opts.run_id or new_run_id(scenario, out)
     run_dir = out / run_id
@@ -235,8 +245,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         "seed": scenario.seed, "started_at": utc_iso(started_at), "ended_at": None,
         "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
                                   "locustfile": "loadtests/locustfile.py"},
-        "collector": {"source": "prometheus" if opts.prometheus_url else "direct-scrape",
-                      "prometheus_url": opts.prometheus_url},
+        "collector": {"source": "prometheus" if prometheus_url else "direct-scrape",
+                      "prometheus_url": prometheus_url,
+                      **({"prometheus_version": prometheus_info.get("version")} if prometheus_url else {})},
         "versions": package_versions(), "host": host_facts(), "warnings": [], "files": {},
     }
     children = _Children()
@@ -256,18 +267,27 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         if host is None:
             tcfg = TargetConfig(port=free_port(), seed=scenario.seed or 0,
                                 workers=opts.target_workers or scenario.target.workers or 2,
-                                threads=opts.target_threads or scenario.target.threads or 8)
+                                threads=opts.target_threads or scenario.target.threads or 4,
+                                metrics_port=free_port())
             status(f"starting target ({tcfg.workers} workers x {tcfg.threads} threads)")
             children.target = Target(tcfg, log_path=run_dir / "target.log").start()
             host, token = children.target.url, tcfg.token
+            metrics_url = tcfg.metrics_url
             meta["target"] = {"embedded": True, "url": host, "workers": tcfg.workers,
-                              "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread"}
+                              "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread",
+                              "metrics_url": metrics_url}
         else:
             meta["target"] = {"embedded": False, "url": host}
+            metrics_url = host + "/metrics"
             try:
                 requests.get(host + "/healthz", timeout=5).raise_for_status()
             except requests.RequestException as exc:
                 raise LabError(f"--host: {host}/healthz did not answer: {exc.__class__.__name__}")
+        if prometheus_url:
+            from collector.promserver import PrometheusSource
+
+            status("checking that Prometheus scrapes the target")
+            PrometheusSource(prometheus_url, host).wait_for_target()
         faults_enabled = bool(scenario.faults) and bool(token)
         if scenario.faults and not token:
             meta["warnings"].append("faults_not_injected: external target and no admin token "
@@ -285,10 +305,10 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         # ---- collector
         collector_cfg = {
             "out_dir": str(run_dir), "duration_s": scenario.duration_s, "scenario": scenario.to_dict(),
-            "target_url": host, "target_pid": children.target.pid if children.target else None,
+            "target_url": host, "metrics_url": metrics_url, "target_pid": children.target.pid if children.target else None,
             "locust_pids": [p.pid for p in children.locust], "locust_dir": str(locust_dir),
             "t0_file": str(locust_dir / "t0"), "faults_enabled": faults_enabled,
-            "prometheus_url": opts.prometheus_url,
+            "prometheus_url": prometheus_url,
         }
         atomic_write_json(run_dir / "collector-config.json", collector_cfg)
         children.collector = children.popen(

@@ -12,6 +12,15 @@ def on_starting(server):
         os.makedirs(path, exist_ok=True)
 
 
+def when_ready(server):
+    port = os.environ.get("LAB_METRICS_PORT")
+    if port:
+        from target_app.metrics import start_metrics_server
+
+        start_metrics_server(int(port), os.environ.get("LAB_METRICS_HOST", "127.0.0.1"),
+                             os.environ["LAB_STATE_DIR"])
+
+
 def post_fork(server, worker):
     # Seeds per worker: the same seed and worker number draw the same numbers.
     os.environ["LAB_WORKER_INDEX"] = str(worker.age)

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_flask_exporter import PrometheusMetrics
 
-from .faults import KINDS, FaultEngine
+from .faults import KINDS, FaultEngine, FaultStore
 
 # Fine enough to read p50/p95/p99 between 5 ms and 30 s: about 20% apart, so linear
 # interpolation inside a bucket is off by at most ~10% of the value.
@@ -33,11 +33,11 @@ UNTRACKED = r"^/(metrics|healthz|admin)(/.*)?$"
 class FaultCollector:
     """Expose the shared fault state as gauges, read at scrape time from the source of truth."""
 
-    def __init__(self, engine: FaultEngine):
-        self.engine = engine
+    def __init__(self, store: FaultStore):
+        self.store = store
 
     def collect(self):
-        faults = self.engine.store.read()
+        faults = self.store.read()
         active = GaugeMetricFamily("lab_fault_active", "1 while a fault of this kind is injected",
                                    labels=["kind"])
         level = GaugeMetricFamily("lab_fault_intensity", "Intensity 0..1 of the injected fault",
@@ -80,7 +80,7 @@ def init_metrics(app: Flask, engine: FaultEngine) -> None:
         if g.pop("lab_in_flight", False):
             in_flight.dec()
 
-    faults = FaultCollector(engine)
+    faults = FaultCollector(engine.store)
 
     @app.get("/metrics")
     def metrics():
@@ -104,3 +104,20 @@ class _RegistryView:
 
     def collect(self):
         return self.registry.collect()
+
+
+def start_metrics_server(port: int, host: str, state_dir: str) -> None:
+    """Serve every worker's metrics on a port of its own, from the gunicorn master.
+
+    The app's /metrics is answered by the same threads as the traffic, so under
+    saturation a scrape queues behind requests and times out: the collector would see
+    the target as down exactly when it matters. A listener in the master process, outside
+    the worker pool, answers at once (the pattern of prometheus-flask-exporter's
+    GunicornPrometheusMetrics).
+    """
+    from prometheus_client import multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    registry.register(FaultCollector(FaultStore(state_dir)))
+    start_http_server(port, addr=host, registry=registry)

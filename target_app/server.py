@@ -22,7 +22,7 @@ from .app import new_token
 
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 4
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,11 +60,20 @@ class TargetConfig:
     access_log: bool = False
     max_workers: int = 16
     metrics: bool = True
+    metrics_port: int | None = None      # a listener of its own for /metrics (master process)
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where to scrape: the dedicated metrics listener when there is one."""
+        if not self.metrics_port:
+            return self.url + "/metrics"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.metrics_port}/metrics"
 
 
 class Target:
@@ -121,6 +130,9 @@ class Target:
             "PYTHONUNBUFFERED": "1",
             "LAB_METRICS": "true" if c.metrics else "false",
         })
+        if c.metrics_port:
+            env["LAB_METRICS_PORT"] = str(c.metrics_port)
+            env["LAB_METRICS_HOST"] = "127.0.0.1" if c.host in ("127.0.0.1", "localhost") else c.host
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env

@@ -64,8 +64,11 @@ def test_smoke_run_has_one_row_per_second_with_contract_columns(smoke_run):
     stamps = pd.to_datetime(frame["timestamp"])
     assert (stamps.diff().dropna() == pd.Timedelta(seconds=1)).all()
     assert frame["target_up"].eq(1).all()
-    assert frame["rps"].iloc[3:].gt(0).all()
-    assert frame["srv_rps"].iloc[3:].gt(0).all()
+    # a second can complete nothing (the latency fault holds every request >= 1 s)
+    assert frame["rps"].iloc[3:].gt(0).mean() >= 0.8
+    assert frame["srv_rps"].iloc[1:].notna().all()
+    assert frame["srv_rps"].iloc[3:].gt(0).mean() >= 0.8
+    assert abs(frame["srv_rps"].sum() - frame["rps"].sum()) <= 0.1 * frame["rps"].sum() + 5
     assert frame["cpu_percent"].notna().all() and frame["rss_mb"].gt(10).all()
     assert frame["loadgen_cpu_percent"].notna().all()
 
