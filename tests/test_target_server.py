@@ -145,3 +145,20 @@ def test_sigterm_finishes_in_flight_requests_and_leaves_no_orphans(make_target):
     time.sleep(0.2)
     assert not [pid for pid in pids if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_metrics_listener_answers_while_every_worker_thread_is_busy(make_target):
+    from target_app.server import free_port
+
+    target = make_target(workers=1, threads=2, metrics_port=free_port())
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        busy = [pool.submit(timed_get, target.url + "/stress?wait_min=2&wait_max=2") for _ in range(6)]
+        time.sleep(0.5)
+        started = time.perf_counter()
+        resp = requests.get(target.config.metrics_url, timeout=2)
+        elapsed = time.perf_counter() - started
+        assert resp.status_code == 200 and elapsed < 0.5
+        assert "lab_http_requests_in_flight 2.0" in resp.text
+        assert "lab_fault_active" in resp.text
+        for f in busy:
+            f.result()
