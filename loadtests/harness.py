@@ -231,7 +231,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     host = check_host(opts.host, opts.allow_remote) if opts.host else None
     prometheus_url, prometheus_info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
                                        else (None, {}))
-    out = Path(opts.out)
+    out = Path(opts.out).absolute()   # Locust runs with the run folder as its cwd
     run_id = opts.run_id or new_run_id(scenario, out)
     run_dir = out / run_id
     locust_dir = run_dir / "locust"
