@@ -1,0 +1,727 @@
+"""Where decisions go: a JSON-lines event log, a webhook, Alertmanager, the lab target, AWS.
+
+A sink is anything with a `name`, `handle(decision) -> outcome | None` and `close()`.
+The outcome is one of OUTCOMES ("sent", "failed", "skipped", "dry_run"); None means the
+decision was nothing for this sink (an alert sink and a scale decision). A sink may
+leave details of its last action in `last_result` (the scale sink puts the resulting
+worker count there). `Sinks` hands each decision to every sink and then writes one
+event-log line with the prediction, the decision and every sink's outcome.
+
+The network sinks send synchronously with a bounded worst case
+((retries + 1) x timeout_s + the backoff sleeps); `Sinks.dispatch_async` runs the
+whole fan-out on one background thread (in order) for a loop that must keep 1 Hz.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+import requests
+
+from lab_errors import BadInput, LabError
+
+from .config import coerce, read_toml
+from .policy import Action, Decision
+
+OUTCOMES = ("sent", "failed", "skipped", "dry_run")
+NOTIFY_ACTIONS = ("scale_up", "scale_down", "alert")
+ALERTNAME = "StabilityLabPredictedSLOViolation"
+REACTIVE_ALERTNAME = "StabilityLabSLOViolation"
+MAX_BACKOFF_S = 8.0
+
+
+class Sink:
+    """Base class: override `handle`."""
+
+    name = "sink"
+
+    def __init__(self):
+        self.last_result: dict[str, Any] | None = None
+
+    def handle(self, decision: Decision) -> str | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- event log
+
+
+class EventLogSink(Sink):
+    """Append one JSON line per decision taken or held back, with its prediction; flush each line.
+
+    A hold that lasts (a cool-down, a bound) is written when it starts, not every
+    second; `every_second=True` writes every decision, "none" included.
+    """
+
+    name = "event_log"
+
+    def __init__(self, path_or_stream: str | Path | IO[str], every_second: bool = False):
+        super().__init__()
+        self.every_second = every_second
+        if isinstance(path_or_stream, (str, Path)):
+            self.path: Path | None = Path(path_or_stream)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._stream: IO[str] = open(self.path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise BadInput(f"{self.path}: cannot open the event log: {exc.strerror or exc}") from None
+            self._own = True
+        else:
+            self.path, self._stream, self._own = None, path_or_stream, False
+        self._held: tuple[str | None, str | None] = (None, None)
+        self._lock = threading.Lock()
+
+    def wants(self, decision: Decision) -> bool:
+        """Whether this decision gets a line."""
+        held = (str(decision.withheld) if decision.withheld else None, _reason_kind(decision.reason))
+        new_hold = decision.withheld is not None and held != self._held
+        self._held = held if decision.withheld is not None else (None, None)
+        return self.every_second or decision.taken or new_hold
+
+    def handle(self, decision: Decision) -> str | None:
+        return self.record(decision)
+
+    def record(self, decision: Decision, outcomes: Mapping[str, str] | None = None,
+               results: Mapping[str, Any] | None = None) -> str | None:
+        """Write the decision's line (if it gets one) with the other sinks' outcomes."""
+        if not self.wants(decision):
+            return None
+        line = {"time": _iso(decision.timestamp), **decision.to_dict()}
+        line["outcomes"] = dict(outcomes or {})
+        if results:
+            line["results"] = dict(results)
+        prediction = line.pop("prediction")
+        line["prediction"] = prediction
+        with self._lock:
+            self._stream.write(json.dumps(_json_safe(line), separators=(",", ":"), allow_nan=False) + "\n")
+            self._stream.flush()
+        return "sent"
+
+    def close(self) -> None:
+        if self._own and not self._stream.closed:
+            self._stream.close()
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _reason_kind(reason: str) -> str:
+    # "…; held: cool-down, 12 s left" and "…, 11 s left" are the same hold.
+    return reason.rsplit("held:", 1)[-1].split(",")[0].strip()
+
+
+# ---------------------------------------------------------------- HTTP sinks
+
+
+def check_url(url: str, what: str, loopback_http_only: bool = True) -> str:
+    """Return `url` if it is https, or http to a loopback address; BadInput otherwise."""
+    if not isinstance(url, str):
+        raise BadInput(f"{what}: expected a URL string, got {type(url).__name__}")
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise BadInput(f"{what}: {_safe(url)}: expected an http:// or https:// URL with a host")
+    if parts.scheme == "http" and loopback_http_only and not is_loopback(host):
+        raise BadInput(f"{what}: {_safe(url)}: plain http is accepted only to a loopback address "
+                       "(127.0.0.1, ::1, localhost); use https")
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine's loopback interface (no DNS lookup)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _safe(url: str) -> str:
+    """The URL without path and query: webhook paths are secrets."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…" \
+        if parts.path.strip("/") or parts.query else f"{parts.scheme}://{parts.netloc}"
+
+
+class _Poster:
+    """POST JSON with a timeout and retries with exponential backoff."""
+
+    def __init__(self, url: str, timeout_s: float, retries: int, backoff_s: float,
+                 sleep: Callable[[float], None] = time.sleep):
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0:
+            raise BadInput(f"{_safe(url)}: timeout_s must be positive, retries and backoff_s not negative")
+        self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
+        self.sleep = sleep
+        self.session = requests.Session()
+        self.session.trust_env = False   # no proxy from the environment for a loopback receiver
+        self.attempts = 0
+        self.error: str | None = None
+
+    def post(self, payload: Any) -> bool:
+        """Return True once the receiver answers 2xx; False after the last retry."""
+        self.attempts, self.error = 0, None
+        for attempt in range(self.retries + 1):
+            self.attempts += 1
+            wait = self.backoff_s * 2 ** attempt
+            try:
+                response = self.session.post(self.url, json=payload, timeout=self.timeout_s,
+                                             allow_redirects=False)
+            except requests.RequestException as exc:
+                self.error = type(exc).__name__
+            else:
+                if 200 <= response.status_code < 300:
+                    return True
+                self.error = f"HTTP {response.status_code}"
+                if response.status_code not in (408, 425, 429) and response.status_code < 500:
+                    return False          # the receiver refuses this payload: retrying will not help
+                wait = max(wait, _retry_after(response))
+            if attempt < self.retries:
+                self.sleep(min(wait, MAX_BACKOFF_S))
+        return False
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _retry_after(response: requests.Response) -> float:
+    try:
+        return float(response.headers.get("Retry-After", 0))
+    except ValueError:
+        return 0.0
+
+
+class WebhookSink(Sink):
+    """POST a Slack-compatible message for each action, and one when an alert episode ends.
+
+    `fmt="slack"` sends {"text", "blocks"} (an incoming-webhook payload); `fmt="json"`
+    sends the event-log line. Only https URLs, or http to a loopback address, are taken.
+    """
+
+    name = "webhook"
+
+    def __init__(self, url: str, *, timeout_s: float = 3.0, retries: int = 3, backoff_s: float = 0.5,
+                 actions: Iterable[str] = NOTIFY_ACTIONS, fmt: str = "slack",
+                 sleep: Callable[[float], None] = time.sleep):
+        super().__init__()
+        self.url = check_url(url, "webhook url")
+        self.actions = frozenset(_check_actions(actions, "webhook actions"))
+        if fmt not in ("slack", "json"):
+            raise BadInput(f"webhook format: {fmt!r}; expected slack or json")
+        self.fmt = fmt
+        self._poster = _Poster(url, timeout_s, retries, backoff_s, sleep)
+        self._alerting = False
+
+    def handle(self, decision: Decision) -> str | None:
+        resolved = self._alerting and not decision.alert_active and "alert" in self.actions
+        self._alerting = decision.alert_active
+        if str(decision.action) not in self.actions and not resolved:
+            return None
+        payload = self.payload(decision, resolved=resolved and not decision.taken)
+        ok = self._poster.post(payload)
+        self.last_result = {"attempts": self._poster.attempts, "error": self._poster.error}
+        return "sent" if ok else "failed"
+
+    def payload(self, decision: Decision, resolved: bool = False) -> dict[str, Any]:
+        """Return the JSON body for `decision`."""
+        if self.fmt == "json":
+            return {"time": _iso(decision.timestamp), "resolved": resolved, **decision.to_dict()}
+        return slack_message(decision, resolved)
+
+    def close(self) -> None:
+        self._poster.close()
+
+
+def slack_message(decision: Decision, resolved: bool = False) -> dict[str, Any]:
+    """Return a Slack incoming-webhook payload describing the decision."""
+    p = decision.prediction
+    what = {
+        "scale_up": f"scale up by {decision.amount}",
+        "scale_down": f"scale down by {decision.amount}",
+        "alert": "predicted SLO violation" if decision.policy.startswith("predictive") else "SLO violation",
+        "none": "no action",
+    }[str(decision.action)]
+    if resolved:
+        title = "Stability Lab: resolved, the predicted risk is back to normal"
+        icon = ":white_check_mark:"
+    else:
+        title = f"Stability Lab: {what}"
+        icon = ":rotating_light:" if decision.action is Action.ALERT else ":gear:"
+    fields = []
+    if p.get("stability_percent") is not None:
+        fields.append(f"*Predicted stability*\n{p['stability_percent']:.1f} %")
+    if p.get("probability") is not None:
+        fields.append(f"*P(SLO violation within {len(p.get('p95_ms') or []) or '?'} s)*\n{p['probability']:.2f}")
+    peak = _peak(p.get("p95_ms") or [])
+    if peak is not None:
+        fields.append(f"*Predicted p95 (peak)*\n{peak:.0f} ms")
+    if p.get("observed_p95_ms") is not None:
+        fields.append(f"*Observed p95*\n{p['observed_p95_ms']:.0f} ms")
+    if decision.workers is not None:
+        change = f" → {decision.desired_workers}" if decision.desired_workers not in (None, decision.workers) else ""
+        fields.append(f"*Workers*\n{decision.workers}{change}")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields[:10]]})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": f"{decision.reason} · policy {decision.policy or '?'} · {_iso(decision.timestamp)}"[:2000]}]})
+    return {"text": f"{icon} {title}: {decision.reason}", "blocks": blocks}
+
+
+class AlertmanagerSink(Sink):
+    """Post the alert episode to Alertmanager's v2 API: fire, keep alive, resolve.
+
+    The alert fires on an `alert` decision; while the episode lasts it is re-posted
+    every `resend_s` with endsAt = now + `ttl_s` (so it resolves by itself if the
+    monitor dies); when the episode ends it is posted once with endsAt = now.
+    Alertmanager usually sits on an internal network, so plain http to any host is
+    accepted here.
+    """
+
+    name = "alertmanager"
+
+    def __init__(self, url: str, *, labels: Mapping[str, str] | None = None,
+                 generator_url: str | None = None, ttl_s: float = 300.0, resend_s: float = 30.0,
+                 timeout_s: float = 3.0, retries: int = 2, backoff_s: float = 0.5,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+        super().__init__()
+        check_url(url, "alertmanager url", loopback_http_only=False)
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/api/v2/alerts") else base + "/api/v2/alerts"
+        self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
+        self.generator_url = generator_url
+        if ttl_s <= 0 or resend_s <= 0 or resend_s > ttl_s:
+            raise BadInput("alertmanager: ttl_s and resend_s must be positive, resend_s at most ttl_s")
+        self.ttl_s, self.resend_s, self.clock = ttl_s, resend_s, clock
+        self._poster = _Poster(self.url, timeout_s, retries, backoff_s, sleep)
+        self._starts_at: float | None = None
+        self._last_post = -math.inf
+        self._last_decision: Decision | None = None
+
+    def handle(self, decision: Decision) -> str | None:
+        now = self.clock()
+        if decision.action is Action.ALERT or (decision.alert_active and self._starts_at is not None
+                                               and now - self._last_post >= self.resend_s):
+            if self._starts_at is None:
+                self._starts_at = now
+            self._last_decision = decision
+            return self._send(self.alert(decision, self._starts_at, now + self.ttl_s), now)
+        if self._starts_at is not None and not decision.alert_active:
+            alert = self.alert(self._last_decision or decision, self._starts_at, now)
+            self._starts_at = None
+            return self._send(alert, now)
+        return None
+
+    def alert(self, decision: Decision, starts_at: float, ends_at: float) -> dict[str, Any]:
+        """Return one postable alert for Alertmanager's v2 API."""
+        p = decision.prediction
+        reactive = decision.policy.startswith("reactive")
+        labels = {"alertname": REACTIVE_ALERTNAME if reactive else ALERTNAME,
+                  "severity": "warning", "service": "stability-lab", "source": "lab-monitor",
+                  **self.labels}
+        annotations = {
+            "summary": ("The SLO is violated now" if reactive
+                        else "The model predicts an SLO violation within the horizon"),
+            "description": decision.reason,
+            "policy": decision.policy,
+        }
+        for key in ("probability", "stability_percent", "observed_p95_ms", "workers"):
+            if p.get(key) is not None:
+                annotations[key] = f"{p[key]:.4g}" if isinstance(p[key], float) else str(p[key])
+        if p.get("p95_ms"):
+            annotations["horizon_s"] = str(len(p["p95_ms"]))
+            peak = _peak(p["p95_ms"])
+            if peak is not None:
+                annotations["predicted_p95_peak_ms"] = f"{peak:.0f}"
+        alert = {"labels": labels, "annotations": annotations,
+                 "startsAt": _iso(starts_at, precise=True), "endsAt": _iso(ends_at, precise=True)}
+        if self.generator_url:
+            alert["generatorURL"] = self.generator_url
+        return alert
+
+    def _send(self, alert: dict[str, Any], now: float) -> str:
+        ok = self._poster.post([alert])
+        self._last_post = now if ok else self._last_post
+        self.last_result = {"attempts": self._poster.attempts, "error": self._poster.error,
+                            "endsAt": alert["endsAt"]}
+        return "sent" if ok else "failed"
+
+    def close(self) -> None:
+        self._poster.close()
+
+
+# ---------------------------------------------------------------- scaling
+
+
+class ScaleTargetSink(Sink):
+    """Change a running gunicorn's worker count with TTIN/TTOU signals to its master, within bounds.
+
+    Signals of one kind do not queue, so they are sent one at a time, each after the
+    previous change shows in the master's children (psutil). `last_result["workers"]`
+    is the count after the action.
+    """
+
+    name = "scale_target"
+
+    def __init__(self, master_pid: int, min_workers: int = 1, max_workers: int = 8,
+                 wait_s: float = 15.0, poll_s: float = 0.05):
+        super().__init__()
+        import psutil
+
+        if min_workers < 1 or max_workers < min_workers:
+            raise BadInput(f"scale-target: min_workers {min_workers} and max_workers {max_workers}: "
+                           "need 1 <= min_workers <= max_workers")
+        try:
+            proc = psutil.Process(int(master_pid))
+            cmdline = " ".join(proc.cmdline())
+        except (psutil.Error, ValueError, TypeError):
+            raise BadInput(f"scale-target: pid {master_pid}: no such process") from None
+        if "gunicorn" not in cmdline:
+            # TTIN/TTOU stop an ordinary process: never send them to anything else.
+            raise BadInput(f"scale-target: pid {master_pid}: not a gunicorn master ({proc.name()})")
+        self.master_pid, self._proc = int(master_pid), proc
+        self.min_workers, self.max_workers = min_workers, max_workers
+        self.wait_s, self.poll_s = wait_s, poll_s
+
+    def workers(self) -> int:
+        """Live worker processes of the master now (exiting zombies excluded)."""
+        import psutil
+
+        try:
+            children = self._proc.children()
+        except psutil.Error as exc:
+            raise LabError(f"scale-target: gunicorn master {self.master_pid} is gone") from exc
+        count = 0
+        for child in children:
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    count += 1
+            except psutil.Error:
+                continue
+        return count
+
+    def scale_to(self, n: int) -> int:
+        """Move to `n` workers (clamped to the bounds) one signal at a time; return the count reached."""
+        goal = min(max(int(n), self.min_workers), self.max_workers)
+        current = self.workers()
+        while current != goal:
+            sig, step = (signal.SIGTTIN, 1) if goal > current else (signal.SIGTTOU, -1)
+            try:
+                os.kill(self.master_pid, sig)
+            except ProcessLookupError:
+                raise LabError(f"scale-target: gunicorn master {self.master_pid} is gone") from None
+            reached = self._wait_for(current + step)
+            if reached != current + step:
+                return reached
+            current = reached
+        return current
+
+    def scale_by(self, delta: int) -> int:
+        """Add (or with a negative delta remove) workers within the bounds; return the count reached."""
+        return self.scale_to(self.workers() + int(delta))
+
+    def _wait_for(self, count: int) -> int:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            now = self.workers()
+            if now == count or time.monotonic() >= deadline:
+                return now
+            time.sleep(self.poll_s)
+
+    def handle(self, decision: Decision) -> str | None:
+        if decision.action not in (Action.SCALE_UP, Action.SCALE_DOWN):
+            return None
+        before = self.workers()
+        delta = decision.amount if decision.action is Action.SCALE_UP else -decision.amount
+        goal = min(max(before + delta, self.min_workers), self.max_workers)
+        self.last_result = {"workers_before": before, "requested": before + delta, "workers": before}
+        if goal == before:
+            self.last_result["reason"] = (f"at max_workers {self.max_workers}" if delta > 0
+                                          else f"at min_workers {self.min_workers}")
+            return "skipped"
+        reached = self.scale_to(goal)
+        self.last_result["workers"] = reached
+        return "sent" if reached == goal else "failed"
+
+
+class Ec2AutoScalingSink(Sink):
+    """Set an EC2 Auto Scaling group's desired capacity (boto3, the `cloud` extra); dry-run by default.
+
+    In dry-run nothing is imported or called: the capacity starts at `desired` (or
+    `min_size`), follows the decisions within the bounds, and `last_result["request"]`
+    holds the SetDesiredCapacity call that would have been made.
+    """
+
+    name = "ec2_autoscaling"
+
+    def __init__(self, group: str, *, region: str | None = None, min_size: int = 1, max_size: int = 10,
+                 dry_run: bool = True, desired: int | None = None, client: Any = None):
+        super().__init__()
+        if not group or not isinstance(group, str):
+            raise BadInput("ec2-autoscaling: group: the Auto Scaling group name is required")
+        if min_size < 0 or max_size < min_size:
+            raise BadInput(f"ec2-autoscaling: min_size {min_size} and max_size {max_size}: "
+                           "need 0 <= min_size <= max_size")
+        self.group, self.region = group, region
+        self.min_size, self.max_size, self.dry_run = min_size, max_size, dry_run
+        self._desired = min_size if desired is None else desired
+        self._client = client
+
+    def client(self):
+        if self._client is None:
+            try:
+                import boto3
+            except ImportError:
+                raise LabError("ec2-autoscaling needs boto3: pip install 'stability-lab[cloud]'") from None
+            self._client = boto3.client("autoscaling", region_name=self.region)
+        return self._client
+
+    def handle(self, decision: Decision) -> str | None:
+        if decision.action not in (Action.SCALE_UP, Action.SCALE_DOWN):
+            return None
+        delta = decision.amount if decision.action is Action.SCALE_UP else -decision.amount
+        try:
+            current = self._desired if self.dry_run else self._current()
+        except Exception as exc:  # botocore raises many types; report, do not crash the monitor
+            self.last_result = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            return "failed"
+        goal = min(max(current + delta, self.min_size), self.max_size)
+        request = {"AutoScalingGroupName": self.group, "DesiredCapacity": goal, "HonorCooldown": True}
+        self.last_result = {"capacity_before": current, "request": request}
+        if goal == current:
+            return "skipped"
+        if self.dry_run:
+            self._desired = goal
+            return "dry_run"
+        try:
+            self.client().set_desired_capacity(**request)
+        except Exception as exc:
+            self.last_result["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            return "failed"
+        return "sent"
+
+    def _current(self) -> int:
+        answer = self.client().describe_auto_scaling_groups(AutoScalingGroupNames=[self.group])
+        groups = answer.get("AutoScalingGroups") or []
+        if not groups:
+            raise LabError(f"ec2-autoscaling: group {self.group!r} not found")
+        return int(groups[0]["DesiredCapacity"])
+
+
+# ---------------------------------------------------------------- the set of sinks
+
+
+class Sinks:
+    """Every sink of the monitor, and the event log that records what each did."""
+
+    def __init__(self, sinks: Iterable[Sink] = (), event_log: EventLogSink | None = None):
+        self.sinks: list[Sink] = []
+        self.event_log = event_log
+        used = {event_log.name} if event_log else set()
+        for sink in sinks:
+            name, n = sink.name, 1
+            while name in used:
+                n += 1
+                name = f"{sink.name}-{n}"
+            sink.name = name
+            used.add(name)
+            self.sinks.append(sink)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __iter__(self):
+        return iter(self.sinks + ([self.event_log] if self.event_log else []))
+
+    def dispatch(self, decision: Decision) -> dict[str, str]:
+        """Hand `decision` to every sink, log it with the outcomes; return {sink name: outcome}."""
+        outcomes: dict[str, str] = {}
+        results: dict[str, Any] = {}
+        for sink in self.sinks:
+            try:
+                outcome = sink.handle(decision)
+            except Exception as exc:  # one broken sink must not stop the monitor or the others
+                outcome = "failed"
+                sink.last_result = {"error": str(exc) if isinstance(exc, LabError)
+                                    else f"{type(exc).__name__}: {exc}"[:300]}
+            if outcome is not None:
+                outcomes[sink.name] = outcome
+                if sink.last_result:
+                    results[sink.name] = sink.last_result
+        if self.event_log is not None:
+            logged = self.event_log.record(decision, outcomes, results)
+            if logged is not None:
+                outcomes = {**outcomes, self.event_log.name: logged}
+        return outcomes
+
+    def dispatch_async(self, decision: Decision) -> Future:
+        """Dispatch on one background thread (decisions stay in order); the future holds the outcomes."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-sinks")
+        return self._pool.submit(self.dispatch, decision)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for sink in self:
+            try:
+                sink.close()
+            except Exception as exc:  # closing must not hide the monitor's own exit status
+                print(f"warning: closing sink {sink.name}: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> "Sinks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# TOML keys of each `[[sinks]]` kind and their types.
+_SPECS: dict[str, dict[str, Any]] = {
+    "event_log": {"path": str, "every_second": bool},
+    "webhook": {"url": str, "url_env": str, "timeout_s": float, "retries": int, "backoff_s": float,
+                "actions": tuple[str, ...], "format": str},
+    "alertmanager": {"url": str, "url_env": str, "labels": dict[str, str], "generator_url": str,
+                     "ttl_s": float, "resend_s": float, "timeout_s": float, "retries": int,
+                     "backoff_s": float},
+    "scale_target": {"master_pid": int, "min_workers": int, "max_workers": int, "wait_s": float},
+    "ec2_autoscaling": {"group": str, "region": str, "min_size": int, "max_size": int,
+                        "dry_run": bool, "desired": int},
+}
+SINK_KINDS = tuple(_SPECS)
+
+
+def build_sink(spec: Mapping[str, Any], origin: str = "sinks", key: str = "sinks[0]",
+               master_pid: int | None = None) -> Sink:
+    """Build one sink from a `[[sinks]]` table ({"kind": ..., keys of that kind})."""
+    if not isinstance(spec, Mapping):
+        raise BadInput(f"{origin}: {key}: expected a table, got {type(spec).__name__}")
+    kind = str(spec.get("kind", "")).replace("-", "_")
+    if kind not in _SPECS:
+        raise BadInput(f"{origin}: {key}.kind: {spec.get('kind')!r}; expected one of {', '.join(SINK_KINDS)}")
+    allowed = _SPECS[kind]
+    values: dict[str, Any] = {}
+    for name, value in spec.items():
+        if name == "kind":
+            continue
+        if name not in allowed:
+            raise BadInput(f"{origin}: {key}.{name}: unknown key for a {kind} sink; expected one of "
+                           f"{', '.join(allowed)}")
+        values[name] = coerce(value, allowed[name], origin, f"{key}.{name}")
+    if "url_env" in values:
+        env = values.pop("url_env")
+        if not os.environ.get(env):
+            raise BadInput(f"{origin}: {key}.url_env: environment variable {env} is not set")
+        values.setdefault("url", os.environ[env])
+    try:
+        if kind == "event_log":
+            if "path" not in values:
+                raise BadInput(f"{origin}: {key}.path: required key is missing")
+            return EventLogSink(values["path"], values.get("every_second", False))
+        if kind in ("webhook", "alertmanager") and "url" not in values:
+            raise BadInput(f"{origin}: {key}.url: required key is missing (or url_env)")
+        if kind == "webhook":
+            if "format" in values:
+                values["fmt"] = values.pop("format")
+            return WebhookSink(values.pop("url"), **values)
+        if kind == "alertmanager":
+            return AlertmanagerSink(values.pop("url"), **values)
+        if kind == "scale_target":
+            pid = values.pop("master_pid", master_pid)
+            if pid is None:
+                raise BadInput(f"{origin}: {key}.master_pid: required key is missing "
+                               "(the monitor fills it in only for the lab's own target)")
+            return ScaleTargetSink(pid, **values)
+        if "group" not in values:
+            raise BadInput(f"{origin}: {key}.group: required key is missing")
+        return Ec2AutoScalingSink(values.pop("group"), **values)
+    except BadInput as exc:
+        message = str(exc)
+        raise BadInput(message if message.startswith(origin) else f"{origin}: {key}: {message}") from None
+
+
+def load_sinks(path: str | Path | None = None, *, event_log: str | Path | IO[str] | None = None,
+               webhook: str | None = None, alertmanager: str | None = None,
+               scale_target_pid: int | None = None, min_workers: int = 1, max_workers: int = 8,
+               generator_url: str | None = None) -> Sinks:
+    """Build the monitor's sinks from the `[[sinks]]` tables of a TOML file and/or options.
+
+    The event log is always on: `event_log` (an option) wins over an `event_log` table;
+    with neither, the caller gets a Sinks without one and should pass a path.
+    `scale_target_pid` fills `master_pid` of a `scale_target` table, or adds one.
+    """
+    built: list[Sink] = []
+    log: EventLogSink | None = None
+    try:
+        if path is not None:
+            origin = str(path)
+            tables = read_toml(path).get("sinks", [])
+            if not isinstance(tables, list):
+                raise BadInput(f"{origin}: sinks: expected [[sinks]] tables, got {type(tables).__name__}")
+            for i, spec in enumerate(tables):
+                sink = build_sink(spec, origin, f"sinks[{i}]", master_pid=scale_target_pid)
+                if isinstance(sink, EventLogSink):
+                    if log is not None or event_log is not None:
+                        sink.close()
+                        if log is not None:
+                            raise BadInput(f"{origin}: sinks[{i}]: a second event_log sink")
+                        continue
+                    log = sink
+                else:
+                    built.append(sink)
+        if event_log is not None:
+            log = EventLogSink(event_log)
+        if webhook:
+            built.append(WebhookSink(webhook))
+        if alertmanager:
+            built.append(AlertmanagerSink(alertmanager, generator_url=generator_url))
+        if scale_target_pid is not None and not any(isinstance(s, ScaleTargetSink) for s in built):
+            built.append(ScaleTargetSink(scale_target_pid, min_workers, max_workers))
+    except BaseException:
+        for sink in built + ([log] if log else []):
+            sink.close()
+        raise
+    return Sinks(built, log)
+
+
+def _check_actions(actions: Iterable[str], what: str) -> list[str]:
+    actions = [str(a) for a in actions]
+    for action in actions:
+        if action not in NOTIFY_ACTIONS:
+            raise BadInput(f"{what}: {action!r}; expected some of {', '.join(NOTIFY_ACTIONS)}")
+    return actions
+
+
+def _peak(values: Iterable[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return max(finite) if finite else None
+
+
+def _iso(ts: float, precise: bool = False) -> str:
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    if precise:
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
