@@ -20,11 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 from .clientstats import SampleTailer, SecondBinner, client_stats, slo_violation
-from .procstats import ProcessGroup, ProcessTree, host_sample, listener_pid
-from .promstats import ScrapeError, parse_snapshot, server_stats
+from .procstats import ProcessGroup, listener_pid
+from .targetview import TargetView
 from .runio import utc_iso
 from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS
 
@@ -107,8 +105,8 @@ class Collector:
 
         self.scenario = Scenario.from_dict(config.scenario)
         self.stop_event = threading.Event()
-        self.session = requests.Session()
-        self.tree = ProcessTree(config.target_pid)
+        metrics_url = config.metrics_url or (config.target_url + "/metrics" if config.target_url else None)
+        self.view = TargetView(metrics_url, config.target_pid, config.scrape_timeout_s)
         self.loadgen = ProcessGroup(config.locust_pids)
         self.tailer = SampleTailer(self.locust_dir)
         self.status = StatusTailer(self.locust_dir)
@@ -119,7 +117,6 @@ class Collector:
         self.loadgen_hot: dict[int, int] = {}
         self.warnings: list[str] = []
         self.target_down_s = 0
-        self.prev_snapshot = None
         self.prometheus = None
         if config.prometheus_url:
             from .promserver import PrometheusSource
@@ -129,33 +126,18 @@ class Collector:
         self.columns = COLUMNS + (DIRECT_SCRAPE_COLUMNS if self.prometheus else [])
 
     # ------------------------------------------------------------------ sampling
-    def scrape(self, now: float):
-        if not self.config.target_url:
-            return None
-        try:
-            resp = self.session.get(self.config.metrics_url or self.config.target_url + "/metrics",
-                                    timeout=self.config.scrape_timeout_s)
-            resp.raise_for_status()
-            return parse_snapshot(resp.text, now)
-        except (requests.RequestException, ScrapeError):
-            return None
-
     def sample_second(self, second: int, now: float) -> None:
         """Record the server-side and process view of `second` (sampled at its end)."""
-        snapshot = self.scrape(now)
-        prev, self.prev_snapshot = self.prev_snapshot, snapshot
-        row: dict = {"target_up": 1 if snapshot is not None else 0}
+        server, process = self.view.sample(now)
+        row: dict = {"target_up": server.pop("target_up")}
         if self.prometheus is not None:
             # Prometheus' own columns are read in finalise: its scrapes land later.
-            row.update({k + "_direct": v for k, v in server_stats(prev, snapshot).items()})
+            row.update({k + "_direct": v for k, v in server.items()})
         else:
-            row.update(server_stats(prev, snapshot))
-        if snapshot is None:
+            row.update(server)
+        if not row["target_up"]:
             self.target_down_s += 1
-        row.update(self.tree.sample())
-        if snapshot is not None and row.get("target_workers") is None:
-            row["target_workers"] = getattr(snapshot, "workers", None)
-        row.update(host_sample())
+        row.update(process)
         total, per = self.loadgen.sample()
         row["loadgen_cpu_percent"] = total
         for pid, pct in per.items():
@@ -223,9 +205,7 @@ class Collector:
         self.csv_file.flush()
         # Map the wall-clock t0 onto the monotonic clock once: deadlines never drift.
         mono_t0 = time.monotonic() - (time.time() - self.t0)
-        self.prev_snapshot = self.scrape(time.time())
-        self.tree.sample()
-        host_sample()
+        self.view.prime(time.time())
         last_sampled = -1
         interrupted = False
         try:

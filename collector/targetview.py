@@ -1,0 +1,52 @@
+"""What one look at the target shows: its /metrics as per-second rates, its process tree, the host.
+
+Shared by the collector (one row per second of a run) and the live monitor, so both see
+the target the same way.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from .procstats import ProcessTree, host_sample
+from .promstats import ScrapeError, Snapshot, parse_snapshot, server_stats
+
+
+class TargetView:
+    """Scrape /metrics and psutil once per call; rates come from consecutive scrapes."""
+
+    def __init__(self, metrics_url: str | None, target_pid: int | None = None,
+                 timeout_s: float = 0.8):
+        self.metrics_url = metrics_url
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.tree = ProcessTree(target_pid)
+        self.prev: Snapshot | None = None
+
+    def scrape(self, now: float) -> Snapshot | None:
+        """Return the parsed scrape, or None when it failed or was slower than the timeout."""
+        if not self.metrics_url:
+            return None
+        try:
+            resp = self.session.get(self.metrics_url, timeout=self.timeout_s)
+            resp.raise_for_status()
+            return parse_snapshot(resp.text, now)
+        except (requests.RequestException, ScrapeError):
+            return None
+
+    def prime(self, now: float) -> None:
+        """Take the first scrape and CPU readings, so the next sample has rates."""
+        self.prev = self.scrape(now)
+        self.tree.sample()
+        host_sample()
+
+    def sample(self, now: float) -> tuple[dict, dict]:
+        """Return (server-side stats from the scrape delta, process and host stats)."""
+        snapshot = self.scrape(now)
+        prev, self.prev = self.prev, snapshot
+        server = {"target_up": 1 if snapshot is not None else 0, **server_stats(prev, snapshot)}
+        process = self.tree.sample()
+        if snapshot is not None and process.get("target_workers") is None:
+            process["target_workers"] = snapshot.workers
+        process.update(host_sample())
+        return server, process
