@@ -61,6 +61,7 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed for the target's random costs and faults.")] = 0,
     bind_all: Annotated[bool, typer.Option("--bind-all", help="Listen on all interfaces (0.0.0.0) instead of 127.0.0.1.")] = False,
     token: Annotated[Optional[str], typer.Option(help="Bearer token for /admin (generated when not given).", envvar="LAB_ADMIN_TOKEN")] = None,
+    admin_allow_remote: Annotated[bool, typer.Option("--admin-allow-remote", help="Let /admin answer clients that are not on loopback (containers, a lab runner on another machine); the bearer token is still required.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Print one line per request.")] = False,
     dev: Annotated[bool, typer.Option("--dev", help="Flask's development server with debug on (never for load tests).")] = False,
 ):
@@ -69,14 +70,16 @@ def serve(
 
     host = "0.0.0.0" if bind_all else "127.0.0.1"
     config = TargetConfig(port=port, host=host, workers=workers, threads=threads, seed=seed,
-                          access_log=access_log, metrics_port=metrics_port)
+                          access_log=access_log, metrics_port=metrics_port,
+                          admin_allow_remote=admin_allow_remote)
     if token:
         config.token = token
     if dev:
         from target_app.app import create_app
 
         err.print("[yellow]--dev: Flask development server, debug on, one process; not for load tests[/]")
-        create_app({"SEED": seed, "ADMIN_TOKEN": config.token, "DEBUG": True}).run(
+        create_app({"SEED": seed, "ADMIN_TOKEN": config.token, "DEBUG": True,
+                    "ADMIN_ALLOW_REMOTE": admin_allow_remote}).run(
             host=host, port=port, debug=True, use_reloader=False)
         return
 

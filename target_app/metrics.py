@@ -13,7 +13,7 @@ import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_flask_exporter import PrometheusMetrics
 
 from .faults import KINDS, FaultEngine, FaultStore
@@ -48,6 +48,44 @@ class FaultCollector:
             level.add_metric([kind], fault.intensity if fault else 0.0)
         yield active
         yield level
+
+
+class ProcessTreeCollector:
+    """CPU time and resident memory of the gunicorn master and all its workers.
+
+    prometheus_client's process collector reports only the process that answers the
+    scrape, and nothing at all in multiprocess mode, so the tree is read with psutil at
+    scrape time, the same view as the collector's cpu_percent and rss_mb columns. CPU
+    time adds each process's reaped children: when gunicorn replaces or removes a worker
+    its CPU seconds move into the master's, so the counter does not go down.
+    """
+
+    def __init__(self, root_pid: int):
+        self.root_pid = root_pid
+
+    def collect(self):
+        import psutil
+
+        try:
+            root = psutil.Process(self.root_pid)
+            procs = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return
+        cpu = rss = 0.0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    t = proc.cpu_times()
+                    cpu += t.user + t.system + t.children_user + t.children_system
+                    rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        yield CounterMetricFamily("lab_target_cpu_seconds",
+                                  "CPU seconds of the target's process tree (master and workers)",
+                                  value=cpu)
+        yield GaugeMetricFamily("lab_target_resident_memory_bytes",
+                                "Resident memory of the target's process tree, summed over processes",
+                                value=rss)
 
 
 def init_metrics(app: Flask, engine: FaultEngine) -> None:
@@ -89,6 +127,7 @@ def init_metrics(app: Flask, engine: FaultEngine) -> None:
 
             scrape = CollectorRegistry()
             multiprocess.MultiProcessCollector(scrape, path=multiproc_dir)
+            scrape.register(ProcessTreeCollector(os.getppid()))   # a worker's parent: the master
         else:
             scrape = CollectorRegistry()
             scrape.register(_RegistryView(registry))
@@ -120,4 +159,5 @@ def start_metrics_server(port: int, host: str, state_dir: str) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
     registry.register(FaultCollector(FaultStore(state_dir)))
+    registry.register(ProcessTreeCollector(os.getpid()))   # runs in the master
     start_http_server(port, addr=host, registry=registry)
