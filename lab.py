@@ -248,6 +248,61 @@ def generate_dataset(
               f"{build.manifest_path.name}")
 
 
+# ---------------------------------------------------------------- models
+
+
+@lab_command
+def train(
+    sources: Annotated[list[Path], typer.Argument(help="Run folders, dataset folders, folders of runs or imported CSV files.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")] = Path("models/lab"),
+    holdout: Annotated[Optional[str], typer.Option(help="Comma-separated scenario names held out for evaluation (default: a random quarter of the runs; one run: its last quarter).")] = None,
+    preset: Annotated[str, typer.Option(help="default, guide (the original guide's LSTM) or tiny.")] = "default",
+    window: Annotated[Optional[int], typer.Option(help="Seconds of history per prediction.")] = None,
+    horizon: Annotated[Optional[int], typer.Option(help="Seconds ahead to forecast.")] = None,
+    units: Annotated[Optional[int], typer.Option(help="LSTM units.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (early stopping may end sooner).")] = None,
+    known_future_users: Annotated[bool, typer.Option("--known-future-users", help="Give the model the planned user count for the next H seconds.")] = False,
+    regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", help="Number of regimes (default: chosen by silhouette).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the split, weights and KMeans.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Fit the LSTM forecaster, the KMeans regimes and the endpoint clusters on runs."""
+    from modeling.console import EpochProgress
+    from modeling.pipeline import train_bundle
+
+    params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs).items()
+              if v is not None}
+    with EpochProgress(out, enabled=not quiet) as progress:
+        bundle = train_bundle([str(s) for s in sources], out_dir,
+                              holdout=[h.strip() for h in holdout.split(",")] if holdout else None,
+                              preset=preset, params=params, seed=seed, regimes_k=regimes_k,
+                              known_future=["users"] if known_future_users else (),
+                              on_epoch=progress.epoch,
+                              on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
+    m = bundle.meta
+    out.print(f"trained on {len(m['train_runs'])} runs ({m['train_rows']} rows) in {m['train_seconds']} s, "
+              f"{m['epochs_run']} epochs; held out: {len(m['test_runs'])} runs ({m['split']})")
+    if bundle.regimes is not None:
+        out.print(f"regimes: k={bundle.regimes.k_} ({', '.join(bundle.regimes.names_)})")
+    out.print(f"model folder: [bold]{out_dir}[/]   next: python lab.py evaluate {out_dir}")
+
+
+@lab_command
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model folder written by train.")],
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Held-out runs (default: the runs held out at training).")] = None,
+    metrics_out: Annotated[Optional[Path], typer.Option("--out", help="Where to write metrics.json (default: in the model folder).")] = None,
+):
+    """Score a model and the baselines on held-out runs; print tables and write metrics.json."""
+    from modeling.console import print_evaluation
+    from modeling.pipeline import METRICS_JSON, evaluate_bundle, load_bundle
+
+    bundle = load_bundle(model)
+    result = evaluate_bundle(bundle, [str(r) for r in runs] if runs else None, metrics_out)
+    print_evaluation(out, result)
+    out.print(f"metrics: [bold]{metrics_out or model / METRICS_JSON}[/]")
+
+
 # ---------------------------------------------------------------- end of commands
 
 if __name__ == "__main__":

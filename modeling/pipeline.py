@@ -1,0 +1,170 @@
+"""Train, save, load and evaluate the lab's model bundle (what `lab.py train/evaluate` do).
+
+A model folder holds:
+
+    forecaster/      model.keras + params.json (LSTM forecaster and early-warning head)
+    regimes.json     KMeans regimes (centroids, scaling, names)
+    products.json    KMeans over endpoints by performance profile (when samples exist)
+    train.json       sources, the split (train and held-out runs), settings, data summary
+    metrics.json     written by evaluate
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from collector.runio import atomic_write_json
+from lab_errors import BadInput, LabError
+
+from .data import DataWarning, load_runs, run_name, split_runs
+
+TRAIN_JSON = "train.json"
+METRICS_JSON = "metrics.json"
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    forecaster: Any
+    regimes: Any | None
+    products: Any | None
+    meta: dict
+
+
+def _run_folders(runs: Sequence[pd.DataFrame]) -> list[Path]:
+    return [Path(r.attrs["source"]) for r in runs
+            if r.attrs.get("source") and Path(r.attrs["source"]).is_dir()]
+
+
+def fit_products(run_dirs: Sequence[Path], seed: int = 0):
+    """Cluster endpoints by their profile over the training runs' raw samples (None without samples)."""
+    from .products import ProductClusters, endpoint_profiles, read_samples
+
+    frames = []
+    for folder in run_dirs:
+        try:
+            frames.append(read_samples(folder))
+        except BadInput:
+            continue
+    if not frames:
+        return None
+    profiles = endpoint_profiles(pd.concat(frames, ignore_index=True))
+    if len(profiles) < 3:
+        return None
+    return ProductClusters(seed=seed).fit(profiles)
+
+
+def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[str] | None = None,
+                 test_fraction: float = 0.25, preset: str = "default", params: dict | None = None,
+                 known_future: Sequence[str] = (), seed: int = 0, regimes_k: int | None = None,
+                 on_epoch: Callable[[int, int, dict], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> Bundle:
+    """Load the sources, split by run (or in time for one run), fit and save every model."""
+    from .forecaster import LSTMForecaster
+    from .regimes import RegimeModel
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        runs = load_runs(sources)
+        train, test = split_runs(runs, holdout=holdout, test_fraction=test_fraction, seed=seed)
+        started = time.monotonic()
+        forecaster = LSTMForecaster(preset=preset, known_future=known_future, seed=seed,
+                                    **(params or {})).fit(train, on_epoch=on_epoch)
+        train_s = time.monotonic() - started
+        regimes = RegimeModel(k=regimes_k, seed=seed).fit(train)
+        products = fit_products(_run_folders(train), seed=seed)
+    notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    for note in notes:
+        if on_warning:
+            on_warning(note)
+
+    out.mkdir(parents=True, exist_ok=True)
+    forecaster.save(out / "forecaster")
+    regimes.save(out / "regimes.json")
+    if products is not None:
+        products.save(out / "products.json")
+    meta = {
+        "sources": [str(s) for s in sources],
+        "split": ("held-out scenarios: " + ", ".join(holdout)) if holdout else
+                 ("chronological: first 75% / last 25% of the one run" if len(runs) == 1 else
+                  f"random {test_fraction:.0%} of runs (seed {seed})"),
+        "holdout_scenarios": list(holdout or []),
+        "train_runs": [run_name(r) for r in train],
+        "test_runs": [run_name(r) for r in test],
+        "test_sources": [r.attrs.get("source") for r in test],
+        "train_rows": int(sum(len(r) for r in train)),
+        "train_seconds": round(train_s, 1),
+        "epochs_run": len(getattr(forecaster, "history_", {}).get("loss", []) or []),
+        "preset": preset, "params": forecaster.params_, "seed": seed,
+        "warnings": notes,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_json(out / TRAIN_JSON, meta)
+    return Bundle(out, forecaster, regimes, products, meta)
+
+
+def load_bundle(folder: str | Path) -> Bundle:
+    """Load a model folder written by train_bundle (Keras with safe_mode, the rest from JSON)."""
+    from .forecaster import LSTMForecaster
+    from .products import ProductClusters
+    from .regimes import RegimeModel
+
+    folder = Path(folder)
+    if not (folder / "forecaster").is_dir():
+        raise BadInput(f"{folder}: not a model folder (no forecaster/; train one with `lab.py train`)")
+    meta = read_meta_json(folder / TRAIN_JSON)
+    forecaster = LSTMForecaster.load(folder / "forecaster")
+    regimes = RegimeModel.load(folder / "regimes.json") if (folder / "regimes.json").exists() else None
+    products = ProductClusters.load(folder / "products.json") if (folder / "products.json").exists() else None
+    return Bundle(folder, forecaster, regimes, products, meta)
+
+
+def read_meta_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise BadInput(f"{path}: not valid JSON ({exc})") from None
+
+
+def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
+                    out: Path | None = None) -> dict:
+    """Score the bundle on held-out runs (the ones recorded at training when none are given)."""
+    from .evaluate import evaluate
+
+    if sources:
+        runs = load_runs(sources)
+        train_ids = set(bundle.meta.get("train_runs", []))
+        overlap = [run_name(r) for r in runs if run_name(r) in train_ids]
+        if overlap:
+            raise BadInput(f"run {overlap[0]} was used for training; evaluate on held-out runs "
+                           f"(or omit RUNS to use the runs held out at training)")
+    else:
+        held = [s for s in bundle.meta.get("test_sources", []) if s]
+        if not held:
+            raise BadInput(f"{bundle.folder}: no held-out runs recorded; give RUNS to evaluate on")
+        runs = load_runs(held)
+        if any("[" in name for name in bundle.meta.get("test_runs", [])):
+            # A single run was split in time: evaluate on its held-out tail only.
+            from .data import chronological_split
+
+            runs = [chronological_split(r)[1] for r in runs]
+    if not runs:
+        raise LabError("no runs to evaluate on")
+    result = evaluate(bundle.forecaster, runs, regimes=bundle.regimes)
+    if bundle.products is not None:
+        result["products"] = {"clusters": bundle.products.assignments(),
+                              "k": getattr(bundle.products, "k_", None)}
+    result["model"] = {"folder": str(bundle.folder), "train_runs": bundle.meta.get("train_runs"),
+                       "split": bundle.meta.get("split")}
+    atomic_write_json(out or bundle.folder / METRICS_JSON, result)
+    return result
