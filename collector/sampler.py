@@ -4,6 +4,10 @@ At each deadline t0+k it scrapes the target's /metrics and samples psutil (that 
 second k-1), then finalises the row of second k-2, whose client-side requests have had a
 full second to be flushed by Locust. On SIGTERM/SIGINT it finalises every complete second
 and exits, so the CSV always ends on a whole row.
+
+With `prometheus_url` the server-side columns come from that Prometheus server when the
+row is finalised (its scrapes land later; see promserver.py), and the direct scrape's
+view of the same second is kept in the `*_direct` columns appended after COLUMNS.
 """
 
 from __future__ import annotations

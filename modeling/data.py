@@ -1,0 +1,475 @@
+"""Runs in, model-ready windows out: loading, feature choice, gaps, splits, scaling, windowing.
+
+A run is a pandas DataFrame with the metrics.csv columns, one row per second, and
+`attrs` holding `run_id`, `scenario` (name) and `slo` (`latency_p95_ms`, `error_rate`).
+
+Gap rule (applied per run and per column, before windowing):
+
+1. `inf` and `-inf` count as missing.
+2. A stretch of at most `max_gap_s` consecutive missing values (default 5 s) that follows a
+   real value is forward-filled: a short scrape failure is treated as "no change".
+3. Longer stretches, and missing values at the start of a run, stay missing; any window
+   (its W input rows or its H target rows) that touches one is dropped, with a warning
+   that counts them. Windows never span two runs.
+4. A `missing` indicator column (1 when any feature of that second was missing before
+   filling, or `target_up` is 0) is appended as the last input feature, so the model
+   sees that it is looking at imputed data.
+
+Feature rule: every numeric column of the training runs except `elapsed_s` (time) and
+`fault_intensity` (the injected fault's ground truth, which a real system does not
+expose); columns that are constant or empty on the training runs are dropped with a
+warning, except the key metrics, which are always kept.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lab_errors import BadInput
+
+KEY_METRICS: tuple[str, ...] = ("latency_p95_ms", "error_rate", "cpu_percent", "rps")
+LABEL = "slo_violation"
+MISSING = "missing"
+EXCLUDED = ("elapsed_s", "fault_intensity")
+DEFAULT_SLO = {"latency_p95_ms": 800.0, "error_rate": 0.02}
+DEFAULT_MAX_GAP_S = 5
+LATENCY_COLUMNS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "srv_latency_p50_ms",
+                   "srv_latency_p95_ms", "srv_latency_p99_ms")
+
+
+class DataWarning(UserWarning):
+    """Something in the data was dropped or repaired; the CLI shows these to the user."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def run_name(frame: pd.DataFrame) -> str:
+    """Return the run id stored in a frame's attrs, or a placeholder."""
+    return str(frame.attrs.get("run_id", "<run>"))
+
+
+def run_slo(frame: pd.DataFrame) -> dict[str, float]:
+    """Return the run's SLO thresholds (DESIGN.md defaults when the run has none)."""
+    slo = dict(DEFAULT_SLO)
+    slo.update({k: float(v) for k, v in (frame.attrs.get("slo") or {}).items()
+                if k in DEFAULT_SLO and v is not None})
+    return slo
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _from_run_folder(path: Path) -> pd.DataFrame:
+    from collector.runio import read_run
+
+    run = read_run(path)
+    frame = run.frame
+    scenario = run.meta.get("scenario") if isinstance(run.meta.get("scenario"), dict) else {}
+    frame.attrs.update(run_id=run.run_id, scenario=run.scenario_name, source=str(path),
+                       slo={**DEFAULT_SLO, **(scenario.get("slo") or {})}, meta=run.meta)
+    if run.meta.get("status") not in (None, "complete"):
+        _warn(f"{path}: run status is {run.meta.get('status')!r}; using the rows it recorded")
+    interval = run.meta.get("interval_s")
+    if interval not in (None, 1, 1.0):
+        # Imported runs keep their own step (docs/datasets.md); windows count rows, not seconds.
+        frame.attrs["interval_s"] = interval
+        _warn(f"{path}: rows are {interval} s apart; window and horizon count rows, not seconds")
+    return frame
+
+
+def run_folders(path: Path) -> list[Path]:
+    """Return a dataset's included runs (per its manifest), else every run folder found."""
+    import json
+
+    from collector.runio import list_runs
+
+    manifest = path / "manifest.json"
+    if path.is_dir() and manifest.is_file():
+        try:
+            entries = json.loads(manifest.read_text(encoding="utf-8")).get("runs") or []
+        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+            raise BadInput(f"{manifest}: not a valid manifest: {exc}") from None
+        runs = [path / e["path"] for e in entries if isinstance(e, dict) and e.get("included") and e.get("path")]
+        if runs:
+            return runs
+    return list_runs(path)
+
+
+def read_csv_run(path: str | Path, slo: dict[str, float] | None = None) -> pd.DataFrame:
+    """Read an imported CSV (at least the key metrics) as one run."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise BadInput(f"{path}: unreadable CSV: {exc}") from None
+    missing = [c for c in KEY_METRICS if c not in frame.columns]
+    if missing:
+        raise BadInput(f"{path}: column '{missing[0]}' missing (a run needs {', '.join(KEY_METRICS)})")
+    for col in frame.columns:
+        if col not in ("timestamp", "phase", "fault") and not pd.api.types.is_numeric_dtype(frame[col]):
+            converted = pd.to_numeric(frame[col], errors="coerce")
+            if converted.notna().sum() == frame[col].notna().sum():
+                frame[col] = converted
+    slo = {**DEFAULT_SLO, **(slo or {})}
+    if LABEL not in frame.columns:
+        # DESIGN.md's rule; a missing value is not a violation.
+        frame[LABEL] = ((frame["latency_p95_ms"] > slo["latency_p95_ms"])
+                        | (frame["error_rate"] > slo["error_rate"])).astype("int64")
+    frame.attrs.update(run_id=path.stem, scenario=path.stem, source=str(path), slo=slo)
+    return frame
+
+
+def load_runs(sources: Iterable[str | Path | pd.DataFrame]) -> list[pd.DataFrame]:
+    """Load run folders, dataset folders, folders of runs, CSV files or frames into runs."""
+    runs: list[pd.DataFrame] = []
+    seen: set[Path] = set()
+    for i, source in enumerate(sources):
+        if isinstance(source, pd.DataFrame):
+            frame = source.copy()
+            frame.attrs = dict(source.attrs)
+            frame.attrs.setdefault("run_id", f"frame-{i}")
+            frame.attrs.setdefault("scenario", frame.attrs["run_id"])
+            runs.append(frame)
+            continue
+        path = Path(source)
+        if path.is_file() and path.suffix.lower() == ".csv":
+            folders = []
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                runs.append(read_csv_run(path))
+        else:
+            folders = run_folders(path)
+        for folder in folders:
+            if folder.resolve() in seen:
+                continue
+            seen.add(folder.resolve())
+            runs.append(_from_run_folder(folder))
+    if not runs:
+        raise BadInput("no runs given (a source is a run folder, a dataset folder, a folder of runs or a CSV file)")
+    return runs
+
+
+def as_runs(runs: Any) -> list[pd.DataFrame]:
+    """Return runs as frames: frames pass through, paths are loaded with `load_runs`."""
+    if isinstance(runs, (pd.DataFrame, str, Path)):
+        runs = [runs]
+    runs = list(runs)
+    if not runs:
+        raise BadInput("no runs given")
+    if all(isinstance(r, pd.DataFrame) for r in runs):
+        return runs
+    return load_runs(runs)
+
+
+# ---------------------------------------------------------------- features and gaps
+
+
+def select_features(runs: Sequence[pd.DataFrame], key_metrics: Sequence[str] = KEY_METRICS,
+                    features: Sequence[str] | None = None,
+                    exclude: Sequence[str] = EXCLUDED) -> list[str]:
+    """Choose the input columns on the training runs (the module docstring states the rule)."""
+    require_columns(runs, list(key_metrics) + [LABEL])
+    if features is not None:
+        require_columns(runs, features)
+        chosen = list(dict.fromkeys([*features, *key_metrics]))
+    else:
+        common = [c for c in runs[0].columns if all(c in r.columns for r in runs[1:])]
+        chosen = [c for c in common if c not in exclude and c != MISSING
+                  and all(pd.api.types.is_numeric_dtype(r[c]) or pd.api.types.is_bool_dtype(r[c])
+                          for r in runs)]
+    values = {c: np.concatenate([_finite(r[c]) for r in runs]) for c in chosen}
+    empty = [c for c in chosen if np.isnan(values[c]).all()]
+    bad_key = [c for c in key_metrics if c in empty]
+    if bad_key:
+        raise BadInput(f"{run_name(runs[0])}: {bad_key[0]}: no values in the training runs (every cell empty, NaN or inf)")
+    constant = [c for c in chosen if c not in empty and np.nanstd(values[c]) == 0]
+    dropped = [c for c in empty + constant if c not in key_metrics]
+    if all(c in constant + empty for c in chosen):
+        raise BadInput(f"{run_name(runs[0])}: every feature column is constant or empty "
+                       f"({', '.join(chosen)}); nothing to learn from")
+    if dropped:
+        _warn(f"dropped constant or empty column(s) {', '.join(dropped)} (no information in the training runs)")
+    for c in key_metrics:
+        if c in constant:
+            _warn(f"key metric {c} is constant ({values[c][~np.isnan(values[c])][0]:g}) in the training runs")
+    return [c for c in chosen if c not in dropped]
+
+
+def require_columns(runs: Sequence[pd.DataFrame], columns: Iterable[str]) -> None:
+    """Raise BadInput naming the first run and column that is missing."""
+    for frame in runs:
+        for c in columns:
+            if c not in frame.columns:
+                raise BadInput(f"{run_name(frame)}: column '{c}' missing")
+
+
+def _finite(series: pd.Series) -> np.ndarray:
+    values = np.array(pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan))
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def fill_gaps(frame: pd.DataFrame, columns: Sequence[str],
+              max_gap_s: int = DEFAULT_MAX_GAP_S) -> np.ndarray:
+    """Apply the gap rule; return float64 values of `columns` plus the `missing` indicator."""
+    raw = np.column_stack([_finite(frame[c]) for c in columns]) if columns else np.empty((len(frame), 0))
+    isna = np.isnan(raw)
+    filled = pd.DataFrame(raw).ffill().to_numpy()
+    # Length of the missing stretch each cell belongs to, per column, without a row loop.
+    n = len(raw)
+    starts = np.vstack([np.ones((1, raw.shape[1]), bool), ~isna[:-1]]) & isna if n else isna
+    stretch_id = np.cumsum(starts, axis=0)
+    lengths = np.zeros_like(raw)
+    for j in range(raw.shape[1]):  # one pass per column, vectorised over rows
+        ids = np.where(isna[:, j], stretch_id[:, j], 0)
+        counts = np.bincount(ids)
+        lengths[:, j] = np.where(isna[:, j], counts[ids], 0)
+    short = isna & (lengths <= max_gap_s)
+    out = np.where(short, filled, raw)
+    missing = isna.any(axis=1)
+    if "target_up" in frame.columns:
+        missing |= _finite(frame["target_up"]) == 0
+    return np.column_stack([out, missing.astype("float64")])
+
+
+# ---------------------------------------------------------------- splits
+
+
+def chronological_split(frame: pd.DataFrame, test_fraction: float = 0.25) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split one run into its first and last part (no shuffling, no shared rows)."""
+    if not 0 < test_fraction < 1:
+        raise BadInput(f"test fraction must be between 0 and 1, got {test_fraction}")
+    cut = int(round(len(frame) * (1 - test_fraction)))
+    head, tail = frame.iloc[:cut].copy(), frame.iloc[cut:].copy()
+    for part, name in ((head, "head"), (tail, "tail")):
+        part.attrs = {**frame.attrs, "run_id": f"{run_name(frame)}[{name}]", "part_of": run_name(frame)}
+    return head, tail
+
+
+def split_runs(runs: Sequence[pd.DataFrame], holdout: Sequence[str] | None = None,
+               test_fraction: float = 0.25, seed: int = 0) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Split runs into train and test: named scenarios held out, a fraction of runs, or one run in time."""
+    runs = list(runs)
+    if holdout:
+        names = {str(r.attrs.get("scenario")) for r in runs}
+        unknown = [h for h in holdout if h not in names]
+        if unknown:
+            raise BadInput(f"holdout scenario '{unknown[0]}' is not among the runs ({', '.join(sorted(names))})")
+        test = [r for r in runs if r.attrs.get("scenario") in set(holdout)]
+        train = [r for r in runs if r.attrs.get("scenario") not in set(holdout)]
+        if not train:
+            raise BadInput(f"holding out {', '.join(holdout)} leaves no training runs")
+        return train, test
+    if len(runs) == 1:
+        head, tail = chronological_split(runs[0], test_fraction)
+        return [head], [tail]
+    if not 0 < test_fraction < 1:
+        raise BadInput(f"test fraction must be between 0 and 1, got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(len(runs))
+    n_test = min(len(runs) - 1, max(1, int(round(test_fraction * len(runs)))))
+    test_idx = set(order[:n_test].tolist())
+    return ([r for i, r in enumerate(runs) if i not in test_idx],
+            [r for i, r in enumerate(runs) if i in test_idx])
+
+
+# ---------------------------------------------------------------- scaling
+
+
+@dataclass
+class Scaler:
+    """Per-column standard or min-max scaling, optionally of log1p(x); JSON round-trips."""
+
+    kind: str = "standard"
+    log_columns: tuple[str, ...] = ()
+    columns: list[str] = field(default_factory=list)
+    center: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+
+    def fit(self, values: np.ndarray, columns: Sequence[str]) -> Scaler:
+        """Learn per-column statistics from 2-D values (NaN ignored); return self."""
+        if self.kind not in ("standard", "minmax"):
+            raise BadInput(f"scaler must be 'standard' or 'minmax', got {self.kind!r}")
+        self.columns = list(columns)
+        x = self._log(np.asarray(values, dtype="float64"), self.columns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns get (0, 1) below
+            if self.kind == "standard":
+                center, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+            else:
+                center, scale = np.nanmin(x, axis=0), np.nanmax(x, axis=0) - np.nanmin(x, axis=0)
+        center = np.where(np.isfinite(center), center, 0.0)
+        # A constant column maps to 0 instead of dividing by zero.
+        scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+        self.center, self.scale = center.tolist(), scale.tolist()
+        return self
+
+    def _idx(self, columns: Sequence[str] | None) -> list[int]:
+        if not self.columns:
+            raise BadInput("scaler is not fitted")
+        if columns is None:
+            return list(range(len(self.columns)))
+        missing = [c for c in columns if c not in self.columns]
+        if missing:
+            raise BadInput(f"scaler: column '{missing[0]}' was not fitted")
+        return [self.columns.index(c) for c in columns]
+
+    def _log(self, x: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        mask = np.array([c in self.log_columns for c in columns], bool)
+        if mask.any():
+            x = x.copy()
+            x[..., mask] = np.log1p(np.clip(x[..., mask], 0, None))
+        return x
+
+    def transform(self, values: np.ndarray, columns: Sequence[str] | None = None) -> np.ndarray:
+        """Scale values whose last axis is `columns` (all fitted columns by default)."""
+        idx = self._idx(columns)
+        cols = [self.columns[i] for i in idx]
+        x = self._log(np.asarray(values, dtype="float64"), cols)
+        return (x - np.asarray(self.center)[idx]) / np.asarray(self.scale)[idx]
+
+    def inverse_transform(self, values: np.ndarray, columns: Sequence[str] | None = None) -> np.ndarray:
+        """Undo `transform` for values whose last axis is `columns`."""
+        idx = self._idx(columns)
+        x = np.asarray(values, dtype="float64") * np.asarray(self.scale)[idx] + np.asarray(self.center)[idx]
+        mask = np.array([self.columns[i] in self.log_columns for i in idx], bool)
+        if mask.any():
+            x[..., mask] = np.expm1(x[..., mask])
+        return x
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {"kind": self.kind, "log_columns": list(self.log_columns), "columns": self.columns,
+                "center": self.center, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scaler:
+        """Rebuild a scaler from `to_dict()` output, checking its shape."""
+        try:
+            scaler = cls(kind=str(data["kind"]), log_columns=tuple(data.get("log_columns", ())),
+                         columns=[str(c) for c in data["columns"]],
+                         center=[float(v) for v in data["center"]], scale=[float(v) for v in data["scale"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"scaler: malformed ({exc})") from None
+        if not len(scaler.columns) == len(scaler.center) == len(scaler.scale):
+            raise BadInput("scaler: columns, center and scale differ in length")
+        return scaler
+
+
+def fit_scaler(runs: Sequence[pd.DataFrame], columns: Sequence[str], kind: str = "standard",
+               log_columns: Sequence[str] = (), max_gap_s: int = DEFAULT_MAX_GAP_S) -> Scaler:
+    """Fit a Scaler on the rows of the given (training) runs only."""
+    values = np.vstack([fill_gaps(r, columns, max_gap_s) for r in runs])
+    return Scaler(kind=kind, log_columns=tuple(c for c in log_columns if c in columns)).fit(
+        values, [*columns, MISSING])
+
+
+# ---------------------------------------------------------------- windows
+
+
+@dataclass
+class Windows:
+    """Every complete (W inputs, H targets) window of some runs, in raw units."""
+
+    x: np.ndarray            # (n, W, F) inputs: `columns`, last one is `missing`
+    y: np.ndarray            # (n, H, K) targets: the key metrics
+    warn: np.ndarray         # (n,) 1 when the SLO is violated in some target second
+    future: np.ndarray       # (n, H, J) known-future inputs (J may be 0)
+    run: np.ndarray          # (n,) index into run_ids
+    t: np.ndarray            # (n,) row of the last input second ("now") in its run
+    slo: np.ndarray          # (n, 2) the run's latency_p95_ms and error_rate thresholds
+    run_ids: list[str]
+    columns: list[str]
+    key_metrics: list[str]
+    violation: list[np.ndarray]  # per run: the slo_violation label of every row
+    window: int
+    horizon: int
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def key_idx(self) -> list[int]:
+        return [self.columns.index(c) for c in self.key_metrics]
+
+    @property
+    def x_key(self) -> np.ndarray:
+        """Return the inputs' key-metric columns, (n, W, K)."""
+        return self.x[:, :, self.key_idx]
+
+
+def check_length(frame: pd.DataFrame, window: int, horizon: int) -> None:
+    """Raise BadInput with the numbers when a run is shorter than one window."""
+    if len(frame) < window + horizon:
+        raise BadInput(f"{run_name(frame)}: needs at least {window + horizon} rows "
+                       f"(window {window} + horizon {horizon}), got {len(frame)}")
+
+
+def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: int, horizon: int,
+                 key_metrics: Sequence[str] = KEY_METRICS, known_future: Sequence[str] = (),
+                 max_gap_s: int = DEFAULT_MAX_GAP_S) -> Windows:
+    """Cut every run into overlapping windows with a strided view; windows never cross runs.
+
+    A run of n rows gives n - W - H + 1 windows before gap filtering (exactly W + H rows
+    give one); shorter runs are skipped with a warning, or raise BadInput when no run is
+    long enough.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    if window < 1 or horizon < 1:
+        raise BadInput(f"window and horizon must be at least 1, got {window} and {horizon}")
+    columns = list(columns)
+    require_columns(runs, [*columns, *key_metrics, *known_future, LABEL])
+    span = window + horizon
+    long_enough = [r for r in runs if len(r) >= span]
+    if not long_enough:
+        check_length(max(runs, key=len), window, horizon)
+    for r in runs:
+        if len(r) < span:
+            _warn(f"{run_name(r)}: skipped: needs at least {span} rows (window {window} + horizon {horizon}), got {len(r)}")
+    key_idx = [columns.index(c) for c in key_metrics]
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "warn", "future", "run", "t", "slo")}
+    run_ids, violation, dropped = [], [], 0
+    for frame in long_enough:
+        values = fill_gaps(frame, columns, max_gap_s)
+        label = _finite(frame[LABEL])
+        extra = np.column_stack([_finite(frame[c]) for c in known_future]) if known_future else np.empty((len(frame), 0))
+        ok_row = ~np.isnan(values).any(axis=1) & ~np.isnan(label) & ~np.isnan(extra).any(axis=1)
+        view = sliding_window_view(values, span, axis=0)            # (m, F+1, span)
+        ok = sliding_window_view(ok_row, span).all(axis=1)
+        dropped += int((~ok).sum())
+        keep = np.flatnonzero(ok)
+        v = view[keep]
+        parts["x"].append(np.transpose(v[:, :, :window], (0, 2, 1)))
+        parts["y"].append(np.transpose(v[:, key_idx, window:], (0, 2, 1)))
+        parts["warn"].append(sliding_window_view(np.nan_to_num(label), span)[keep, window:].max(axis=1))
+        parts["future"].append(np.transpose(sliding_window_view(extra, span, axis=0)[keep, :, window:], (0, 2, 1)))
+        parts["run"].append(np.full(len(keep), len(run_ids)))
+        parts["t"].append(keep + window - 1)
+        slo = run_slo(frame)
+        parts["slo"].append(np.tile([slo["latency_p95_ms"], slo["error_rate"]], (len(keep), 1)))
+        run_ids.append(run_name(frame))
+        violation.append(np.nan_to_num(label).astype("int8"))
+    if dropped:
+        _warn(f"dropped {dropped} window(s) that contain a gap longer than {max_gap_s} s or unfilled leading gaps")
+    total = sum(len(a) for a in parts["x"])
+    if total == 0:
+        raise BadInput(f"no complete windows: every window of {span} rows (window {window} + horizon {horizon}) "
+                       f"contains a gap longer than {max_gap_s} s")
+    return Windows(
+        x=np.concatenate(parts["x"]).astype("float32"),
+        y=np.concatenate(parts["y"]).astype("float32"),
+        warn=np.concatenate(parts["warn"]).astype("float32"),
+        future=np.concatenate(parts["future"]).astype("float32"),
+        run=np.concatenate(parts["run"]).astype("int32"),
+        t=np.concatenate(parts["t"]).astype("int64"),
+        slo=np.concatenate(parts["slo"]).astype("float64"),
+        run_ids=run_ids, columns=[*columns, MISSING], key_metrics=list(key_metrics),
+        violation=violation, window=window, horizon=horizon)

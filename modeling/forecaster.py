@@ -1,0 +1,537 @@
+"""The LSTM forecaster: next-H-seconds key metrics plus an SLO early-warning probability.
+
+One Keras model with two heads over a shared LSTM encoder of the last W seconds:
+
+- `forecast`: (H, K) key metrics in scaled units. With `delta=True` (default) the head
+  predicts the change from the last observed value, so an untrained head starts out as
+  naive persistence and training only has to learn the departures from it.
+- `warning`: sigmoid probability that the SLO is violated at some second in the next H.
+
+Optional known-future inputs (`known_future=["users"]`): the values of those columns over
+the next H seconds, which a load test knows from its scenario's plan, enter as a second
+input concatenated to the encoder's output.
+
+TensorFlow is imported only when a model is built, trained or loaded, so importing this
+module (and the CLI) stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from lab_errors import BadInput, LabError
+
+from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, Scaler, Windows,
+                   as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, require_columns,
+                   run_name, select_features, split_runs)
+
+FORMAT = "stability-lab/lstm-forecaster/1"
+MODEL_FILE = "model.keras"
+PARAMS_FILE = "params.json"
+
+DEFAULTS: dict[str, Any] = {
+    "window": 30, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
+    "learning_rate": 3e-3, "epochs": 60, "batch_size": 64, "patience": 6,
+    "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
+    "warn_weight": 0.5, "loss": "mse", "max_gap_s": DEFAULT_MAX_GAP_S,
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # The original guide: two stacked LSTM(50) with Dropout(0.2), 60 s windows, MinMax
+    # scaling of raw values, 20 epochs of batch 32, no early stopping, absolute targets.
+    "guide": {"window": 60, "units": 50, "layers": 2, "dropout": 0.2, "learning_rate": 1e-3,
+              "epochs": 20, "batch_size": 32, "patience": 0, "scaler": "minmax",
+              "log_latency": False, "delta": False, "loss": "mse"},
+    # For tests and smoke runs: trains in about a second.
+    "tiny": {"window": 8, "horizon": 3, "units": 4, "epochs": 2, "batch_size": 64, "patience": 0},
+}
+
+# Layer and object classes our builder emits; anything else in a model file is refused.
+SAFE_CLASSES = frozenset({
+    "Functional", "Model", "Sequential", "InputLayer", "LSTM", "LSTMCell", "GRU", "Dense",
+    "Dropout", "Concatenate", "Flatten", "Reshape", "Add", "GlorotUniform", "Orthogonal",
+    "Zeros", "Ones", "Adam", "AdamW", "DTypePolicy", "FloatDTypePolicy", "__keras_tensor__",
+    "Huber", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
+})
+
+
+def configure_tensorflow() -> Any:
+    """Import Keras with quiet logs and a thread pool that fits a laptop; return the module."""
+    # Level 3: TensorFlow's C++ start-up chatter (CPU features, tf.data attribute notes)
+    # is noise to a user; real failures still surface as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # Keras' retracing notes for varying batch sizes are not actionable
+    threads = int(os.environ.get("LAB_TF_THREADS", "0")) or min(os.cpu_count() or 1, 4)
+    try:
+        # Only possible before TensorFlow's runtime starts; later calls keep the first setting.
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1 if threads <= 2 else 2)
+    except RuntimeError:
+        pass
+    import keras
+
+    return keras
+
+
+@dataclass
+class Prediction:
+    """Forecasts and early-warning probabilities for every window of some runs."""
+
+    windows: Windows
+    forecast: np.ndarray      # (n, H, K) raw units
+    probability: np.ndarray   # (n,)
+    alarm: np.ndarray         # (n,) probability >= the model's threshold
+
+
+class LSTMForecaster(BaseEstimator):
+    """Forecast the next `horizon` seconds of the key metrics and warn of SLO violations.
+
+    Parameters
+    ----------
+    preset : {"default", "guide", "tiny"}
+        Starting values for every hyper-parameter left as None.
+    window, horizon : int
+        Seconds of history in, seconds of future out.
+    units, layers, dropout : int, int, float
+        LSTM width, stacked LSTM layers, dropout after each.
+    learning_rate, epochs, batch_size, patience : float, int, int, int
+        Adam's learning rate; maximum epochs; early stopping patience on the validation
+        loss (0 trains all epochs).
+    validation_fraction : float
+        Share of the training runs (or, with fewer than 3 runs, of each run's end) used
+        for early stopping and the alarm threshold.
+    scaler : {"standard", "minmax"}
+        Scaling fitted on the training part only.
+    log_latency : bool
+        Scale latency columns as log1p(ms): their spread covers three decades.
+    delta : bool
+        Predict the change from the last value (starts from persistence).
+    warn_weight : float
+        Weight of the early-warning loss next to the forecast loss.
+    loss : {"mse", "huber", "mae"}
+        Forecast loss on scaled targets.
+    known_future : list of str
+        Columns whose next-H values are given as an input (e.g. the planned `users`).
+    key_metrics, features : list of str
+        Forecast targets; input columns (None: the rule in modeling/data.py).
+    max_gap_s : int
+        Longest gap that is forward-filled.
+    seed : int
+        Seeds Python, NumPy and TensorFlow; ops run deterministically.
+    """
+
+    def __init__(self, preset: str = "default", window: int | None = None, horizon: int | None = None,
+                 units: int | None = None, layers: int | None = None, dropout: float | None = None,
+                 learning_rate: float | None = None, epochs: int | None = None,
+                 batch_size: int | None = None, patience: int | None = None,
+                 validation_fraction: float | None = None, scaler: str | None = None,
+                 log_latency: bool | None = None, delta: bool | None = None,
+                 warn_weight: float | None = None, loss: str | None = None, known_future: Sequence[str] = (),
+                 key_metrics: Sequence[str] = KEY_METRICS, features: Sequence[str] | None = None,
+                 max_gap_s: int | None = None, seed: int = 0):
+        self.preset = preset
+        self.window = window
+        self.horizon = horizon
+        self.units = units
+        self.layers = layers
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.scaler = scaler
+        self.log_latency = log_latency
+        self.delta = delta
+        self.warn_weight = warn_weight
+        self.loss = loss
+        self.known_future = known_future
+        self.key_metrics = key_metrics
+        self.features = features
+        self.max_gap_s = max_gap_s
+        self.seed = seed
+
+    # ------------------------------------------------------------ parameters
+
+    def resolved_params(self) -> dict[str, Any]:
+        """Return the hyper-parameters in force: defaults, then the preset, then explicit values."""
+        if self.preset not in PRESETS:
+            raise BadInput(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        params = {**DEFAULTS, **PRESETS[self.preset]}
+        params.update({k: getattr(self, k) for k in DEFAULTS if getattr(self, k) is not None})
+        for name in ("window", "horizon", "units", "layers", "epochs", "batch_size"):
+            if int(params[name]) < 1:
+                raise BadInput(f"{name} must be at least 1, got {params[name]}")
+        if not 0 <= float(params["dropout"]) < 1:
+            raise BadInput(f"dropout must be in [0, 1), got {params['dropout']}")
+        if not 0 <= float(params["validation_fraction"]) < 1:
+            raise BadInput(f"validation_fraction must be in [0, 1), got {params['validation_fraction']}")
+        if params["loss"] not in ("mse", "huber", "mae"):
+            raise BadInput(f"loss must be mse, huber or mae, got {params['loss']!r}")
+        params.update(known_future=list(self.known_future), key_metrics=list(self.key_metrics),
+                      seed=int(self.seed))
+        if "latency_p95_ms" not in params["key_metrics"] or "error_rate" not in params["key_metrics"]:
+            raise BadInput("key_metrics must include latency_p95_ms and error_rate (the SLO is defined on them)")
+        return params
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise LabError("this LSTMForecaster is not fitted yet; call fit() or load() first")
+
+    # ------------------------------------------------------------ fitting
+
+    def fit(self, runs: Sequence[pd.DataFrame | str | Path], y: None = None,
+            on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> LSTMForecaster:
+        """Train on runs (frames or run/dataset folders); `on_epoch(epoch, epochs, logs)` reports progress."""
+        p = self.resolved_params()
+        runs = as_runs(runs)
+        W, H = int(p["window"]), int(p["horizon"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            columns = select_features(runs, p["key_metrics"], self.features)
+            for c in p["known_future"]:
+                if c not in columns:
+                    raise BadInput(f"known_future column '{c}' is not an input feature (constant or missing?)")
+            fit_runs, val_runs = self._validation_split(runs, p)
+            scaler = fit_scaler(fit_runs, columns, kind=p["scaler"],
+                                log_columns=LATENCY_COLUMNS if p["log_latency"] else (),
+                                max_gap_s=p["max_gap_s"])
+            train = make_windows(fit_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
+            val = (make_windows(val_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
+                   if val_runs else None)
+        self.warnings_ = [str(w.message) for w in caught]
+        for w in caught:
+            warnings.warn(w.message, w.category, stacklevel=2)
+
+        keras = configure_tensorflow()
+        keras.utils.set_random_seed(p["seed"])
+        _deterministic()
+        self.scaler_, self.columns_, self.params_ = scaler, train.columns, p
+        self.key_metrics_, self.known_future_ = list(p["key_metrics"]), list(p["known_future"])
+        self.n_features_in_ = len(self.columns_)
+        model = self._build(keras, p)
+        x_train, y_train = self._encode(train), self._targets(train)
+        fit_kwargs: dict[str, Any] = {}
+        callbacks: list[Any] = [_EpochHook(keras, on_epoch, int(p["epochs"]))]
+        if val is not None and len(val):
+            fit_kwargs["validation_data"] = (self._encode(val), self._targets(val))
+            if int(p["patience"]) > 0:
+                callbacks.append(keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=int(p["patience"]), restore_best_weights=True))
+        started = time.perf_counter()
+        history = model.fit(x_train, y_train, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
+                            shuffle=True, verbose=0, callbacks=callbacks, **fit_kwargs)
+        self.fit_seconds_ = time.perf_counter() - started
+        self.model_ = model
+        self._serve = None
+        self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        self.epochs_trained_ = len(history.history.get("loss", []))
+        self.warn_threshold_ = 0.5
+        if val is not None and len(val) and val.warn.any():
+            self.warn_threshold_ = _best_threshold(val.warn, self._raw_predict(val)[1])
+        self.training_summary_ = {
+            "runs": [{"run_id": run_name(r), "scenario": str(r.attrs.get("scenario", "")), "rows": len(r)}
+                     for r in runs],
+            "validation_runs": [run_name(r) for r in val_runs],
+            "train_windows": len(train), "validation_windows": len(val) if val is not None else 0,
+            "train_warn_share": float(train.warn.mean()),
+            "epochs_trained": self.epochs_trained_, "fit_seconds": round(self.fit_seconds_, 2),
+            "seconds_per_epoch": round(self.fit_seconds_ / max(1, self.epochs_trained_), 3),
+            "warnings": self.warnings_,
+        }
+        return self
+
+    def _validation_split(self, runs: list[pd.DataFrame], p: dict[str, Any]) -> tuple[list, list]:
+        """Hold out whole runs for validation when there are 3+, else the end of each run."""
+        fraction = float(p["validation_fraction"])
+        if fraction <= 0:
+            return runs, []
+        span = int(p["window"]) + int(p["horizon"])
+        if len(runs) >= 3:
+            fit_runs, val_runs = split_runs(runs, test_fraction=fraction, seed=int(p["seed"]))
+            if any(len(r) >= span for r in fit_runs) and any(len(r) >= span for r in val_runs):
+                return fit_runs, val_runs
+        fit_runs, val_runs = [], []
+        for r in runs:
+            head, tail = chronological_split(r, fraction) if len(r) >= 2 * span else (r, None)
+            if tail is not None and len(tail) >= span and len(head) >= span:
+                fit_runs.append(head)
+                val_runs.append(tail)
+            else:
+                fit_runs.append(r)
+        return fit_runs, val_runs
+
+    def _build(self, keras: Any, p: dict[str, Any]) -> Any:
+        W, H, K = int(p["window"]), int(p["horizon"]), len(p["key_metrics"])
+        window = keras.Input((W, len(self.columns_)), name="window")
+        inputs = {"window": window}
+        h = window
+        for i in range(int(p["layers"])):
+            h = keras.layers.LSTM(int(p["units"]), return_sequences=i < int(p["layers"]) - 1,
+                                  name=f"lstm_{i + 1}")(h)
+            if float(p["dropout"]) > 0:
+                h = keras.layers.Dropout(float(p["dropout"]), name=f"dropout_{i + 1}")(h)
+        if p["known_future"]:
+            future = keras.Input((H, len(p["known_future"])), name="future")
+            inputs["future"] = future
+            h = keras.layers.Concatenate(name="with_future")([h, keras.layers.Flatten(name="future_flat")(future)])
+        dense = keras.layers.Dense(H * K, name="forecast_dense",
+                                   # Zero start: with delta targets the untrained model is persistence.
+                                   kernel_initializer="zeros" if p["delta"] else "glorot_uniform")(h)
+        forecast = keras.layers.Reshape((H, K), name="forecast")(dense)
+        warning = keras.layers.Dense(1, activation="sigmoid", name="warning")(h)
+        model = keras.Model(inputs, {"forecast": forecast, "warning": warning}, name="lstm_forecaster")
+        model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
+                      loss={"forecast": p["loss"],
+                            "warning": "binary_crossentropy"},
+                      loss_weights={"forecast": 1.0, "warning": float(p["warn_weight"])})
+        return model
+
+    # ------------------------------------------------------------ encoding
+
+    def _encode(self, w: Windows) -> dict[str, np.ndarray]:
+        """Scale windows into the model's inputs."""
+        inputs = {"window": self.scaler_.transform(w.x, self.columns_).astype("float32")}
+        if self.known_future_:
+            inputs["future"] = self.scaler_.transform(w.future, self.known_future_).astype("float32")
+        return inputs
+
+    def _last_scaled(self, x_scaled: np.ndarray) -> np.ndarray:
+        idx = [self.columns_.index(c) for c in self.key_metrics_]
+        return x_scaled[:, -1, idx][:, None, :]
+
+    def _targets(self, w: Windows) -> dict[str, np.ndarray]:
+        y = self.scaler_.transform(w.y, self.key_metrics_)
+        if self.params_["delta"]:
+            y = y - self._last_scaled(self.scaler_.transform(w.x, self.columns_))
+        return {"forecast": y.astype("float32"), "warning": w.warn.reshape(-1, 1).astype("float32")}
+
+    def _decode(self, out: np.ndarray, x_scaled: np.ndarray) -> np.ndarray:
+        from .baselines import clip_forecast
+
+        y = np.asarray(out, dtype="float64")
+        if self.params_["delta"]:
+            y = y + self._last_scaled(x_scaled)
+        return clip_forecast(self.scaler_.inverse_transform(y, self.key_metrics_), self.key_metrics_)
+
+    # ------------------------------------------------------------ prediction
+
+    def windows(self, runs: Sequence[pd.DataFrame | str | Path]) -> Windows:
+        """Cut runs into this model's windows (its columns, window, horizon, gap rule)."""
+        self._check_fitted()
+        p = self.params_
+        runs = as_runs(runs)
+        require_columns(runs, [c for c in self.columns_ if c != MISSING])
+        return make_windows(runs, [c for c in self.columns_ if c != MISSING], int(p["window"]),
+                            int(p["horizon"]), self.key_metrics_, self.known_future_, int(p["max_gap_s"]))
+
+    def _raw_predict(self, w: Windows) -> tuple[np.ndarray, np.ndarray]:
+        inputs = self._encode(w)
+        out = self.model_.predict(inputs, batch_size=1024, verbose=0)
+        return self._decode(out["forecast"], inputs["window"]), np.asarray(out["warning"]).reshape(-1)
+
+    def predict(self, runs: Sequence[pd.DataFrame | str | Path] | Windows) -> Prediction:
+        """Forecast every window of the runs; return forecasts, probabilities and alarms."""
+        self._check_fitted()
+        w = runs if isinstance(runs, Windows) else self.windows(runs)
+        forecast, prob = self._raw_predict(w)
+        return Prediction(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"))
+
+    def predict_one(self, window: pd.DataFrame | np.ndarray,
+                    future: np.ndarray | Sequence[float] | None = None) -> tuple[np.ndarray, float]:
+        """Forecast from the last W seconds with a compiled call (for 1 Hz online use).
+
+        `window` is a frame with the model's columns (its last W rows are used) or an
+        array (W, F) of raw values in `columns_` order without `missing`. Returns the
+        (H, K) forecast in raw units and the violation probability.
+        """
+        self._check_fitted()
+        W, H = int(self.params_["window"]), int(self.params_["horizon"])
+        columns = [c for c in self.columns_ if c != MISSING]
+        if isinstance(window, pd.DataFrame):
+            require_columns([window], columns)
+            if len(window) < W:
+                raise BadInput(f"online window needs at least {W} rows, got {len(window)}")
+            frame = window.iloc[-W:]
+        else:
+            arr = np.asarray(window, dtype="float64")
+            if arr.ndim != 2 or arr.shape[1] != len(columns) or arr.shape[0] < W:
+                raise BadInput(f"window must be an array of at least {W} rows x {len(columns)} columns "
+                               f"({', '.join(columns)}), got shape {arr.shape}")
+            frame = pd.DataFrame(arr[-W:], columns=columns)
+        values = fill_gaps(frame, columns, int(self.params_["max_gap_s"]))
+        # Online there is no dropping a window: what the gap rule cannot fill takes the
+        # training mean (scaled 0) and is flagged in `missing`.
+        x = self.scaler_.transform(values[None], self.columns_)
+        x = np.where(np.isnan(x), 0.0, x)
+        inputs = {"window": x.astype("float32")}
+        if self.known_future_:
+            if future is None:
+                raise BadInput(f"this model needs the next {H} seconds of {', '.join(self.known_future_)} (future=)")
+            fut = np.asarray(future, dtype="float64").reshape(H, len(self.known_future_))
+            inputs["future"] = self.scaler_.transform(fut[None], self.known_future_).astype("float32")
+        out = self._serving_fn()(inputs)
+        forecast = self._decode(out["forecast"].numpy(), inputs["window"])[0]
+        return forecast, float(out["warning"].numpy().reshape(-1)[0])
+
+    def _serving_fn(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        if getattr(self, "_serve", None) is None:
+            import tensorflow as tf
+
+            model = self.model_
+            self._serve = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+        return self._serve
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, folder: str | Path) -> Path:
+        """Write model.keras and params.json into `folder`, each atomically."""
+        from collector.runio import atomic_write_json, sha256_file
+
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".keras", dir=folder)
+        os.close(fd)
+        try:
+            self.model_.save(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / MODEL_FILE)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        import keras
+
+        init = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
+        atomic_write_json(folder / PARAMS_FILE, {
+            "format": FORMAT,
+            "init_params": init,
+            "params": self.params_,
+            "columns": self.columns_,
+            "key_metrics": self.key_metrics_,
+            "known_future": self.known_future_,
+            "scaler": self.scaler_.to_dict(),
+            "warn_threshold": self.warn_threshold_,
+            "history": self.history_,
+            "training": self.training_summary_,
+            "model_sha256": sha256_file(folder / MODEL_FILE),
+            "versions": {"keras": keras.__version__},
+        })
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LSTMForecaster:
+        """Load a saved forecaster, refusing model files with code-carrying or unknown layers."""
+        from collector.runio import sha256_file
+
+        folder = Path(folder)
+        params_path, model_path = folder / PARAMS_FILE, folder / MODEL_FILE
+        for path in (params_path, model_path):
+            if not path.is_file():
+                raise BadInput(f"{path}: missing (not a saved LSTMForecaster folder)")
+        try:
+            meta = json.loads(params_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise BadInput(f"{params_path}: not valid JSON: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise BadInput(f"{params_path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
+                           f"expected {FORMAT!r}")
+        check_model_file(model_path)
+        if meta.get("model_sha256") != sha256_file(model_path):
+            raise BadInput(f"{model_path}: sha256 differs from params.json (the files do not belong together)")
+        keras = configure_tensorflow()
+        try:
+            model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+        except Exception as exc:  # Keras raises many types for a bad file; all mean "refused".
+            raise BadInput(f"{model_path}: cannot be loaded safely: {str(exc).splitlines()[0][:200]}") from None
+        try:
+            est = cls(**meta["init_params"])
+            est.params_ = meta["params"]
+            est.columns_ = [str(c) for c in meta["columns"]]
+            est.key_metrics_ = [str(c) for c in meta["key_metrics"]]
+            est.known_future_ = [str(c) for c in meta["known_future"]]
+            est.scaler_ = Scaler.from_dict(meta["scaler"])
+            est.warn_threshold_ = float(meta["warn_threshold"])
+            est.history_ = meta.get("history", {})
+            est.training_summary_ = meta.get("training", {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"{params_path}: malformed ({exc})") from None
+        est.n_features_in_ = len(est.columns_)
+        est.epochs_trained_ = int(est.training_summary_.get("epochs_trained", 0))
+        est.warnings_ = list(est.training_summary_.get("warnings", []))
+        est.model_ = model
+        est._serve = None
+        return est
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def check_model_file(path: str | Path) -> None:
+    """Refuse a .keras file whose config holds a Lambda or any class outside SAFE_CLASSES."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(f"{path}: not a Keras model archive ({exc})") from None
+    stack: list[Any] = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("class_name")
+            if isinstance(name, str):
+                module = str(node.get("module") or "")
+                if name in ("Lambda", "__lambda__") or "lambda" in name.lower():
+                    raise BadInput(f"{path}: refused: contains a {name} layer (it can carry executable code)")
+                if name not in SAFE_CLASSES or (module and not module.startswith("keras")) \
+                        or node.get("registered_name") not in (None, name):
+                    raise BadInput(f"{path}: refused: unknown or custom object {module + '.' if module else ''}{name}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _deterministic() -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):
+        pass
+
+
+def _best_threshold(truth: np.ndarray, prob: np.ndarray) -> float:
+    """Return the alarm threshold in 0.1..0.9 that maximises F1 on validation windows."""
+    from .metrics import warning_scores
+
+    grid = np.round(np.arange(0.1, 0.91, 0.05), 2)
+    scores = [warning_scores(truth, prob >= g)["f1"] for g in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
+def _EpochHook(keras: Any, on_epoch: Callable[[int, int, dict[str, float]], None] | None, epochs: int) -> Any:
+    """Return a Keras callback that calls on_epoch(epoch, epochs, logs) after each epoch."""
+
+    class EpochHook(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if on_epoch is not None:
+                on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    return EpochHook()

@@ -1,0 +1,328 @@
+"""Synthetic runs that follow the metrics.csv contract, for tests and classroom exercises.
+
+`synthetic_run(scenario, seed)` simulates the lab's target under a scenario (the same
+stages, faults and SLO as a real run) with a small queueing model, one row per second:
+
+- Load: Locust-like users ramp to each stage's `users` at its `spawn_rate`; each user
+  thinks about `think_s` seconds between requests and waits for each response, so only
+  thinking users send — a closed loop, like a real load generator.
+- Capacity: a pool of `cores` servers (an M/M/c queue) that completes `capacity_rps`
+  requests per second. Below capacity the wait is Erlang C's, which rises steeply as the
+  utilisation approaches 1; above capacity the excess is kept as a backlog that makes
+  every later request wait, and that drains when the load falls (recovery).
+- Faults (target_app/faults.py semantics): `latency` adds up to 2 s per request and holds
+  the target's threads (so capacity drops too); `errors` fails that share of requests;
+  `cpu` burns cores and slows CPU-bound work; `memory` leaks up to 20 MB/s per worker and
+  slows requests slightly.
+- Noise: Poisson request counts, percentile noise that grows when few requests complete,
+  occasional spurious errors, and collector gaps (a scrape that failed: server columns
+  empty, `target_up=0`; a lost second: every measurement empty).
+- `slo_violation` follows DESIGN.md: client p95 above the SLO or client error rate above
+  it; a second without data is not a violation.
+
+The model is a teaching device calibrated to the built-in scenarios' capacity story
+(about 60-80 users on the default 2 x 4 target), not a replica of any machine; a scenario
+with a bigger `[target]` gets proportionally more capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from collector.schema import COLUMNS
+from lab_errors import BadInput
+
+T0 = pd.Timestamp("2026-01-01T00:00:00Z")
+
+# Per-request shares of the default traffic mix that hit each endpoint.
+ENDPOINTS: dict[str, dict[str, float]] = {
+    # name: weight, median ms, lognormal sigma, cpu ms
+    "/products": {"weight": 5, "median_ms": 4.0, "sigma": 0.4, "cpu_ms": 2.0},
+    "/products/[id]": {"weight": 4, "median_ms": 5.0, "sigma": 0.4, "cpu_ms": 2.0},
+    "/products/search": {"weight": 2, "median_ms": 95.0, "sigma": 0.35, "cpu_ms": 9.0},
+    "/checkout": {"weight": 1, "median_ms": 55.0, "sigma": 0.3, "cpu_ms": 38.0},
+    "/stress": {"weight": 1, "median_ms": 1250.0, "sigma": 0.3, "cpu_ms": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class TargetModel:
+    """The simulated target's capacity and cost figures."""
+
+    capacity_rps: float = 70.0      # completions per second at full CPU
+    cores: int = 2                  # servers of the M/M/c queue
+    base_p50_ms: float = 9.0        # client percentiles of the traffic mix with no queueing
+    base_p95_ms: float = 1050.0     # /stress (0.5-2.0 s) is 1 in 13 requests, so it sets p95
+    base_p99_ms: float = 1800.0
+    base_mean_ms: float = 115.0     # mean response time with no queueing
+    think_s: float = 1.0            # mean user wait between requests
+    cpu_idle_pct: float = 3.0
+    rss_base_mb: float = 140.0
+    workers: int = 2                # the target size capacity_rps refers to
+    threads: int = 4
+    base_error_prob: float = 3e-4   # spurious failures (resets, timeouts) per request
+    gap_rate: float = 0.004         # chance per second that the collector loses a scrape
+    long_gap_share: float = 0.15    # share of gaps that last 6-12 s instead of 1-3 s
+    jitter: float = 0.08            # per-seed relative jitter of capacity and plan
+
+
+def _scenario_dict(scenario: Any) -> dict[str, Any]:
+    if isinstance(scenario, str):
+        from loadtests.scenario import load_scenario
+
+        return load_scenario(scenario).to_dict()
+    if hasattr(scenario, "to_dict"):
+        return scenario.to_dict()
+    if isinstance(scenario, Mapping):
+        data = dict(scenario)
+        for key in ("duration_s", "stages"):
+            if key not in data:
+                raise BadInput(f"<scenario>: {key}: missing")
+        return data
+    raise BadInput(f"<scenario>: expected a name, a Scenario or a dict, got {type(scenario).__name__}")
+
+
+def _erlang_c_wait_s(rate: float, capacity: float, servers: int) -> float:
+    """Return the mean M/M/c queueing wait (s) for arrival `rate` and total `capacity`."""
+    if rate <= 0:
+        return 0.0
+    rho = min(rate / capacity, 0.95)  # the backlog term takes over near and past capacity
+    a = rho * servers                  # offered load in Erlangs
+    top = a ** servers / math.factorial(servers) / (1 - rho)
+    below = sum(a ** k / math.factorial(k) for k in range(servers))
+    p_wait = top / (below + top)
+    return p_wait / (capacity * (1 - rho))
+
+
+def _jittered(value: float, rng: np.random.Generator, rel: float) -> float:
+    return float(value * (1 + rng.uniform(-rel, rel)))
+
+
+def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
+                  model: TargetModel | None = None, duration_s: int | None = None,
+                  gaps: bool = True) -> pd.DataFrame:
+    """Simulate one run of `scenario`; return its metrics.csv frame (run metadata in `.attrs`).
+
+    Parameters
+    ----------
+    scenario : str, Scenario or dict
+        A built-in scenario name, a `loadtests.scenario.Scenario`, or a dict shaped like
+        `Scenario.to_dict()`.
+    seed : int, optional
+        Seed of the noise and of the per-seed jitter (capacity, stage users, fault
+        times); the scenario's own seed when None.
+    model : TargetModel, optional
+        Capacity and cost figures of the simulated target.
+    duration_s : int, optional
+        Cut the run after this many seconds.
+    gaps : bool
+        Simulate collector gaps (empty cells, `target_up=0`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns `collector.schema.COLUMNS`, one row per second; `attrs` holds `run_id`,
+        `scenario` (name), `slo` (dict), `seed` and `meta` (a run.json-like dict).
+    """
+    sc = _scenario_dict(scenario)
+    seed = int(sc.get("seed") or 0) if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
+    base = model or TargetModel()
+    target = sc.get("target") or {}
+    workers = int(target.get("workers") or base.workers)
+    threads = int(target.get("threads") or base.threads)
+    # A bigger target has proportionally more capacity; jitter makes seeds differ.
+    scale = workers * threads / (base.workers * base.threads)
+    m = replace(base, workers=workers, threads=threads,
+                capacity_rps=_jittered(base.capacity_rps * min(scale, 4.0), rng, base.jitter))
+    load = sc.get("load") or {}
+    if load.get("wait_min_s") is not None and load.get("wait_max_s") is not None:
+        m = replace(m, think_s=(float(load["wait_min_s"]) + float(load["wait_max_s"])) / 2)
+    slo = {"latency_p95_ms": float((sc.get("slo") or {}).get("latency_p95_ms", 800.0)),
+           "error_rate": float((sc.get("slo") or {}).get("error_rate", 0.02))}
+
+    n = int(sc["duration_s"]) if duration_s is None else min(int(duration_s), int(sc["duration_s"]))
+    if n < 1:
+        raise BadInput(f"<scenario>: duration_s: must be at least 1, got {n}")
+    stages = sorted(sc["stages"], key=lambda s: s["until_s"])
+    plan_users = np.zeros(n)
+    spawn = np.ones(n)
+    phase = np.empty(n, dtype=object)
+    start = 0
+    for st in stages:
+        end = min(int(st["until_s"]), n)
+        users = max(0.0, _jittered(float(st["users"]), rng, m.jitter))
+        plan_users[start:end], spawn[start:end], phase[start:end] = users, float(st["spawn_rate"]), st["name"]
+        start = end
+    if start < n:  # the last stage holds to the end
+        plan_users[start:], spawn[start:], phase[start:] = plan_users[start - 1], spawn[start - 1], phase[start - 1]
+
+    fault = np.array(["none"] * n, dtype=object)
+    intensity = np.zeros(n)
+    for f in sc.get("faults") or []:
+        shift = int(rng.integers(-3, 4))
+        a = max(0, int(f["start_s"]) + shift)
+        b = min(n, a + int(f["duration_s"]))
+        fault[a:b], intensity[a:b] = f["kind"], float(f["intensity"])
+
+    # Per-second simulation: the backlog and the closed loop make each second depend on the last.
+    cols = {c: np.full(n, np.nan) for c in COLUMNS if c not in ("timestamp", "phase", "fault")}
+    users = 0.0
+    queued = 0.0        # users whose request waits beyond capacity (the backlog)
+    busy_rate = 0.0     # smoothed completions per second, for users held by slow requests
+    arrival_rate = 0.0  # smoothed arrivals per second: the steady state Erlang C describes
+    leak_mb = 0.0
+    # Requests per thinking user per second; kept below 1 and fed by a smoothed count of
+    # users held in service, so the closed loop settles instead of oscillating every second.
+    send = min(0.9, 1.0 / max(m.think_s, 1e-3))
+    for t in range(n):
+        users = min(plan_users[t], users + spawn[t]) if users < plan_users[t] else max(plan_users[t], users - spawn[t])
+        kind, k = fault[t], intensity[t]
+        add_s = 2.0 * k if kind == "latency" else 0.0
+        cpu_hog = k * workers if kind == "cpu" else 0.0                    # cores burned
+        leak_mb = min(leak_mb + 20.0 * k * workers, 1024.0 * workers) if kind == "memory" else max(0.0, leak_mb - 200.0)
+        slow = 1.0 + (0.3 * k if kind == "memory" else 0.0)
+        cpu_slow = 1.0 + 1.5 * cpu_hog / m.cores
+        service_s = (m.base_mean_ms / 1000) * slow * cpu_slow + add_s
+        # CPU capacity shrinks with the hog; thread capacity shrinks when requests sleep.
+        cpu_cap = m.capacity_rps * max(0.15, 1 - 0.6 * cpu_hog / m.cores) / slow
+        thread_cap = workers * threads / (m.base_mean_ms / 1000 + add_s)
+        cap = max(1.0, min(cpu_cap, thread_cap))
+        queued = min(queued, users)
+        thinking = max(0.0, users - queued - busy_rate * service_s)
+        arrivals = float(rng.poisson(thinking * send)) if thinking > 0 else 0.0
+        service = float(rng.poisson(cap))
+        done = min(arrivals + queued, service)
+        queued = max(0.0, queued + arrivals - done)
+        busy_rate = 0.7 * busy_rate + 0.3 * done
+        arrival_rate = 0.7 * arrival_rate + 0.3 * arrivals
+        wait_s = _erlang_c_wait_s(arrival_rate, cap, m.cores) + queued / cap
+        mean_rt_s = service_s + wait_s
+        rps = done
+        if rps >= 1:
+            # Percentile noise grows when few requests complete in the second.
+            noise = np.exp(rng.normal(0, 0.06 + 0.6 / math.sqrt(rps), 3))
+            p50 = (m.base_p50_ms * slow * cpu_slow + 1000 * (add_s + 0.7 * wait_s)) * noise[0]
+            p95 = (m.base_p95_ms * slow * cpu_slow + 1000 * (add_s + 1.6 * wait_s)) * noise[1]
+            p99 = max(p95, (m.base_p99_ms * slow * cpu_slow + 1000 * (add_s + 2.3 * wait_s)) * noise[2])
+            p50 = min(p50, p95)
+            err_p = m.base_error_prob + (k if kind == "errors" else 0.0)
+            failures = float(rng.binomial(int(round(rps)), min(1.0, err_p)))
+            err = failures / round(rps)
+        else:
+            p50 = p95 = p99 = err = np.nan
+            failures = 0.0
+        busy = min(1.0, rps / max(cap, 1e-9))
+        cpu = min(100.0 * m.cores, m.cpu_idle_pct + 100 * m.cores * busy * 0.85 + 100 * cpu_hog)
+        cpu *= float(np.exp(rng.normal(0, 0.05)))
+        in_flight = min(workers * threads, rps * min(mean_rt_s, 5.0) + queued)
+        srv_wait = min(wait_s, workers * threads / cap)  # the accept queue is not counted server-side
+        row = cols
+        row["elapsed_s"][t] = t
+        row["users"][t] = round(users)
+        row["rps"][t] = rps
+        row["error_rate"][t] = err
+        row["latency_p50_ms"][t] = p50
+        row["latency_p95_ms"][t] = p95
+        row["latency_p99_ms"][t] = p99
+        row["srv_rps"][t] = rps * float(np.exp(rng.normal(0, 0.03)))
+        row["srv_error_rate"][t] = err * (1.0 if kind == "errors" else 0.5) if rps >= 1 else np.nan
+        row["srv_latency_p95_ms"][t] = (m.base_p95_ms * slow * cpu_slow + 1000 * (add_s + 1.6 * srv_wait)) * float(np.exp(rng.normal(0, 0.08)))
+        row["srv_latency_p50_ms"][t] = (m.base_p50_ms * slow * cpu_slow + 1000 * (add_s + 0.7 * srv_wait)) * float(np.exp(rng.normal(0, 0.08)))
+        row["srv_latency_p99_ms"][t] = (m.base_p99_ms * slow * cpu_slow + 1000 * (add_s + 2.3 * srv_wait)) * float(np.exp(rng.normal(0, 0.08)))
+        row["cpu_percent"][t] = cpu
+        row["rss_mb"][t] = m.rss_base_mb + 0.4 * in_flight + leak_mb + rng.normal(0, 1.5)
+        row["threads"][t] = workers * (threads + 3) + 1
+        row["sys_cpu_percent"][t] = min(100.0, 4 + (cpu + 8 + 0.5 * rps) / m.cores + rng.normal(0, 2))
+        row["loadgen_cpu_percent"][t] = max(0.0, 8 + 0.5 * rps + rng.normal(0, 2))
+        row["target_up"][t] = 1
+        row["failures"][t] = failures
+        row["srv_in_flight"][t] = round(in_flight)
+        row["target_workers"][t] = workers
+        row["fds"][t] = 25 + workers * 6 + round(in_flight)
+        row["sys_mem_percent"][t] = 38 + (row["rss_mb"][t] + 300) / 80
+        row["fault_intensity"][t] = k
+        row["slo_violation"][t] = int((p95 > slo["latency_p95_ms"]) or (err > slo["error_rate"]))
+
+    frame = pd.DataFrame(cols)
+    frame.insert(0, "timestamp", [(T0 + pd.Timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                  for s in range(n)])
+    frame["phase"], frame["fault"] = phase, fault
+    if gaps:
+        _add_gaps(frame, rng, m)
+    frame = frame[COLUMNS]
+    for c in ("elapsed_s", "slo_violation", "target_up"):
+        frame[c] = frame[c].astype("int64")
+    run_id = f"synthetic-{sc['name']}-s{seed}"
+    frame.attrs.update(run_id=run_id, scenario=str(sc["name"]), slo=slo, seed=seed,
+                       meta={"run_id": run_id, "scenario": sc, "seed": seed, "status": "complete",
+                             "synthetic": {f.name: getattr(m, f.name) for f in fields(m)},
+                             "warnings": []})
+    return frame
+
+
+SERVER_ONLY = ["srv_rps", "srv_error_rate", "srv_latency_p95_ms", "srv_latency_p50_ms",
+               "srv_latency_p99_ms", "srv_in_flight", "target_workers"]
+
+
+def _add_gaps(frame: pd.DataFrame, rng: np.random.Generator, m: TargetModel) -> None:
+    """Blank some seconds like a collector would: failed scrapes and lost seconds."""
+    n = len(frame)
+    measured = [c for c in COLUMNS if c not in ("timestamp", "elapsed_s", "phase", "users", "fault",
+                                                  "fault_intensity", "slo_violation", "target_up")]
+    for t in np.flatnonzero(rng.random(n) < m.gap_rate):
+        length = int(rng.integers(6, 13)) if rng.random() < m.long_gap_share else int(rng.integers(1, 4))
+        rows = frame.index[t:t + length]
+        if rng.random() < 0.5:
+            frame.loc[rows, SERVER_ONLY] = np.nan        # /metrics did not answer
+        else:
+            frame.loc[rows, measured] = np.nan           # the whole second was lost
+            frame.loc[rows, "slo_violation"] = 0         # no data is not a violation
+        frame.loc[rows, "target_up"] = 0
+
+
+def synthetic_runs(scenarios: list[Any], seeds: list[int], **kwargs: Any) -> list[pd.DataFrame]:
+    """Simulate every scenario with every seed."""
+    return [synthetic_run(sc, seed=s, **kwargs) for sc in scenarios for s in seeds]
+
+
+def write_run(frame: pd.DataFrame, folder: str | Path) -> Path:
+    """Write a synthetic frame as a run folder (run.json + metrics.csv) and return it."""
+    from collector.runio import METRICS_CSV, RUN_JSON, atomic_write_json, atomic_write_text, sha256_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / METRICS_CSV, frame[COLUMNS].to_csv(index=False, float_format="%.4f"))
+    meta = dict(frame.attrs.get("meta") or {"run_id": folder.name, "status": "complete"})
+    n = len(frame)
+    meta.update(started_at=frame["timestamp"].iloc[0] if n else None,
+                ended_at=(T0 + pd.Timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                files={METRICS_CSV: sha256_file(folder / METRICS_CSV)})
+    atomic_write_json(folder / RUN_JSON, meta)
+    return folder
+
+
+def synthetic_samples(duration_s: int = 60, rps: float = 30.0, seed: int = 0,
+                      endpoints: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+    """Simulate Locust's per-request samples (ts, response_time_ms, ok, name) for endpoint profiling."""
+    rng = np.random.default_rng(seed)
+    endpoints = endpoints or ENDPOINTS
+    names = list(endpoints)
+    weights = np.array([endpoints[e]["weight"] for e in names], dtype=float)
+    count = int(rng.poisson(rps * duration_s))
+    pick = rng.choice(len(names), size=count, p=weights / weights.sum())
+    median = np.array([endpoints[e]["median_ms"] for e in names])[pick]
+    sigma = np.array([endpoints[e]["sigma"] for e in names])[pick]
+    fail = np.array([endpoints[e].get("error_prob", 0.002) for e in names])[pick]
+    return pd.DataFrame({
+        "ts": 1_767_225_600.0 + np.sort(rng.uniform(0, duration_s, count)),
+        "response_time_ms": np.round(median * np.exp(rng.normal(0, 1, count) * sigma), 2),
+        "ok": (rng.random(count) >= fail).astype(int),
+        "name": np.array(names, dtype=object)[pick],
+    })

@@ -1,0 +1,168 @@
+"""The LSTM forecaster: training, prediction, save/load, unsafe files, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lab_errors import BadInput, LabError
+from modeling.forecaster import LSTMForecaster, check_model_file
+from modeling.synthetic import synthetic_run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(preset="tiny", window=8, horizon=3, units=4, epochs=2, seed=3)
+
+
+def test_importing_the_modelling_code_does_not_import_tensorflow():
+    code = ("import sys; import modeling.forecaster, modeling.evaluate, modeling.regimes, "
+            "modeling.products, modeling.synthetic; print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_unfitted_model_and_bad_parameters_are_refused():
+    with pytest.raises(LabError, match="not fitted"):
+        LSTMForecaster().predict([synthetic_run("smoke")])
+    with pytest.raises(BadInput, match="preset must be one of"):
+        LSTMForecaster(preset="huge").resolved_params()
+    with pytest.raises(BadInput, match="window must be at least 1"):
+        LSTMForecaster(window=0).resolved_params()
+    p = LSTMForecaster(preset="guide", epochs=3).resolved_params()
+    assert (p["units"], p["layers"], p["window"], p["epochs"], p["scaler"]) == (50, 2, 60, 3, "minmax")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return [synthetic_run(s, seed=1, duration_s=90) for s in ("spike", "fault-latency", "fault-errors")]
+
+
+@pytest.fixture(scope="module")
+def fitted(runs):
+    epochs = []
+    model = LSTMForecaster(**TINY).fit(runs, on_epoch=lambda e, n, logs: epochs.append((e, n, sorted(logs))))
+    model.epoch_calls = epochs
+    return model
+
+
+@pytest.mark.slow
+def test_fit_learns_attributes_and_reports_each_epoch(fitted):
+    assert [e[:2] for e in fitted.epoch_calls] == [(1, 2), (2, 2)]
+    assert "loss" in fitted.epoch_calls[0][2]
+    assert fitted.columns_[-1] == "missing" and fitted.key_metrics_[0] == "latency_p95_ms"
+    assert fitted.n_features_in_ == len(fitted.columns_) and fitted.epochs_trained_ == 2
+    assert fitted.training_summary_["train_windows"] > 0 and len(fitted.history_["loss"]) == 2
+    assert fitted.get_params()["units"] == 4                     # hyper-parameters stay as given
+
+
+@pytest.mark.slow
+def test_scaler_statistics_come_from_the_fitting_runs_only(fitted, runs):
+    fit_ids = {r["run_id"] for r in fitted.training_summary_["runs"]} - set(fitted.training_summary_["validation_runs"])
+    fit_runs = [r for r in runs if r.attrs["run_id"] in fit_ids]
+    assert len(fit_runs) == 2                                    # one of three held out for validation
+    i = fitted.scaler_.columns.index("cpu_percent")
+    expected = np.nanmean(np.concatenate([r["cpu_percent"].to_numpy() for r in fit_runs]))
+    assert fitted.scaler_.center[i] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_predictions_have_the_contract_shapes(fitted, runs):
+    pred = fitted.predict(runs[:1])
+    n = 90 - 8 - 3 + 1
+    assert pred.forecast.shape[1:] == (3, 4) and pred.forecast.shape[0] <= n
+    assert ((pred.probability >= 0) & (pred.probability <= 1)).all()
+    assert (pred.forecast[..., 1] <= 1).all() and (pred.forecast >= 0).all()
+    forecast, prob = fitted.predict_one(runs[0].iloc[:20])
+    assert forecast.shape == (3, 4) and 0 <= prob <= 1
+    with pytest.raises(BadInput, match="online window needs at least 8 rows, got 5"):
+        fitted.predict_one(runs[0].iloc[:5])
+    with pytest.raises(BadInput, match="column 'cpu_percent' missing"):
+        fitted.predict(runs[0].drop(columns=["cpu_percent"]))
+    with pytest.raises(BadInput, match=r"needs at least 11 rows \(window 8 \+ horizon 3\), got 10"):
+        fitted.predict(runs[0].iloc[:10])
+
+
+@pytest.mark.slow
+def test_save_load_round_trip_gives_identical_predictions(fitted, runs, tmp_path):
+    folder = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == ["model.keras", "params.json"]
+    params = json.loads((folder / "params.json").read_text())
+    assert params["columns"] == fitted.columns_ and params["scaler"]["columns"] == fitted.columns_
+    again = LSTMForecaster.load(folder)
+    a, b = fitted.predict(runs), again.predict(runs)
+    np.testing.assert_array_equal(a.forecast, b.forecast)
+    np.testing.assert_array_equal(a.probability, b.probability)
+    window = runs[1].iloc[30:38]
+    f1, p1 = fitted.predict_one(window)
+    f2, p2 = again.predict_one(window)
+    np.testing.assert_array_equal(f1, f2)
+    assert p1 == p2
+    # The compiled online path agrees with the batch path on the same window.
+    np.testing.assert_allclose(f1, fitted.predict(runs[1].iloc[30:41]).forecast[0], rtol=1e-4, atol=1e-4)
+
+
+def _rewrite_config(path: Path, edit) -> None:
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+@pytest.mark.slow
+def test_model_files_with_unsafe_layers_are_refused(fitted, tmp_path):
+    import keras
+
+    from collector.runio import sha256_file
+
+    folder = fitted.save(tmp_path / "model")
+    # An attacker swaps in a model with a Lambda layer and fixes the checksum too.
+    evil = keras.Sequential([keras.Input((8, fitted.n_features_in_)), keras.layers.Lambda(lambda x: x * 2)])
+    evil.save(folder / "model.keras")
+    params = json.loads((folder / "params.json").read_text())
+    params["model_sha256"] = sha256_file(folder / "model.keras")
+    (folder / "params.json").write_text(json.dumps(params))
+    with pytest.raises(BadInput, match="refused: contains a Lambda layer"):
+        LSTMForecaster.load(folder)
+
+    custom = fitted.save(tmp_path / "custom")
+
+    def inject(config):
+        layer = config["config"]["layers"][-1]
+        layer["class_name"], layer["module"], layer["registered_name"] = "Backdoor", "evil.layers", "evil>Backdoor"
+
+    _rewrite_config(custom / "model.keras", inject)
+    with pytest.raises(BadInput, match="unknown or custom object evil.layers.Backdoor"):
+        check_model_file(custom / "model.keras")
+    with pytest.raises(BadInput, match="refused"):
+        LSTMForecaster.load(custom)
+
+    swapped = fitted.save(tmp_path / "swapped")
+    (swapped / "model.keras").write_bytes(b"PK\x05\x06" + b"\0" * 18)   # an empty zip
+    with pytest.raises(BadInput, match="not a Keras model archive"):
+        LSTMForecaster.load(swapped)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_model(runs, fitted):
+    again = LSTMForecaster(**TINY).fit(runs)
+    np.testing.assert_array_equal(again.predict(runs[:1]).forecast, fitted.predict(runs[:1]).forecast)
+
+
+@pytest.mark.slow
+def test_known_future_users_is_an_extra_input(runs):
+    model = LSTMForecaster(**TINY, known_future=["users"], validation_fraction=0).fit(runs[:1])
+    assert len(model.model_.inputs) == 2
+    plan = runs[0]["users"].iloc[20:23].to_numpy()
+    forecast, _ = model.predict_one(runs[0].iloc[12:20], future=plan)
+    assert forecast.shape == (3, 4)
+    with pytest.raises(BadInput, match="needs the next 3 seconds of users"):
+        model.predict_one(runs[0].iloc[12:20])
