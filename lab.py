@@ -263,6 +263,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (early stopping may end sooner).")] = None,
     known_future_users: Annotated[bool, typer.Option("--known-future-users", help="Give the model the planned user count for the next H seconds.")] = False,
     regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", help="Number of regimes (default: chosen by silhouette).")] = None,
+    profile: Annotated[str, typer.Option(help="lab: every column of a run; live: only what a monitor sees of a running target (its /metrics, processes, host), for `lab.py monitor`.")] = "lab",
     seed: Annotated[int, typer.Option(help="Seed for the split, weights and KMeans.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
@@ -277,7 +278,7 @@ def train(
                               holdout=[h.strip() for h in holdout.split(",")] if holdout else None,
                               preset=preset, params=params, seed=seed, regimes_k=regimes_k,
                               known_future=["users"] if known_future_users else (),
-                              on_epoch=progress.epoch,
+                              on_epoch=progress.epoch, profile=profile,
                               on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
     m = bundle.meta
     out.print(f"trained on {len(m['train_runs'])} runs ({m['train_rows']} rows) in {m['train_seconds']} s, "
@@ -301,6 +302,84 @@ def evaluate(
     result = evaluate_bundle(bundle, [str(r) for r in runs] if runs else None, metrics_out)
     print_evaluation(out, result)
     out.print(f"metrics: [bold]{metrics_out or model / METRICS_JSON}[/]")
+
+
+# ---------------------------------------------------------------- live monitor
+
+
+@lab_command
+def monitor(
+    target: Annotated[str, typer.Option(help="URL of the running target (e.g. http://127.0.0.1:5000).")],
+    model: Annotated[Path, typer.Option(help="Model folder trained with --profile live.")],
+    port: Annotated[int, typer.Option(help="Port of the monitor's own /metrics.")] = 9105,
+    bind_all: Annotated[bool, typer.Option("--bind-all", help="Serve the monitor's /metrics on all interfaces.")] = False,
+    metrics_url: Annotated[Optional[str], typer.Option(help="Where to scrape the target (default: TARGET/metrics; a lab target's --metrics-port listener is better under load).")] = None,
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Read the server-side metrics from this Prometheus server.")] = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a target that is not a loopback address.")] = False,
+    policy: Annotated[Optional[str], typer.Option(help="Policy preset: default, or guide (scale up when predicted stability < 80%).")] = None,
+    policy_file: Annotated[Optional[Path], typer.Option(help="TOML file with a [policy] table (thresholds, cool-downs, bounds).")] = None,
+    sinks_file: Annotated[Optional[Path], typer.Option(help="TOML file with [[sinks]] tables.")] = None,
+    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback).")] = None,
+    alertmanager: Annotated[Optional[str], typer.Option(help="Alertmanager base URL; alerts go to /api/v2/alerts.")] = None,
+    scale_target: Annotated[bool, typer.Option("--scale-target", help="Change the lab target's gunicorn worker count for real (TTIN/TTOU).")] = False,
+    min_workers: Annotated[int, typer.Option(min=1, help="Lowest worker count when scaling.")] = 1,
+    max_workers: Annotated[int, typer.Option(min=1, help="Highest worker count when scaling.")] = 8,
+    events: Annotated[Path, typer.Option(help="JSON-lines log of every decision, taken or skipped.")] = Path("monitor-events.jsonl"),
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
+):
+    """Predict instability of a running target every second, and recommend or take actions."""
+    import signal
+    import threading
+    from urllib.parse import urlparse
+
+    from collector.procstats import listener_pid
+    from collector.targetview import PrometheusTargetView, TargetView
+    from lab_errors import BadInput
+    from loadtests.harness import check_host
+    from modeling.pipeline import load_bundle
+    from monitor.exporter import MonitorExporter
+    from monitor.live import OnlineModel, run_monitor, status_line
+    from monitor.policy import load_policy
+    from monitor.sinks import load_sinks
+
+    target = check_host(target, allow_remote)
+    bundle = load_bundle(model)
+    online = OnlineModel(bundle)
+    parsed = urlparse(target)
+    pid = listener_pid(parsed.port or 80) if parsed.hostname in ("127.0.0.1", "localhost", "::1") else None
+    if scale_target and pid is None:
+        raise BadInput(f"--scale-target: no local gunicorn master is listening for {target}")
+    scrape = metrics_url or target + "/metrics"
+    view = (PrometheusTargetView(prometheus_url, target, scrape, pid) if prometheus_url
+            else TargetView(scrape, pid))
+    slo = dict(getattr(bundle.regimes, "slo_", None) or {"latency_p95_ms": 800.0, "error_rate": 0.02})
+    chosen = load_policy(policy_file, preset=policy,
+                         min_workers=min_workers, max_workers=max_workers,
+                         slo_latency_p95_ms=slo["latency_p95_ms"])
+    sinks = load_sinks(sinks_file, event_log=events, webhook=webhook, alertmanager=alertmanager,
+                       scale_target_pid=pid if scale_target else None, min_workers=min_workers,
+                       max_workers=max_workers, generator_url=f"http://127.0.0.1:{port}/metrics")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    exporter = MonitorExporter(port=port, host="0.0.0.0" if bind_all else "127.0.0.1",
+                               regimes=bundle.regimes.names_ if bundle.regimes is not None else (),
+                               horizon_s=online.horizon).start()
+    err.print(f"monitoring {target} with {model} (window {online.window} s, horizon {online.horizon} s); "
+              f"metrics on {exporter.url}; events -> {events}; Ctrl-C stops", highlight=False)
+
+    def show(step):
+        if not quiet:
+            out.print(status_line(step, online.horizon), highlight=False)
+
+    try:
+        seconds = run_monitor(model=online, view=view, policy=chosen, sinks=sinks, exporter=exporter,
+                              stop=stop, duration_s=duration, slo=slo, on_step=show)
+    finally:
+        sinks.close()
+        exporter.close()
+    err.print(f"monitor stopped after {seconds} s; events in {events}", highlight=False)
 
 
 # ---------------------------------------------------------------- end of commands

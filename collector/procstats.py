@@ -98,10 +98,10 @@ def listener_pid(port: int) -> int | None:
     for conn in conns:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
             proc = psutil.Process(conn.pid)
-            # Climb to the gunicorn master: workers share the listening socket.
+            # Climb to the gunicorn master: workers share its listening socket.
             try:
                 parent = proc.parent()
-                while parent is not None and parent.name() == proc.name():
+                while parent is not None and "gunicorn" in " ".join(parent.cmdline()):
                     proc, parent = parent, parent.parent()
             except psutil.Error:
                 pass

@@ -50,3 +50,27 @@ class TargetView:
             process["target_workers"] = snapshot.workers
         process.update(host_sample())
         return server, process
+
+
+class PrometheusTargetView(TargetView):
+    """The same view with the server-side figures read from a Prometheus server.
+
+    Prometheus holds a second only after its next scrape has landed, so each call returns
+    the server-side figures of the second that ended about two seconds ago, next to the
+    current process figures (a stated lag, never a carried-forward value).
+    """
+
+    LAG_S = 2.0
+
+    def __init__(self, prometheus_url: str, target_url: str, metrics_url: str | None,
+                 target_pid: int | None = None, timeout_s: float = 0.8):
+        super().__init__(metrics_url, target_pid, timeout_s)
+        from .promserver import PrometheusSource
+
+        self.source = PrometheusSource(prometheus_url, target_url, timeout_s=timeout_s)
+
+    def sample(self, now: float) -> tuple[dict, dict]:
+        server, process = super().sample(now)
+        end = now - self.LAG_S
+        server.update(self.source.server_stats(end - 1.0, end))
+        return server, process

@@ -23,6 +23,7 @@ from collector.runio import atomic_write_json
 from lab_errors import BadInput, LabError
 
 from .data import DataWarning, load_runs, run_name, split_runs
+from .profiles import LIVE_FEATURES, apply_profile
 
 TRAIN_JSON = "train.json"
 METRICS_JSON = "metrics.json"
@@ -64,18 +65,19 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
                  test_fraction: float = 0.25, preset: str = "default", params: dict | None = None,
                  known_future: Sequence[str] = (), seed: int = 0, regimes_k: int | None = None,
                  on_epoch: Callable[[int, int, dict], None] | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> Bundle:
+                 on_warning: Callable[[str], None] | None = None, profile: str = "lab") -> Bundle:
     """Load the sources, split by run (or in time for one run), fit and save every model."""
     from .forecaster import LSTMForecaster
     from .regimes import RegimeModel
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        runs = load_runs(sources)
+        runs = apply_profile(load_runs(sources), profile)
         train, test = split_runs(runs, holdout=holdout, test_fraction=test_fraction, seed=seed)
         started = time.monotonic()
+        features = [c for c in LIVE_FEATURES if c in train[0].columns] if profile == "live" else None
         forecaster = LSTMForecaster(preset=preset, known_future=known_future, seed=seed,
-                                    **(params or {})).fit(train, on_epoch=on_epoch)
+                                    features=features, **(params or {})).fit(train, on_epoch=on_epoch)
         train_s = time.monotonic() - started
         regimes = RegimeModel(k=regimes_k, seed=seed).fit(train)
         products = fit_products(_run_folders(train), seed=seed)
@@ -101,7 +103,7 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         "train_rows": int(sum(len(r) for r in train)),
         "train_seconds": round(train_s, 1),
         "epochs_run": len(getattr(forecaster, "history_", {}).get("loss", []) or []),
-        "preset": preset, "params": forecaster.params_, "seed": seed,
+        "preset": preset, "params": forecaster.params_, "seed": seed, "profile": profile,
         "warnings": notes,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -142,7 +144,7 @@ def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
     from .evaluate import evaluate
 
     if sources:
-        runs = load_runs(sources)
+        runs = apply_profile(load_runs(sources), bundle.meta.get("profile", "lab"))
         train_ids = set(bundle.meta.get("train_runs", []))
         overlap = [run_name(r) for r in runs if run_name(r) in train_ids]
         if overlap:
@@ -152,7 +154,7 @@ def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
         held = [s for s in bundle.meta.get("test_sources", []) if s]
         if not held:
             raise BadInput(f"{bundle.folder}: no held-out runs recorded; give RUNS to evaluate on")
-        runs = load_runs(held)
+        runs = apply_profile(load_runs(held), bundle.meta.get("profile", "lab"))
         if any("[" in name for name in bundle.meta.get("test_runs", [])):
             # A single run was split in time: evaluate on its held-out tail only.
             from .data import chronological_split

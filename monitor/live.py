@@ -1,0 +1,160 @@
+"""The live monitor: sample the target at 1 Hz, predict, decide, act, export.
+
+`OnlineModel` turns the newest rows into a `Prediction` (forecast per horizon, probability
+of an SLO violation within the horizon, regime). `run_monitor` is the standalone loop of
+`lab.py monitor`; the lab's closed-loop autoscaler feeds the collector's rows to the same
+`OnlineModel` instead.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from lab_errors import BadInput
+
+from .policy import Decision, Prediction
+
+
+def _num(value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+class OnlineModel:
+    """Keep the model's window of rows and predict from it once per second."""
+
+    def __init__(self, bundle, max_rows: int | None = None):
+        self.bundle = bundle
+        f = bundle.forecaster
+        self.forecaster = f
+        self.regimes = bundle.regimes
+        self.profile = bundle.meta.get("profile", "lab")
+        self.window = int(f.params_["window"])
+        self.horizon = int(f.params_["horizon"])
+        self.columns = [c for c in f.columns_ if c != "missing"]
+        self.key = list(f.key_metrics_) if hasattr(f, "key_metrics_") else list(f.params_["key_metrics"])
+        span = getattr(self.regimes, "span", 5) if self.regimes is not None else 0
+        self.rows: deque = deque(maxlen=max_rows or max(self.window, span) + 5)
+        self.known_future = list(getattr(f, "known_future_", []) or [])
+
+    def observe(self, row: dict) -> None:
+        self.rows.append(row)
+
+    @property
+    def ready(self) -> bool:
+        return len(self.rows) >= self.window
+
+    def frame(self) -> pd.DataFrame:
+        cols = list(dict.fromkeys(self.columns + (list(self.regimes.metrics) if self.regimes is not None else [])))
+        data = {c: [_num(r.get(c)) for r in self.rows] for c in cols}
+        return pd.DataFrame(data)
+
+    def predict(self, now: float, latest: dict, future_users: list[float] | None = None) -> Prediction:
+        """Predict from the rows so far; before the window is full only the observed values are set."""
+        observed = dict(
+            observed_p95_ms=_opt(latest.get("latency_p95_ms")),
+            observed_error_rate=_opt(latest.get("error_rate")),
+            slo_violation=bool(latest["slo_violation"]) if latest.get("slo_violation") not in (None, "") else None,
+            workers=int(latest["target_workers"]) if _opt(latest.get("target_workers")) is not None else None,
+            cpu_percent=_opt(latest.get("cpu_percent")),
+            target_up=bool(latest.get("target_up", 1)),
+        )
+        if not self.ready:
+            return Prediction(timestamp=now, **observed)
+        frame = self.frame()
+        future = None
+        if self.known_future:
+            future = np.asarray(future_users if future_users is not None
+                                else [_num(latest.get("users"))] * self.horizon, dtype=float)
+        forecast, probability = self.forecaster.predict_one(frame[self.columns], future=future)
+        p95 = tuple(float(v) for v in forecast[:, self.key.index("latency_p95_ms")])
+        regime = None
+        if self.regimes is not None:
+            names = self.regimes.predict_names(frame)
+            regime = str(names[-1]) if len(names) else None
+        return Prediction(timestamp=now, probability=float(probability), p95_ms=p95, regime=regime, **observed)
+
+
+def _opt(value) -> float | None:
+    v = _num(value)
+    return None if math.isnan(v) else v
+
+
+@dataclass
+class MonitorStep:
+    prediction: Prediction
+    decision: Decision
+    row: dict
+
+
+def status_line(step: MonitorStep, horizon: int) -> str:
+    p, d = step.prediction, step.decision
+    up = "up" if p.target_up else "DOWN"
+    now = f"{p.observed_p95_ms:.0f} ms" if p.observed_p95_ms is not None else "-"
+    ahead = f"{p.p95_ms[-1]:.0f} ms" if p.p95_ms else "-"
+    prob = f"{p.probability:.2f}" if p.probability is not None else "-"
+    stab = f"{p.stability_percent:.0f}%" if p.stability_percent is not None else "-"
+    action = str(d.action) + (f" {d.amount}" if d.amount else "")
+    return (f"{time.strftime('%H:%M:%S')} target {up} workers={p.workers if p.workers is not None else '-'} "
+            f"p95 now {now} in {horizon}s {ahead}  P(violation)={prob} stability={stab} "
+            f"regime={p.regime or '-'} action={action}")
+
+
+def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
+                duration_s: float | None = None, slo: dict | None = None,
+                on_step: Callable[[MonitorStep], None] | None = None) -> int:
+    """Sample, predict and act once per second until `stop` is set; return the seconds run."""
+    from modeling.profiles import live_row
+
+    if model.profile != "live":
+        raise BadInput(f"{model.bundle.folder}: this model was trained with --profile lab (it needs the "
+                       f"load generator's client-side columns); train one with --profile live to monitor "
+                       f"a running target")
+    slo = slo or {"latency_p95_ms": 800.0, "error_rate": 0.02}
+    view.prime(time.time())
+    start = time.monotonic()
+    k = 0
+    while not stop.is_set():
+        k += 1
+        delay = start + k - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            break
+        now = time.time()
+        server, process = view.sample(now)
+        row = live_row(server, process)
+        p95, err = _opt(row.get("latency_p95_ms")), _opt(row.get("error_rate"))
+        row["slo_violation"] = int((p95 is not None and p95 > slo["latency_p95_ms"])
+                                   or (err is not None and err > slo["error_rate"]))
+        if not row["target_up"]:
+            row["slo_violation"] = None
+        model.observe(row)
+        prediction = model.predict(now, row)
+        decision = policy.decide(prediction)
+        exporter.set_target(bool(row["target_up"]), prediction.workers)
+        exporter.publish(prediction, decision)
+        future = sinks.dispatch_async(decision)
+        future.add_done_callback(lambda f, d=decision: _count(exporter, d, f))
+        step = MonitorStep(prediction, decision, row)
+        if on_step:
+            on_step(step)
+        if duration_s is not None and time.monotonic() - start >= duration_s:
+            break
+    return k
+
+
+def _count(exporter, decision, future) -> None:
+    try:
+        exporter.count_outcomes(decision, future.result())
+    except Exception:  # a sink's failure is already recorded as "failed" in the event log
+        pass

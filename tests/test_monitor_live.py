@@ -1,0 +1,120 @@
+"""lab.py monitor end to end: a live-profile model, a real target, its /metrics, a target restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live_model(tmp_path_factory):
+    """A tiny live-profile model trained on synthetic runs (seconds, not minutes)."""
+    from modeling.pipeline import train_bundle
+    from modeling.synthetic import synthetic_run, write_run
+
+    base = tmp_path_factory.mktemp("live")
+    runs = []
+    for n, (scenario, seed) in enumerate([("spike", 1), ("ramp", 2), ("spike", 3)]):
+        runs.append(write_run(synthetic_run(scenario, seed), base / "runs" / f"r{n}"))
+    out = base / "model"
+    train_bundle([str(r) for r in runs], out, preset="tiny", profile="live", seed=0)
+    return out
+
+
+def monitor_values(url: str) -> dict[str, float]:
+    values = {}
+    for family in text_string_to_metric_families(requests.get(url, timeout=2).text):
+        for s in family.samples:
+            key = s.name + "".join(f"|{k}={v}" for k, v in sorted(s.labels.items()))
+            values[key] = s.value
+    return values
+
+
+def test_monitor_predicts_exports_and_survives_a_target_restart(live_model, make_target, tmp_path):
+    from target_app.server import free_port
+
+    target = make_target(workers=2, threads=4)
+    port = free_port()
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "lab.py"), "monitor", "--target", target.url, "--model",
+         str(live_model), "--port", str(port), "--events", str(events), "--duration", "40"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        # predictions appear once the model's window is full (tiny preset: 8 s)
+        deadline = time.monotonic() + 30
+        values = {}
+        while time.monotonic() < deadline:
+            requests.get(target.url + "/products/1", timeout=2)
+            try:
+                values = monitor_values(url)
+            except requests.RequestException:
+                values = {}
+            prob = values.get("lab_monitor_slo_violation_probability")
+            if prob is not None and prob == prob:     # not NaN
+                break
+            time.sleep(0.3)
+        assert 0.0 <= values["lab_monitor_slo_violation_probability"] <= 1.0
+        assert any(k.startswith("lab_monitor_predicted_latency_p95_ms|horizon_s=") for k in values)
+        assert values["lab_monitor_target_up"] == 1.0
+        assert values["lab_monitor_target_workers"] == 2.0
+
+        # the target goes away: the monitor keeps running and says so
+        old_port = target.config.port
+        target.stop()
+        time.sleep(3)
+        assert proc.poll() is None
+        assert monitor_values(url)["lab_monitor_target_up"] == 0.0
+
+        # ... and comes back on the same port: the monitor sees it again
+        from target_app.server import Target, TargetConfig
+
+        again = Target(TargetConfig(port=old_port, workers=2, threads=4),
+                       log_path=tmp_path / "again.log").start()
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and monitor_values(url)["lab_monitor_target_up"] != 1.0:
+                time.sleep(0.5)
+            assert monitor_values(url)["lab_monitor_target_up"] == 1.0
+            assert proc.poll() is None
+        finally:
+            again.stop()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "target DOWN" in stdout and "target up" in stdout
+
+
+def test_monitor_refuses_a_lab_profile_model(tmp_path, make_target):
+    from modeling.pipeline import train_bundle
+    from modeling.synthetic import synthetic_run, write_run
+
+    runs = [write_run(synthetic_run("spike", s), tmp_path / f"r{s}") for s in (1, 2)]
+    train_bundle([str(r) for r in runs], tmp_path / "m", preset="tiny", profile="lab")
+    target = make_target()
+    proc = subprocess.run([sys.executable, str(ROOT / "lab.py"), "monitor", "--target", target.url,
+                           "--model", str(tmp_path / "m"), "--duration", "3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--profile live" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_monitor_refuses_a_remote_target(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "lab.py"), "monitor", "--target",
+                           "http://example.com", "--model", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--allow-remote" in proc.stderr
