@@ -126,6 +126,10 @@ def run_scenario(
     target_workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="gunicorn workers of the embedded target.")] = None,
     target_threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Threads per target worker.")] = None,
     prometheus_url: Annotated[Optional[str], typer.Option(help="Read server-side metrics from this Prometheus server instead of scraping /metrics.")] = None,
+    autoscale: Annotated[str, typer.Option(help="off, reactive (HPA-like: current SLO state or CPU) or predictive (the model's early warning); scales the embedded target's workers.")] = "off",
+    model: Annotated[Optional[Path], typer.Option(help="Model folder for --autoscale predictive.")] = None,
+    min_workers: Annotated[int, typer.Option(min=1, help="Fewest target workers when autoscaling.")] = 1,
+    max_workers: Annotated[int, typer.Option(min=1, help="Most target workers when autoscaling.")] = 6,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Run one scenario against the target and record one labelled row per second."""
@@ -135,7 +139,8 @@ def run_scenario(
     opts = RunOptions(scenario=scenario, duration_s=duration, truncate=truncate, seed=seed,
                       out=out_dir, host=host, allow_remote=allow_remote, admin_token=admin_token,
                       workers=workers, target_workers=target_workers, target_threads=target_threads,
-                      prometheus_url=prometheus_url)
+                      prometheus_url=prometheus_url, autoscale=autoscale, model_dir=model,
+                      min_workers=min_workers, max_workers=max_workers)
     from loadtests.harness import resolve_scenario
 
     with RunProgress(out, enabled=not quiet, label=scenario or "run") as progress:
@@ -380,6 +385,43 @@ def monitor(
         sinks.close()
         exporter.close()
     err.print(f"monitor stopped after {seconds} s; events in {events}", highlight=False)
+
+
+@lab_command
+def compare_autoscale(
+    scenario: Annotated[str, typer.Argument(help="Built-in scenario name or .toml path.")],
+    model: Annotated[Path, typer.Option(help="Model folder (trained with --profile lab) for the predictive mode.")],
+    seed: Annotated[Optional[int], typer.Option(help="Seed used for all three runs.")] = None,
+    duration: Annotated[Optional[int], typer.Option(help="Scale the scenario to this many seconds.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the three run folders.")] = Path("runs/compare"),
+    min_workers: Annotated[int, typer.Option(min=1)] = 1,
+    max_workers: Annotated[int, typer.Option(min=1)] = 6,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Run a scenario with no, reactive and predictive autoscaling; compare SLO seconds and cost."""
+    from rich.table import Table
+
+    from loadtests.compare import COLUMNS, compare_autoscale as compare, verdict
+    from loadtests.report_console import RunProgress
+
+    if not (model / "forecaster").is_dir():
+        from lab_errors import BadInput
+
+        raise BadInput(f"--model: {model} is not a model folder (train one with lab.py train)")
+    results = []
+    with RunProgress(out, enabled=not quiet, label=scenario) as progress:
+        results = compare(scenario, model, out=out_dir, seed=seed, duration_s=duration,
+                          min_workers=min_workers, max_workers=max_workers,
+                          on_mode=lambda m: progress.status(f"mode {m}"), on_row=progress.row)
+    table = Table(title=f"autoscaling on {scenario}", box=None)
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for r in results:
+        table.add_row(*[str(r[c]) if c != "worker_seconds" else f"{r[c]:.0f}" for c in COLUMNS])
+    out.print(table)
+    out.print(verdict(results), highlight=False)
+    for r in results:
+        out.print(f"{r['mode']}: {r['run_dir']}")
 
 
 # ---------------------------------------------------------------- end of commands

@@ -51,6 +51,7 @@ class CollectorConfig:
     scrape_timeout_s: float = 0.8
     prometheus_url: str | None = None
     emit_rows: bool = True               # print each row as a JSON line on stdout
+    autoscale: bool = False              # read autoscale.jsonl into the autoscale_action column
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CollectorConfig":
@@ -127,7 +128,10 @@ class Collector:
 
             self.prometheus = PrometheusSource(config.prometheus_url, config.target_url)
         # Prometheus runs keep the direct scrape's server-side view too, for comparison.
-        self.columns = COLUMNS + (DIRECT_SCRAPE_COLUMNS if self.prometheus else [])
+        self.columns = (COLUMNS + (DIRECT_SCRAPE_COLUMNS if self.prometheus else [])
+                        + (["autoscale_action"] if config.autoscale else []))
+        self._actions_offset = 0
+        self._actions: dict[int, str] = {}
 
     # ------------------------------------------------------------------ sampling
     def sample_second(self, second: int, now: float) -> None:
@@ -169,6 +173,9 @@ class Collector:
         row["fault_intensity"] = fault.intensity if fault else 0.0
         row["users"] = self.status.users_before(start + 1)
         row.update(self.binner.pop(second))
+        if self.config.autoscale:
+            self.drain_actions()
+            row["autoscale_action"] = self._actions.pop(second, "none")
         slo = self.scenario.slo
         row["slo_violation"] = slo_violation(row, slo.latency_p95_ms, slo.error_rate)
         self.writer.writerow([_cell(row.get(c)) for c in self.columns])
@@ -178,6 +185,26 @@ class Collector:
         if self.config.emit_rows:
             print(json.dumps({c: row.get(c) for c in self.columns}), file=self.out, flush=True)
         return row
+
+    def drain_actions(self) -> None:
+        """Read the autoscaler's new decisions; a taken action labels the second it was taken in."""
+        path = self.out_dir / "autoscale.jsonl"
+        if not self.config.autoscale or not path.exists():
+            return
+        with open(path, "rb") as fh:
+            fh.seek(self._actions_offset)
+            chunk = fh.read()
+        end = chunk.rfind(b"\n") + 1
+        self._actions_offset += end
+        for line in chunk[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("action") not in (None, "none") and "result_of" not in record:
+                second = int(math.floor(record["ts"] - self.t0))
+                label = f"{record['action']}:{record.get('amount') or 0}"
+                self._actions[second] = label
 
     def drain_client(self) -> None:
         self.status.poll()

@@ -51,6 +51,10 @@ class RunOptions:
     target_workers: int | None = None
     target_threads: int | None = None
     prometheus_url: str | None = None
+    autoscale: str = "off"                # off | reactive | predictive
+    model_dir: Path | None = None         # the model of --autoscale predictive
+    min_workers: int = 1
+    max_workers: int = 6
     locust_bind_all: bool = False
     extra_env: dict = field(default_factory=dict)
 
@@ -252,6 +256,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     }
     children = _Children()
     scheduler: _FaultScheduler | None = None
+    autoscaler = None
     interrupted = False
     collector_summary: dict = {}
     previous = signal.getsignal(signal.SIGTERM)
@@ -293,6 +298,19 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             meta["warnings"].append("faults_not_injected: external target and no admin token "
                                     "(--admin-token or LAB_ADMIN_TOKEN); fault labels are 'none'")
 
+        if opts.autoscale != "off":
+            from .autoscale import Autoscaler
+
+            if children.target is None:
+                raise BadInput("--autoscale scales the embedded target; it cannot be used with --host")
+            autoscaler = Autoscaler(opts.autoscale, children.target.pid, run_dir,
+                                    {"latency_p95_ms": scenario.slo.latency_p95_ms,
+                                     "error_rate": scenario.slo.error_rate},
+                                    model_dir=opts.model_dir, min_workers=opts.min_workers,
+                                    max_workers=opts.max_workers)
+            meta["autoscale"] = {"mode": opts.autoscale, "model": str(opts.model_dir) if opts.model_dir else None,
+                                 "min_workers": opts.min_workers, "max_workers": opts.max_workers,
+                                 "policy": type(autoscaler.policy).__name__}
         # ---- Locust
         env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / "scenario.json"),
                    LAB_SEED=str(scenario.seed or 0), LAB_OUT=str(locust_dir),
@@ -308,7 +326,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             "target_url": host, "metrics_url": metrics_url, "target_pid": children.target.pid if children.target else None,
             "locust_pids": [p.pid for p in children.locust], "locust_dir": str(locust_dir),
             "t0_file": str(locust_dir / "t0"), "faults_enabled": faults_enabled,
-            "prometheus_url": prometheus_url,
+            "prometheus_url": prometheus_url, "autoscale": opts.autoscale != "off",
         }
         atomic_write_json(run_dir / "collector-config.json", collector_cfg)
         children.collector = children.popen(
@@ -336,6 +354,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                 break
             if row is not None and on_row:
                 on_row(row)
+            if row is not None and autoscaler is not None:
+                autoscaler.on_row(row)
             if children.target and target_died_at is None and children.target.proc.poll() is not None:
                 target_died_at = round(time.time() - t0, 1)
                 meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
@@ -346,6 +366,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         interrupted = True
     finally:
         try:
+            if autoscaler is not None:
+                autoscaler.close()
+                meta["autoscale"].update(decisions=autoscaler.decisions, actions=autoscaler.actions)
             if scheduler is not None:
                 scheduler.stop_event.set()
             children.stop_collector()
@@ -444,4 +467,9 @@ def summarize_run(run_dir: Path, scenario: Scenario) -> dict:
         summary["phase_s"] = {str(k): int(v) for k, v in frame["phase"].value_counts(sort=False).items()}
         summary["fault_s"] = {str(k): int(v) for k, v in frame["fault"].value_counts(sort=False).items()}
         summary["target_down_s"] = int((frame["target_up"] == 0).sum()) if len(frame) else 0
+        if len(frame):
+            summary["worker_seconds"] = float(frame["target_workers"].fillna(0).sum())
+            summary["latency_p95_ms_mean"] = round(float(frame["latency_p95_ms"].mean()), 1)
+        if "autoscale_action" in frame.columns:
+            summary["autoscale_actions"] = int((frame["autoscale_action"] != "none").sum())
     return summary
