@@ -424,6 +424,51 @@ def compare_autoscale(
         out.print(f"{r['mode']}: {r['run_dir']}")
 
 
+@lab_command
+def quickstart(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dataset, model and report.")] = Path("quickstart"),
+    seed: Annotated[int, typer.Option(help="Seed of the runs and the model.")] = 1,
+    run_seconds: Annotated[int, typer.Option(min=20, help="Length of each recorded run.")] = 40,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+):
+    """The whole lab in about five minutes: record a small dataset, train, evaluate, report."""
+    from modeling.quickstart import run_quickstart
+
+    from loadtests.report_console import RunProgress
+
+    with RunProgress(out, enabled=not quiet, label="quickstart") as progress:
+        progress.set_total(run_seconds)
+        result = run_quickstart(
+            out_dir, seed=seed, run_seconds=run_seconds,
+            on_stage=lambda m: (out.print(m) if quiet else progress.status(m)) and None,
+            on_row=progress.row,
+            on_epoch=lambda e, n, logs: progress.status(f"training: epoch {e}/{n} val_loss {logs.get('val_loss', float('nan')):.4f}"))
+    t = result.timings
+    out.print(f"done in {t['total_s'] / 60:.1f} min (recording {t['record_s']:.0f} s, training {t['train_s']:.0f} s, "
+              f"evaluation {t['evaluate_s']:.0f} s, report {t['report_s']:.0f} s)")
+    for line in result.verdict:
+        out.print(line, highlight=False)
+    out.print(f"report: [bold]{result.report}[/]")
+
+
+@lab_command
+def report(
+    target: Annotated[Path, typer.Argument(help="A run folder, a dataset folder (or folder of runs) or a model folder.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for report.html and its PNGs (default: reports/<name>/).")] = None,
+    timelines: Annotated[int, typer.Option(min=0, max=50, help="Dataset: how many runs get a full-size timeline (one per scenario first).")] = 3,
+):
+    """Write an HTML report with plots for a run, a dataset or a model (report.html + PNGs)."""
+    from modeling.report import build_report
+
+    with out.status("writing the report") as status:
+        result = build_report(target, out_dir, timelines=timelines, on_step=status.update)
+    n = len(result.figures)
+    out.print(f"{result.kind} report with {n} figure{'s' if n != 1 else ''}", highlight=False)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(str(result.path), soft_wrap=True, highlight=False)
+
+
 # ---------------------------------------------------------------- end of commands
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from lab_errors import BadInput, LabError
 
+from .runio import _UMASK  # noqa: F401  (the process umask, read once)
 from .runio import (
     INT_COLUMNS, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
     host_facts, list_runs, package_versions, read_meta, read_run, sha256_file,
@@ -143,6 +144,7 @@ def write_runs_parquet(run_dirs: Sequence[Path], path: str | os.PathLike,
                 del table
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 would keep a shared dataset private
         os.replace(tmp, path)
     except BaseException:
         try:

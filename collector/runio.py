@@ -41,6 +41,15 @@ VERSION_PACKAGES = (
 # ---------------------------------------------------------------- atomic writes
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes to path so readers see the old file or the new one, never a part."""
     path = Path(path)
@@ -52,6 +61,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            # mkstemp makes 0600 files; a dataset or model is meant to be shared (umask applies).
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:

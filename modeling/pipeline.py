@@ -92,14 +92,15 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
     if products is not None:
         products.save(out / "products.json")
     meta = {
-        "sources": [str(s) for s in sources],
+        "sources": [str(Path(s).absolute()) for s in sources],
         "split": ("held-out scenarios: " + ", ".join(holdout)) if holdout else
                  ("chronological: first 75% / last 25% of the one run" if len(runs) == 1 else
                   f"random {test_fraction:.0%} of runs (seed {seed})"),
         "holdout_scenarios": list(holdout or []),
         "train_runs": [run_name(r) for r in train],
         "test_runs": [run_name(r) for r in test],
-        "test_sources": [r.attrs.get("source") for r in test],
+        "test_sources": [str(Path(r.attrs["source"]).absolute()) if r.attrs.get("source") else None
+                         for r in test],
         "train_rows": int(sum(len(r) for r in train)),
         "train_seconds": round(train_s, 1),
         "epochs_run": len(getattr(forecaster, "history_", {}).get("loss", []) or []),

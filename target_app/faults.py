@@ -140,6 +140,7 @@ class FaultEngine:
         self._stop = threading.Event()
         self._leak: list[bytearray] = []
         self._leak_mb = 0.0
+        self._leak_due_mb = 0.0            # growth owed but below one allocation
         self._lock = threading.Lock()
 
     # -- read side, used on every request
@@ -195,17 +196,21 @@ class FaultEngine:
     def _apply_memory(self, dt: float) -> None:
         fault = self.current().get("memory")
         if fault is None:
+            self._leak_due_mb = 0.0
             if self._leak:
                 # Large bytearrays are mmap-backed: freeing them returns RSS to the OS.
                 self._leak.clear()
                 self._leak_mb = 0.0
             return
-        grow = min(MEMORY_RATE_MB_S * fault.intensity * dt, MEMORY_CAP_MB - self._leak_mb)
+        # Owed growth accumulates across polls: at low intensity one poll is far below 1 MB.
+        self._leak_due_mb += MEMORY_RATE_MB_S * fault.intensity * dt
+        grow = min(self._leak_due_mb, MEMORY_CAP_MB - self._leak_mb)
         if grow >= 1.0:
             n = int(grow * 1024 * 1024)
             # Fill with non-zero bytes so the pages are really resident.
             self._leak.append(bytearray(b"\x5a") * n)
             self._leak_mb += n / (1024 * 1024)
+            self._leak_due_mb = 0.0
 
     def _burn(self) -> None:
         """Burn intensity x one core in this process, in short duty cycles."""

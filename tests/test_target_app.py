@@ -175,3 +175,19 @@ def test_apps_do_not_share_a_registry(tmp_path):
     for n in range(3):
         app = create_app({"STATE_DIR": str(tmp_path / str(n))})
         assert app.test_client().get("/metrics").status_code == 200
+
+
+def test_low_intensity_memory_leak_still_grows(tmp_path):
+    """At 0.1 one poll owes 0.1 MB; the owed growth must add up, not be dropped."""
+    from target_app.faults import MEMORY_RATE_MB_S, FaultEngine, FaultStore, parse_fault
+
+    engine = FaultEngine(FaultStore(tmp_path))
+    engine.store.set(parse_fault({"kind": "memory", "intensity": 0.1}))
+    engine.start()
+    time.sleep(2.0)
+    leaked = engine.leaked_mb
+    engine.store.clear()
+    time.sleep(0.3)
+    engine.stop()
+    assert leaked >= 0.5 * 2.0 * 0.1 * MEMORY_RATE_MB_S
+    assert engine.leaked_mb == 0.0
