@@ -350,6 +350,9 @@ def monitor(
 
     target = check_host(target, allow_remote)
     bundle = load_bundle(model)
+    if bundle.meta.get("profile", "lab") != "live":
+        raise BadInput(f"{model}: this model was trained with --profile lab (it needs the load generator's "
+                       f"client-side columns); train one with --profile live to monitor a running target")
     online = OnlineModel(bundle)
     parsed = urlparse(target)
     pid = listener_pid(parsed.port or 80) if parsed.hostname in ("127.0.0.1", "localhost", "::1") else None

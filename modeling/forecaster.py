@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator
 
 from lab_errors import BadInput, LabError
 
-from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, Scaler, Windows,
+from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, DataWarning, Scaler, Windows,
                    as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, require_columns,
                    run_name, select_features, split_runs)
 
@@ -41,8 +41,9 @@ FORMAT = "stability-lab/lstm-forecaster/1"
 MODEL_FILE = "model.keras"
 PARAMS_FILE = "params.json"
 
+# Chosen on held-out synthetic scenarios (docs/modeling.md, benchmarks/modeling.py).
 DEFAULTS: dict[str, Any] = {
-    "window": 30, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
+    "window": 60, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
     "learning_rate": 3e-3, "epochs": 60, "batch_size": 64, "patience": 6,
     "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
     "warn_weight": 0.5, "loss": "mse", "max_gap_s": DEFAULT_MAX_GAP_S,
@@ -212,8 +213,14 @@ class LSTMForecaster(BaseEstimator):
                                 log_columns=LATENCY_COLUMNS if p["log_latency"] else (),
                                 max_gap_s=p["max_gap_s"])
             train = make_windows(fit_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
-            val = (make_windows(val_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
-                   if val_runs else None)
+            val = None
+            if val_runs:
+                try:
+                    val = make_windows(val_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
+                except BadInput as exc:
+                    # Gaps can leave the validation runs without a window: train without them.
+                    warnings.warn(f"no validation windows ({exc}); training without early stopping",
+                                  DataWarning, stacklevel=2)
         self.warnings_ = [str(w.message) for w in caught]
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=2)
@@ -409,7 +416,10 @@ class LSTMForecaster(BaseEstimator):
         fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".keras", dir=folder)
         os.close(fd)
         try:
-            self.model_.save(tmp)
+            with warnings.catch_warnings():
+                # Keras' own variable-to-numpy conversion under NumPy 2; nothing we can act on.
+                warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+                self.model_.save(tmp)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, folder / MODEL_FILE)
