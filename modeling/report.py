@@ -614,8 +614,8 @@ def _model_report(path: Path, writer: _Writer) -> _Page:
                            dict(run.attrs.get("slo") or {}), run_name(run))
         r = result.get("regimes") or {}
         page.figure(name, "Operating regimes vs the ground truth",
-                    "KMeans groups the seconds by the recent level, spread and trend of latency, errors, CPU and "
-                    "memory, without seeing any label; each group is named from its centre (stable, saturated, "
+                    "KMeans groups the seconds by the recent level and trend of latency, errors, CPU and "
+                    "memory, without seeing any label; each group is named from the median of its members (stable, saturated, "
                     "recovering, ...). The middle strip is the model's regime, the bottom strip the truth: the "
                     "injected fault, else overload when the SLO is broken, else normal. Matching boundaries mean "
                     f"the regimes found something real. On all held-out runs: ARI {_f(r.get('ari'))}, NMI "
