@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,8 @@ from typing import Any, Iterable, Sequence
 
 from lab_errors import BadInput, LabError
 
-from .runio import _UMASK  # noqa: F401  (the process umask, read once)
 from .runio import (
-    INT_COLUMNS, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
+    INT_COLUMNS, atomic_path, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
     host_facts, list_runs, package_versions, read_meta, read_run, sha256_file,
     utc_iso, verify_checksums,
 )
@@ -128,10 +126,8 @@ def write_runs_parquet(run_dirs: Sequence[Path], path: str | os.PathLike,
     run_dirs = list(run_dirs)
     columns = dataset_columns(run_dirs)
     schema = parquet_schema(columns, _string_extras(run_dirs, columns))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     per_run: list[int] = []
-    try:
+    with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for run_dir in run_dirs:
                 table = _table_for(read_run(run_dir), schema)
@@ -142,16 +138,6 @@ def write_runs_parquet(run_dirs: Sequence[Path], path: str | os.PathLike,
                 if on_run:
                     on_run(run_dir, table.num_rows)
                 del table
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 would keep a shared dataset private
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return sum(per_run), per_run
 
 

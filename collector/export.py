@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Any, Sequence
 
 from lab_errors import BadInput, LabError
 
-from .runio import Run, atomic_write_json, atomic_write_text, list_runs, read_run
+from .runio import Run, atomic_path, atomic_write_json, atomic_write_text, list_runs, read_run
 from .schema import COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
 
 NAB_TIME = "%Y-%m-%d %H:%M:%S"
@@ -163,36 +162,25 @@ def _nab_csv(stamps, values) -> str:
 
 
 def _export_csv(run_dirs: Sequence[Path], path: Path, columns, on_run) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     header_cols: list[str] | None = None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            for run_dir in run_dirs:
-                run = read_run(run_dir)
-                frame = run.frame
-                frame.insert(0, "run_id", run.run_id)
-                frame.insert(1, "scenario", run.scenario_name)
-                frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-                if header_cols is None:
-                    wanted = list(columns) if columns else [c for c in frame.columns if c not in ("run_id", "scenario")]
-                    missing = [c for c in wanted if c not in frame]
-                    if missing:
-                        raise BadInput(f"{run.path / 'metrics.csv'}: column '{missing[0]}' not found")
-                    header_cols = ["run_id", "scenario"] + [c for c in wanted if c not in ("run_id", "scenario")]
-                # Later runs are aligned to the first run's columns (missing ones empty).
-                frame.reindex(columns=header_cols).to_csv(fh, index=False, header=fh.tell() == 0,
-                                                           lineterminator="\n")
-                if on_run:
-                    on_run(run_dir, len(frame))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        for run_dir in run_dirs:
+            run = read_run(run_dir)
+            frame = run.frame
+            frame.insert(0, "run_id", run.run_id)
+            frame.insert(1, "scenario", run.scenario_name)
+            frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if header_cols is None:
+                wanted = list(columns) if columns else [c for c in frame.columns if c not in ("run_id", "scenario")]
+                missing = [c for c in wanted if c not in frame]
+                if missing:
+                    raise BadInput(f"{run.path / 'metrics.csv'}: column '{missing[0]}' not found")
+                header_cols = ["run_id", "scenario"] + [c for c in wanted if c not in ("run_id", "scenario")]
+            # Later runs are aligned to the first run's columns (missing ones empty).
+            frame.reindex(columns=header_cols).to_csv(fh, index=False, header=fh.tell() == 0,
+                                                       lineterminator="\n")
+            if on_run:
+                on_run(run_dir, len(frame))
     return path
 
 
