@@ -201,3 +201,27 @@ def test_target_death_mid_run_gives_target_down_rows_and_a_warning(tmp_path):
     meta = json.loads((run_dir / "run.json").read_text())
     assert any(w.startswith("target_died") for w in meta["warnings"])
     assert any(w.startswith("target_down") for w in meta["warnings"])
+
+
+def test_train_evaluate_report_on_a_generated_run(smoke_run, tmp_path):
+    """The modelling commands end to end on a real recorded run (tiny settings, split in time)."""
+    _, _, _, run_dir = smoke_run
+    model = tmp_path / "model"
+    train = subprocess.run([sys.executable, str(ROOT / "lab.py"), "train", str(run_dir), "--out", str(model),
+                            "--preset", "tiny", "--window", "3", "--horizon", "2", "--quiet"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert (model / "forecaster" / "model.keras").exists() and (model / "regimes.json").exists()
+    assert json.loads((model / "train.json").read_text())["split"].startswith("chronological")
+    evaluate = subprocess.run([sys.executable, str(ROOT / "lab.py"), "evaluate", str(model)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert evaluate.returncode == 0, evaluate.stderr
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert set(metrics["summary"]) >= {"lstm", "persistence", "ewma", "linear"}
+    assert "MASE" in evaluate.stdout and metrics["verdict"]
+    report = subprocess.run([sys.executable, str(ROOT / "lab.py"), "report", str(model), "--out",
+                             str(tmp_path / "report")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "report" / "report.html").read_text()
+    pngs = list((tmp_path / "report").glob("*.png"))
+    assert pngs and all(p.name in html for p in pngs)
