@@ -19,3 +19,22 @@ class Interrupted(LabError):
     """Stopped by Ctrl-C or SIGTERM after keeping what was recorded (exit 130)."""
 
     exit_code = 130
+
+
+def read_text_file(path, what: str = "file") -> str:
+    """Read a UTF-8 text file a user gave; every failure is a one-line BadInput naming it."""
+    from pathlib import Path
+
+    label = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{label}: file not found") from None
+    except IsADirectoryError:
+        raise BadInput(f"{label}: is a folder, not a {what}") from None
+    except OSError as exc:
+        raise BadInput(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label}: not UTF-8 text (byte {exc.start})") from None

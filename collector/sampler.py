@@ -28,7 +28,7 @@ from .clientstats import SampleTailer, SecondBinner, client_stats, slo_violation
 from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
 from .runio import utc_iso
-from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS
+from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, csv_cell
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
@@ -178,7 +178,7 @@ class Collector:
             row["autoscale_action"] = self._actions.pop(second, "none")
         slo = self.scenario.slo
         row["slo_violation"] = slo_violation(row, slo.latency_p95_ms, slo.error_rate)
-        self.writer.writerow([_cell(row.get(c)) for c in self.columns])
+        self.writer.writerow([csv_cell(row.get(c)) for c in self.columns])
         self.csv_file.flush()
         os.fsync(self.csv_file.fileno())
         self.rows_written += 1
@@ -285,16 +285,6 @@ class Collector:
 def _pct(values: list[float], q: float) -> float:
     idx = min(len(values) - 1, max(0, int(math.ceil(q / 100 * len(values))) - 1))
     return round(values[idx], 3)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return ""
-        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.1f}"
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

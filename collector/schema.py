@@ -83,3 +83,16 @@ DIRECT_SCRAPE_DOCS: dict[str, tuple[str, str]] = {
     "srv_latency_p99_ms_direct": ("ms", "srv_latency_p99_ms from the direct scrape (Prometheus-server runs)"),
     "srv_in_flight_direct": ("count", "srv_in_flight from the direct scrape (Prometheus-server runs)"),
 }
+
+
+def csv_cell(value) -> str:
+    """Format one metrics.csv cell: six significant digits, empty for missing or non-finite."""
+    import math
+
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ""
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.1f}"
+    return str(value)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from collector.schema import FAULT_KINDS
-from lab_errors import BadInput
+from lab_errors import BadInput, read_text_file
 
 DEFAULT_SCENARIO = "spike"
 
@@ -260,20 +260,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
 
 def read_scenario(path: str | Path) -> Scenario:
     """Read and validate the scenario file at `path`."""
-    label = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{label}: file not found") from None
-    except IsADirectoryError:
-        raise BadInput(f"{label}: is a folder, not a scenario file") from None
-    except OSError as exc:
-        raise BadInput(f"{label}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{label}: not UTF-8 text (byte {exc.start})") from None
-    return parse_scenario(text, label)
+    return parse_scenario(read_text_file(path, "scenario file"), str(path))
 
 
 def builtin_names() -> list[str]:

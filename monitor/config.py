@@ -13,26 +13,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from lab_errors import BadInput
+from lab_errors import BadInput, read_text_file
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Read the TOML file at `path` into a dict."""
-    label = str(path)
+    text = read_text_file(path, "TOML file")
     try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{label}: file not found") from None
-    except IsADirectoryError:
-        raise BadInput(f"{label}: is a folder, not a TOML file") from None
-    except OSError as exc:
-        raise BadInput(f"{label}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{label}: not UTF-8 text (byte {exc.start})") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{label}: invalid TOML: {exc}") from None
+        raise BadInput(f"{path}: invalid TOML: {exc}") from None
 
 
 def apply_values(base: Any, values: Mapping[str, Any], origin: str, prefix: str,

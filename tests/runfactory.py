@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from collector.runio import atomic_write_json, atomic_write_text, sha256_file, utc_iso
-from collector.schema import COLUMNS
+from collector.schema import COLUMNS, csv_cell
 
 T0 = 1_795_834_800.0  # 2026-11-28T03:00:00Z, a fixed start so files are reproducible
 
@@ -109,15 +108,6 @@ def make_frame(n_rows: int, scenario: dict, seed: int | None = 0, t0: float = T0
     return cols
 
 
-def _cell(value: Any) -> str:
-    # The collector's formatting: six significant digits, empty for missing.
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return ""
-        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.1f}"
-    return str(value)
 
 
 def make_run(runs_dir: str | Path, n_rows: int = 120, scenario_name: str = "synthetic",
@@ -145,7 +135,7 @@ def make_run(runs_dir: str | Path, n_rows: int = 120, scenario_name: str = "synt
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for i in range(n_rows):
-        writer.writerow([_cell(cols[c][i]) for c in header])
+        writer.writerow([csv_cell(cols[c][i]) for c in header])
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
     atomic_write_text(run_dir / "events.jsonl", "".join(
         f'{{"t": {f["start_s"]}, "event": "fault_start", "kind": "{f["kind"]}"}}\n' for f in scenario["faults"]))
