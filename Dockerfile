@@ -22,10 +22,10 @@ WORKDIR /app
 # reinstall TensorFlow: build the project with empty stand-ins for its files, keep the
 # dependencies, drop the stand-in.
 COPY pyproject.toml ./
-RUN touch README.md lab.py lab_errors.py \
+RUN touch README.md lab.py \
  && pip install . \
  && pip uninstall -y stability-lab \
- && rm -rf README.md lab.py lab_errors.py build ./*.egg-info
+ && rm -rf README.md lab.py build ./*.egg-info
 
 # The lab itself (.dockerignore keeps runs, datasets, models and the venv out). The code
 # stays owned by root: the lab user can run it, not change it.

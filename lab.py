@@ -1,20 +1,23 @@
 """Stability Lab command line: `python lab.py --help` (also installed as `lab`).
 
-Each command is argument handling plus one call into a package; LabError is
-translated here, once, into a one-line message and the exit codes of DESIGN.md.
+Each command is its options plus one call into a package. Errors are translated here,
+once, into one line and the exit codes of docs/contract.md: LabError (2 for bad input,
+1 for failed work), OSError (1, naming the path), a usage error (2), Ctrl-C (130).
 """
 
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape as _escape
 
-from lab_errors import LabError
+from contract.errors import LabError
 
 app = typer.Typer(
     help="Stability Lab: load-test an instrumented target, record labelled runs, "
@@ -25,6 +28,8 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console(soft_wrap=True)  # paths and messages never break mid-word when piped
+# typer 0.25+ carries its own copy of click: take the exception classes typer raises.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 @app.callback()
@@ -32,16 +37,23 @@ def main() -> None:
     """Stability Lab: load-test an instrumented target, record labelled runs, forecast instability."""
 
 
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    return typer.Exit(code)
+
+
 def lab_command(fn):
-    """Register a command whose LabError becomes a one-line message and exit code."""
+    """Register a command whose errors become one line and an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except LabError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            raise fail(_escape(str(exc)), exc.exit_code) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(_escape(f"{where}{exc.strerror or exc}"), 1) from None
         except KeyboardInterrupt:
             err.print("interrupted", highlight=False)
             raise typer.Exit(130) from None
@@ -49,15 +61,30 @@ def lab_command(fn):
     return app.command()(wrapper)
 
 
+def run() -> None:
+    """Entry point: usage errors (a bad option value, a missing argument) as one line, exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {_escape(where + exc.format_message())}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted", highlight=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 # ---------------------------------------------------------------- serve (target)
 
 
 @lab_command
 def serve(
-    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")] = 5000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="gunicorn worker processes.")] = 2,
     threads: Annotated[int, typer.Option(min=1, max=256, help="Threads per worker (gthread).")] = 4,
-    metrics_port: Annotated[Optional[int], typer.Option(help="Also serve /metrics on this port from the gunicorn master, outside the worker pool (answers even when the workers are saturated).")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Also serve /metrics on this port from the gunicorn master, outside the worker pool (answers even when the workers are saturated).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the target's random costs and faults.")] = 0,
     bind_all: Annotated[bool, typer.Option("--bind-all", help="Listen on all interfaces (0.0.0.0) instead of 127.0.0.1.")] = False,
     token: Annotated[Optional[str], typer.Option(help="Bearer token for /admin (generated when not given).", envvar="LAB_ADMIN_TOKEN")] = None,
@@ -66,22 +93,16 @@ def serve(
     dev: Annotated[bool, typer.Option("--dev", help="Flask's development server with debug on (never for load tests).")] = False,
 ):
     """Run the instrumented target app under gunicorn in the foreground."""
-    from target_app.server import TargetConfig, serve_foreground
+    from target_app.server import TargetConfig, serve_dev, serve_foreground
 
-    host = "0.0.0.0" if bind_all else "127.0.0.1"
-    config = TargetConfig(port=port, host=host, workers=workers, threads=threads, seed=seed,
-                          access_log=access_log, metrics_port=metrics_port,
+    config = TargetConfig(port=port, host="0.0.0.0" if bind_all else "127.0.0.1", workers=workers,
+                          threads=threads, seed=seed, access_log=access_log, metrics_port=metrics_port,
                           admin_allow_remote=admin_allow_remote)
     if token:
         config.token = token
     if dev:
-        from target_app.app import create_app
-
         err.print("[yellow]--dev: Flask development server, debug on, one process; not for load tests[/]")
-        create_app({"SEED": seed, "ADMIN_TOKEN": config.token, "DEBUG": True,
-                    "ADMIN_ALLOW_REMOTE": admin_allow_remote}).run(
-            host=host, port=port, debug=True, use_reloader=False)
-        return
+        return serve_dev(config)
 
     def ready(target):
         out.print(f"target serving on [bold]{target.url}[/] (pid {target.pid}, {workers} workers x {threads} threads)")
@@ -90,8 +111,7 @@ def serve(
             out.print(f"metrics listener: {config.metrics_url}")
         out.print(f"try: curl {target.url}/stress   |   metrics: {target.url}/metrics   |   Ctrl-C stops")
 
-    code = serve_foreground(config, on_ready=ready)
-    raise typer.Exit(code or 0)
+    raise typer.Exit(serve_foreground(config, on_ready=ready) or 0)
 
 
 # ---------------------------------------------------------------- scenarios and runs
@@ -100,22 +120,15 @@ def serve(
 @lab_command
 def scenarios():
     """List the built-in scenarios with a one-line description each."""
-    from rich.table import Table
+    from loadtests.report_console import print_scenarios
 
-    from loadtests.scenario import DEFAULT_SCENARIO, builtin_scenarios
-
-    table = Table("name", "duration", "stages", "faults", "description", box=None)
-    for sc in builtin_scenarios():
-        name = sc.name + (" (default)" if sc.name == DEFAULT_SCENARIO else "")
-        faults = ", ".join(f"{f.kind}@{f.start_s}s" for f in sc.faults) or "-"
-        table.add_row(name, f"{sc.duration_s} s", str(len(sc.stages)), faults, sc.description)
-    out.print(table)
+    print_scenarios(out)
 
 
 @lab_command
 def run_scenario(
     scenario: Annotated[Optional[str], typer.Argument(help="Built-in scenario name or path to a .toml file (default: the lab's default scenario).")] = None,
-    duration: Annotated[Optional[int], typer.Option(help="Scale the scenario to this many seconds (see --truncate).")] = None,
+    duration: Annotated[Optional[int], typer.Option(min=1, help="Scale the scenario to this many seconds (see --truncate).")] = None,
     truncate: Annotated[bool, typer.Option("--truncate", help="With --duration: cut the scenario instead of scaling it.")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed for Locust users and the target (overrides the scenario's).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
@@ -128,29 +141,57 @@ def run_scenario(
     prometheus_url: Annotated[Optional[str], typer.Option(help="Read server-side metrics from this Prometheus server instead of scraping /metrics.")] = None,
     autoscale: Annotated[str, typer.Option(help="off, reactive (HPA-like: current SLO state or CPU) or predictive (the model's early warning); scales the embedded target's workers.")] = "off",
     model: Annotated[Optional[Path], typer.Option(help="Model folder for --autoscale predictive.")] = None,
-    min_workers: Annotated[int, typer.Option(min=1, help="Fewest target workers when autoscaling.")] = 1,
-    max_workers: Annotated[int, typer.Option(min=1, help="Most target workers when autoscaling.")] = 6,
+    min_workers: Annotated[int, typer.Option(min=1, max=64, help="Fewest target workers when autoscaling.")] = 1,
+    max_workers: Annotated[int, typer.Option(min=1, max=64, help="Most target workers when autoscaling.")] = 6,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Run one scenario against the target and record one labelled row per second."""
-    from loadtests.harness import RunOptions, run_scenario as run
+    from loadtests.harness import RunOptions, resolve_scenario
     from loadtests.report_console import RunProgress, print_summary
+    from workflows.autoscale import check_autoscale_options, record_run
 
     opts = RunOptions(scenario=scenario, duration_s=duration, truncate=truncate, seed=seed,
                       out=out_dir, host=host, allow_remote=allow_remote, admin_token=admin_token,
                       workers=workers, target_workers=target_workers, target_threads=target_threads,
-                      prometheus_url=prometheus_url, autoscale=autoscale, model_dir=model,
-                      min_workers=min_workers, max_workers=max_workers)
-    from loadtests.harness import resolve_scenario
-
+                      prometheus_url=prometheus_url)
+    check_autoscale_options(autoscale, model, min_workers, max_workers)
     with RunProgress(out, enabled=not quiet, label=scenario or "run") as progress:
         progress.set_total(resolve_scenario(opts).duration_s)
-        result = run(opts, on_row=progress.row, on_status=progress.status)
+        result = record_run(opts, autoscale=autoscale, model_dir=model, min_workers=min_workers,
+                            max_workers=max_workers, on_row=progress.row, on_status=progress.status)
     print_summary(out, result)
 
-# ---------------------------------------------------------------- datasets: info, import, export
+
+# ---------------------------------------------------------------- datasets: generate, info, import, export
 
 from collector.export import ExportFormat  # noqa: E402  (typer needs the Enum when the command is defined)
+
+
+@lab_command
+def generate_dataset(
+    out_dir: Annotated[Path, typer.Option("--out", help="Dataset folder (e.g. datasets/mylab).")] = Path("datasets/lab"),
+    scenarios_: Annotated[str, typer.Option("--scenarios", help="Comma-separated scenario names or .toml paths.")] = "spike,ramp,step,wave,fault-latency,fault-errors,fault-cpu,fault-memory,mixed",
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per scenario, seeds --seed, --seed+1, ...")] = 1,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 1,
+    seeds: Annotated[Optional[str], typer.Option(help="Explicit comma-separated seeds (instead of --seed/--repeats).")] = None,
+    duration: Annotated[Optional[int], typer.Option(min=1, help="Scale every scenario to this many seconds.")] = None,
+    workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes per run.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Run scenarios x seeds into one dataset folder, then write dataset.parquet, manifest.json and CARD.md."""
+    from loadtests.report_console import MatrixProgress
+    from workflows.matrix import generate_dataset as generate, parse_seeds, plan_matrix
+
+    names = [n.strip() for n in scenarios_.split(",") if n.strip()]
+    plan = plan_matrix(names, parse_seeds(seeds, seed, repeats), 1, duration)
+    out.print(f"dataset {out_dir}: {len(plan.cells)} runs, {plan.total_s / 60:.1f} min of scenario time")
+    command = "python lab.py generate-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    with MatrixProgress(out, plan, enabled=not quiet) as progress:
+        result, build = generate(out_dir, plan, command=command, workers=workers,
+                                 on_cell_start=progress.cell, on_row=progress.row)
+    out.print(f"{len(result.done)} runs ({len(result.kept)} kept from before, "
+              f"{len(result.redone)} redone) -> [bold]{build.parquet}[/], {build.card.name}, "
+              f"{build.manifest_path.name}")
 
 
 @lab_command
@@ -172,19 +213,11 @@ def import_csv(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
 ):
     """Turn an external metrics CSV into a run folder the modelling commands accept."""
-    from collector.importer import import_csv as run_import
-    from collector.runio import read_meta
+    from collector.importer import import_csv as run_import, print_import
 
     run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir,
                          interval_s=interval)
-    meta = read_meta(run_dir)
-    source = meta["source"]
-    out.print(f"imported {source['rows_read']} rows as {meta['rows']} rows of {meta['interval_s']} s "
-              f"({'inferred' if source['interval_inferred'] else 'given'}); "
-              f"columns: {', '.join(source['columns'].values())}")
-    for warning in meta["warnings"]:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    out.print(f"wrote [bold]{run_dir}[/]")
+    print_import(out, run_dir)
 
 
 @lab_command
@@ -200,7 +233,6 @@ def export(
     target = out_dir or Path("exports") / f"{dataset.resolve().name}-{fmt.value}"
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     done = {"runs": 0, "rows": 0}
-
     with out.status("exporting") as status:
         def progress(run_dir, rows):
             done["runs"] += 1
@@ -210,47 +242,6 @@ def export(
         written = export_dataset(dataset, fmt=fmt, out_dir=target, columns=wanted, on_run=progress)
     out.print(f"exported {done['runs']} run(s), {done['rows']:,} rows as {fmt.value}")
     out.print(f"wrote [bold]{written}[/]")
-
-@lab_command
-def generate_dataset(
-    out_dir: Annotated[Path, typer.Option("--out", help="Dataset folder (e.g. datasets/mylab).")] = Path("datasets/lab"),
-    scenarios_: Annotated[str, typer.Option("--scenarios", help="Comma-separated scenario names or .toml paths.")] = "spike,ramp,step,wave,fault-latency,fault-errors,fault-cpu,fault-memory,mixed",
-    repeats: Annotated[int, typer.Option(min=1, help="Runs per scenario, seeds --seed, --seed+1, ...")] = 1,
-    seed: Annotated[int, typer.Option(help="First seed.")] = 1,
-    seeds: Annotated[Optional[str], typer.Option(help="Explicit comma-separated seeds (instead of --seed/--repeats).")] = None,
-    duration: Annotated[Optional[int], typer.Option(help="Scale every scenario to this many seconds.")] = None,
-    workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes per run.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-):
-    """Run scenarios x seeds into one dataset folder, then write dataset.parquet, manifest.json and CARD.md."""
-    import shlex
-
-    from collector.dataset import build_dataset_files
-    from lab_errors import BadInput
-    from loadtests.harness import RunOptions
-    from loadtests.matrix import plan_matrix, run_matrix
-    from loadtests.report_console import MatrixProgress
-
-    names = [n.strip() for n in scenarios_.split(",") if n.strip()]
-    if seeds:
-        try:
-            seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-        except ValueError:
-            raise BadInput(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
-        plan = plan_matrix(names, seed_list, 1, duration)
-    else:
-        plan = plan_matrix(names, list(range(seed, seed + repeats)), 1, duration)
-    out.print(f"dataset {out_dir}: {len(plan.cells)} runs, {plan.total_s / 60:.1f} min of scenario time")
-    with MatrixProgress(out, plan, enabled=not quiet) as progress:
-        result = run_matrix(plan, out_dir, base=RunOptions(workers=workers),
-                            on_cell_start=progress.cell, on_row=progress.row)
-    command = "python lab.py generate-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    build = build_dataset_files(out_dir, scenarios=names, seeds=plan.seeds,
-                                extra_meta={"command": command, "repeats": 1,
-                                            "duration_s": duration})
-    out.print(f"{len(result.done)} runs ({len(result.kept)} kept from before, "
-              f"{len(result.redone)} redone) -> [bold]{build.parquet}[/], {build.card.name}, "
-              f"{build.manifest_path.name}")
 
 
 # ---------------------------------------------------------------- models
@@ -262,18 +253,18 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")] = Path("models/lab"),
     holdout: Annotated[Optional[str], typer.Option(help="Comma-separated scenario names held out for evaluation (default: a random quarter of the runs; one run: its last quarter).")] = None,
     preset: Annotated[str, typer.Option(help="default, guide (the original guide's LSTM) or tiny.")] = "default",
-    window: Annotated[Optional[int], typer.Option(help="Seconds of history per prediction.")] = None,
-    horizon: Annotated[Optional[int], typer.Option(help="Seconds ahead to forecast.")] = None,
-    units: Annotated[Optional[int], typer.Option(help="LSTM units.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (early stopping may end sooner).")] = None,
+    window: Annotated[Optional[int], typer.Option(min=1, help="Seconds of history per prediction.")] = None,
+    horizon: Annotated[Optional[int], typer.Option(min=1, help="Seconds ahead to forecast.")] = None,
+    units: Annotated[Optional[int], typer.Option(min=1, help="LSTM units.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = None,
     known_future_users: Annotated[bool, typer.Option("--known-future-users", help="Give the model the planned user count for the next H seconds.")] = False,
-    regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", help="Number of regimes (default: chosen by silhouette).")] = None,
+    regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", min=2, help="Number of regimes (default: chosen by silhouette).")] = None,
     profile: Annotated[str, typer.Option(help="lab: every column of a run; live: only what a monitor sees of a running target (its /metrics, processes, host), for `lab.py monitor`.")] = "lab",
     seed: Annotated[int, typer.Option(help="Seed for the split, weights and KMeans.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Fit the LSTM forecaster, the KMeans regimes and the endpoint clusters on runs."""
-    from modeling.console import EpochProgress
+    from modeling.console import EpochProgress, print_training
     from modeling.pipeline import train_bundle
 
     params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs).items()
@@ -284,13 +275,8 @@ def train(
                               preset=preset, params=params, seed=seed, regimes_k=regimes_k,
                               known_future=["users"] if known_future_users else (),
                               on_epoch=progress.epoch, profile=profile,
-                              on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
-    m = bundle.meta
-    out.print(f"trained on {len(m['train_runs'])} runs ({m['train_rows']} rows) in {m['train_seconds']} s, "
-              f"{m['epochs_run']} epochs; held out: {len(m['test_runs'])} runs ({m['split']})")
-    if bundle.regimes is not None:
-        out.print(f"regimes: k={bundle.regimes.k_} ({', '.join(bundle.regimes.names_)})")
-    out.print(f"model folder: [bold]{out_dir}[/]   next: python lab.py evaluate {out_dir}")
+                              on_warning=lambda m: err.print(f"[yellow]warning:[/] {_escape(m)}", highlight=False))
+    print_training(out, bundle, out_dir)
 
 
 @lab_command
@@ -303,155 +289,9 @@ def evaluate(
     from modeling.console import print_evaluation
     from modeling.pipeline import METRICS_JSON, evaluate_bundle, load_bundle
 
-    bundle = load_bundle(model)
-    result = evaluate_bundle(bundle, [str(r) for r in runs] if runs else None, metrics_out)
+    result = evaluate_bundle(load_bundle(model), [str(r) for r in runs] if runs else None, metrics_out)
     print_evaluation(out, result)
     out.print(f"metrics: [bold]{metrics_out or model / METRICS_JSON}[/]")
-
-
-# ---------------------------------------------------------------- live monitor
-
-
-@lab_command
-def monitor(
-    target: Annotated[str, typer.Option(help="URL of the running target (e.g. http://127.0.0.1:5000).")],
-    model: Annotated[Path, typer.Option(help="Model folder trained with --profile live.")],
-    port: Annotated[int, typer.Option(help="Port of the monitor's own /metrics.")] = 9105,
-    bind_all: Annotated[bool, typer.Option("--bind-all", help="Serve the monitor's /metrics on all interfaces.")] = False,
-    metrics_url: Annotated[Optional[str], typer.Option(help="Where to scrape the target (default: TARGET/metrics; a lab target's --metrics-port listener is better under load).")] = None,
-    prometheus_url: Annotated[Optional[str], typer.Option(help="Read the server-side metrics from this Prometheus server.")] = None,
-    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a target that is not a loopback address.")] = False,
-    policy: Annotated[Optional[str], typer.Option(help="Policy preset: default, or guide (scale up when predicted stability < 80%).")] = None,
-    policy_file: Annotated[Optional[Path], typer.Option(help="TOML file with a [policy] table (thresholds, cool-downs, bounds).")] = None,
-    sinks_file: Annotated[Optional[Path], typer.Option(help="TOML file with [[sinks]] tables.")] = None,
-    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback).")] = None,
-    alertmanager: Annotated[Optional[str], typer.Option(help="Alertmanager base URL; alerts go to /api/v2/alerts.")] = None,
-    scale_target: Annotated[bool, typer.Option("--scale-target", help="Change the lab target's gunicorn worker count for real (TTIN/TTOU).")] = False,
-    min_workers: Annotated[int, typer.Option(min=1, help="Lowest worker count when scaling.")] = 1,
-    max_workers: Annotated[int, typer.Option(min=1, help="Highest worker count when scaling.")] = 8,
-    events: Annotated[Path, typer.Option(help="JSON-lines log of every decision, taken or skipped.")] = Path("monitor-events.jsonl"),
-    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
-):
-    """Predict instability of a running target every second, and recommend or take actions."""
-    import signal
-    import threading
-    from urllib.parse import urlparse
-
-    from collector.procstats import listener_pid
-    from collector.targetview import PrometheusTargetView, TargetView
-    from lab_errors import BadInput
-    from loadtests.harness import check_host
-    from modeling.pipeline import load_bundle
-    from monitor.exporter import MonitorExporter
-    from monitor.live import OnlineModel, run_monitor, status_line
-    from monitor.policy import load_policy
-    from monitor.sinks import load_sinks
-
-    target = check_host(target, allow_remote)
-    bundle = load_bundle(model)
-    if bundle.meta.get("profile", "lab") != "live":
-        raise BadInput(f"{model}: this model was trained with --profile lab (it needs the load generator's "
-                       f"client-side columns); train one with --profile live to monitor a running target")
-    online = OnlineModel(bundle)
-    parsed = urlparse(target)
-    pid = listener_pid(parsed.port or 80) if parsed.hostname in ("127.0.0.1", "localhost", "::1") else None
-    if scale_target and pid is None:
-        raise BadInput(f"--scale-target: no local gunicorn master is listening for {target}")
-    scrape = metrics_url or target + "/metrics"
-    view = (PrometheusTargetView(prometheus_url, target, scrape, pid) if prometheus_url
-            else TargetView(scrape, pid))
-    slo = dict(getattr(bundle.regimes, "slo_", None) or {"latency_p95_ms": 800.0, "error_rate": 0.02})
-    chosen = load_policy(policy_file, preset=policy,
-                         min_workers=min_workers, max_workers=max_workers,
-                         slo_latency_p95_ms=slo["latency_p95_ms"])
-    sinks = load_sinks(sinks_file, event_log=events, webhook=webhook, alertmanager=alertmanager,
-                       scale_target_pid=pid if scale_target else None, min_workers=min_workers,
-                       max_workers=max_workers, generator_url=f"http://127.0.0.1:{port}/metrics")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    exporter = MonitorExporter(port=port, host="0.0.0.0" if bind_all else "127.0.0.1",
-                               regimes=bundle.regimes.names_ if bundle.regimes is not None else (),
-                               horizon_s=online.horizon).start()
-    err.print(f"monitoring {target} with {model} (window {online.window} s, horizon {online.horizon} s); "
-              f"metrics on {exporter.url}; events -> {events}; Ctrl-C stops", highlight=False)
-
-    def show(step):
-        if not quiet:
-            out.print(status_line(step, online.horizon), highlight=False)
-
-    try:
-        seconds = run_monitor(model=online, view=view, policy=chosen, sinks=sinks, exporter=exporter,
-                              stop=stop, duration_s=duration, slo=slo, on_step=show)
-    finally:
-        sinks.close()
-        exporter.close()
-    err.print(f"monitor stopped after {seconds} s; events in {events}", highlight=False)
-
-
-@lab_command
-def compare_autoscale(
-    scenario: Annotated[str, typer.Argument(help="Built-in scenario name or .toml path.")],
-    model: Annotated[Path, typer.Option(help="Model folder (trained with --profile lab) for the predictive mode.")],
-    seed: Annotated[Optional[int], typer.Option(help="Seed used for all three runs.")] = None,
-    duration: Annotated[Optional[int], typer.Option(help="Scale the scenario to this many seconds.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the three run folders.")] = Path("runs/compare"),
-    min_workers: Annotated[int, typer.Option(min=1)] = 1,
-    max_workers: Annotated[int, typer.Option(min=1)] = 6,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-):
-    """Run a scenario with no, reactive and predictive autoscaling; compare SLO seconds and cost."""
-    from rich.table import Table
-
-    from loadtests.compare import COLUMNS, compare_autoscale as compare, verdict
-    from loadtests.report_console import RunProgress
-
-    if not (model / "forecaster").is_dir():
-        from lab_errors import BadInput
-
-        raise BadInput(f"--model: {model} is not a model folder (train one with lab.py train)")
-    results = []
-    with RunProgress(out, enabled=not quiet, label=scenario) as progress:
-        results = compare(scenario, model, out=out_dir, seed=seed, duration_s=duration,
-                          min_workers=min_workers, max_workers=max_workers,
-                          on_mode=lambda m: progress.status(f"mode {m}"), on_row=progress.row)
-    table = Table(title=f"autoscaling on {scenario}", box=None)
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col == "mode" else "right")
-    for r in results:
-        table.add_row(*[str(r[c]) if c != "worker_seconds" else f"{r[c]:.0f}" for c in COLUMNS])
-    out.print(table)
-    out.print(verdict(results), highlight=False)
-    for r in results:
-        out.print(f"{r['mode']}: {r['run_dir']}")
-
-
-@lab_command
-def quickstart(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dataset, model and report.")] = Path("quickstart"),
-    seed: Annotated[int, typer.Option(help="Seed of the runs and the model.")] = 1,
-    run_seconds: Annotated[int, typer.Option(min=20, help="Length of each recorded run.")] = 40,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-):
-    """The whole lab in about five minutes: record a small dataset, train, evaluate, report."""
-    from modeling.quickstart import run_quickstart
-
-    from loadtests.report_console import RunProgress
-
-    with RunProgress(out, enabled=not quiet, label="quickstart") as progress:
-        progress.set_total(run_seconds)
-        result = run_quickstart(
-            out_dir, seed=seed, run_seconds=run_seconds,
-            on_stage=lambda m: (out.print(m) if quiet else progress.status(m)) and None,
-            on_row=progress.row,
-            on_epoch=lambda e, n, logs: progress.status(f"training: epoch {e}/{n} val_loss {logs.get('val_loss', float('nan')):.4f}"))
-    t = result.timings
-    out.print(f"done in {t['total_s'] / 60:.1f} min (recording {t['record_s']:.0f} s, training {t['train_s']:.0f} s, "
-              f"evaluation {t['evaluate_s']:.0f} s, report {t['report_s']:.0f} s)")
-    for line in result.verdict:
-        out.print(line, highlight=False)
-    out.print(f"report: [bold]{result.report}[/]")
 
 
 @lab_command
@@ -468,11 +308,89 @@ def report(
     n = len(result.figures)
     out.print(f"{result.kind} report with {n} figure{'s' if n != 1 else ''}", highlight=False)
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        err.print(f"[yellow]note:[/] {_escape(note)}", highlight=False)
     out.print(str(result.path), soft_wrap=True, highlight=False)
 
 
-# ---------------------------------------------------------------- end of commands
+# ---------------------------------------------------------------- live monitor and closed loop
+
+
+@lab_command
+def monitor(
+    target: Annotated[str, typer.Option(help="URL of the running target (e.g. http://127.0.0.1:5000).")],
+    model: Annotated[Path, typer.Option(help="Model folder trained with --profile live.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the monitor's own /metrics.")] = 9105,
+    bind_all: Annotated[bool, typer.Option("--bind-all", help="Serve the monitor's /metrics on all interfaces.")] = False,
+    metrics_url: Annotated[Optional[str], typer.Option(help="Where to scrape the target (default: TARGET/metrics; a lab target's --metrics-port listener is better under load).")] = None,
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Read the server-side metrics from this Prometheus server.")] = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a target that is not a loopback address.")] = False,
+    policy: Annotated[Optional[str], typer.Option(help="Policy preset: default, or guide (scale up when predicted stability < 80%).")] = None,
+    policy_file: Annotated[Optional[Path], typer.Option(help="TOML file with a [policy] table (thresholds, cool-downs, bounds).")] = None,
+    sinks_file: Annotated[Optional[Path], typer.Option(help="TOML file with [[sinks]] tables.")] = None,
+    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback).")] = None,
+    alertmanager: Annotated[Optional[str], typer.Option(help="Alertmanager base URL; alerts go to /api/v2/alerts.")] = None,
+    scale_target: Annotated[bool, typer.Option("--scale-target", help="Change the lab target's gunicorn worker count for real (TTIN/TTOU).")] = False,
+    min_workers: Annotated[int, typer.Option(min=1, max=64, help="Lowest worker count when scaling.")] = 1,
+    max_workers: Annotated[int, typer.Option(min=1, max=64, help="Highest worker count when scaling.")] = 8,
+    events: Annotated[Path, typer.Option(help="JSON-lines log of every decision, taken or skipped.")] = Path("monitor-events.jsonl"),
+    duration: Annotated[Optional[float], typer.Option(min=0, help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
+):
+    """Predict instability of a running target every second, and recommend or take actions."""
+    from workflows.monitoring import Monitor, MonitorOptions
+
+    watch = Monitor(MonitorOptions(
+        target=target, model=model, port=port, bind_all=bind_all, metrics_url=metrics_url,
+        prometheus_url=prometheus_url, allow_remote=allow_remote, policy=policy, policy_file=policy_file,
+        sinks_file=sinks_file, webhook=webhook, alertmanager=alertmanager, scale_target=scale_target,
+        min_workers=min_workers, max_workers=max_workers, events=events, duration_s=duration))
+    err.print(_escape(watch.describe()), highlight=False)
+    seconds = watch.run(on_step=None if quiet else lambda step: out.print(watch.status(step), highlight=False))
+    err.print(f"monitor stopped after {seconds} s; events in {_escape(str(events))}", highlight=False)
+
+
+@lab_command
+def compare_autoscale(
+    scenario: Annotated[str, typer.Argument(help="Built-in scenario name or .toml path.")],
+    model: Annotated[Path, typer.Option(help="Model folder (trained with --profile lab) for the predictive mode.")],
+    seed: Annotated[Optional[int], typer.Option(help="Seed used for all three runs.")] = None,
+    duration: Annotated[Optional[int], typer.Option(min=1, help="Scale the scenario to this many seconds.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the three run folders.")] = Path("runs/compare"),
+    min_workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    max_workers: Annotated[int, typer.Option(min=1, max=64)] = 6,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Run a scenario with no, reactive and predictive autoscaling; compare SLO seconds and cost."""
+    from loadtests.report_console import RunProgress
+    from workflows.compare import compare_autoscale as compare, print_comparison
+
+    with RunProgress(out, enabled=not quiet, label=scenario) as progress:
+        results = compare(scenario, model, out=out_dir, seed=seed, duration_s=duration,
+                          min_workers=min_workers, max_workers=max_workers,
+                          on_mode=lambda m: progress.status(f"mode {m}"), on_row=progress.row)
+    print_comparison(out, scenario, results)
+
+
+@lab_command
+def quickstart(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dataset, model and report.")] = Path("quickstart"),
+    seed: Annotated[int, typer.Option(help="Seed of the runs and the model.")] = 1,
+    run_seconds: Annotated[int, typer.Option(min=20, help="Length of each recorded run.")] = 40,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+):
+    """The whole lab in about five minutes: record a small dataset, train, evaluate, report."""
+    from loadtests.report_console import RunProgress
+    from workflows.quickstart import print_quickstart, run_quickstart
+
+    with RunProgress(out, enabled=not quiet, label="quickstart") as progress:
+        progress.set_total(run_seconds)
+        result = run_quickstart(
+            out_dir, seed=seed, run_seconds=run_seconds,
+            on_stage=lambda m: (out.print(m) if quiet else progress.status(m)) and None,
+            on_row=progress.row,
+            on_epoch=lambda e, n, logs: progress.status(f"training: epoch {e}/{n} val_loss {logs.get('val_loss', float('nan')):.4f}"))
+    print_quickstart(out, result)
+
 
 if __name__ == "__main__":
-    app()
+    run()

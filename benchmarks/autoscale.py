@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.compare import COLUMNS, compare_autoscale, verdict  # noqa: E402
+from workflows.compare import COLUMNS, compare_autoscale, verdict  # noqa: E402
 
 
 def main() -> int:

@@ -111,7 +111,7 @@ def print_table(rows: list[dict]) -> None:
 
 def timings(model) -> dict:
     """Measure training seconds per epoch on one hour of data and online inference latency."""
-    from loadtests.scenario import load_scenario
+    from contract.scenario import load_scenario
     from modeling.forecaster import LSTMForecaster
     from modeling.synthetic import synthetic_run
 

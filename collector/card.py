@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import schema
-from .schema import COLUMN_DOCS, COLUMNS, EXTRA_COLUMNS
+from contract import schema
+from contract.schema import COLUMN_DOCS, COLUMNS, EXTRA_COLUMNS
 
 KEY_DOCS = {
     "run_id": ("label", "run folder the row comes from (runs/<run_id>/)"),

@@ -178,16 +178,3 @@ class SecondBinner:
         names = np.array([s.name for s in samples], dtype=object)
         return ClientSecond(**client_stats(latencies, ok),
                             by_name=endpoint_stats(latencies, ok, names) if samples else {})
-
-
-def slo_violation(row: Mapping, latency_p95_ms: float | None, error_rate: float | None) -> int:
-    """Return 1 when the row's client p95 or error rate exceeds the SLO, else 0 (no data: 0)."""
-    return int(_exceeds(row.get("latency_p95_ms"), latency_p95_ms)
-               or _exceeds(row.get("error_rate"), error_rate))
-
-
-def _exceeds(value: float | None, limit: float | None) -> bool:
-    # Missing data or an unset limit never counts as a violation; equal is within the SLO.
-    if value is None or limit is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return value > limit

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
 
-from .runio import (
+from contract.runfolder import (
     INT_COLUMNS, atomic_path, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
     host_facts, list_runs, package_versions, read_meta, read_run, sha256_file,
     utc_iso, verify_checksums,
 )
-from .schema import COLUMNS
+from contract.schema import COLUMNS
 
 PARQUET = "dataset.parquet"
 MANIFEST = "manifest.json"

@@ -8,10 +8,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Sequence
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
 
-from .runio import Run, atomic_path, atomic_write_json, atomic_write_text, list_runs, read_run
-from .schema import COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
+from contract.runfolder import Run, atomic_path, atomic_write_json, atomic_write_text, list_runs, read_run
+from contract.schema import COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
 
 NAB_TIME = "%Y-%m-%d %H:%M:%S"
 NAB_WINDOW_TIME = "%Y-%m-%d %H:%M:%S.%f"  # as in NAB's labels/combined_windows.json

@@ -11,13 +11,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 
-from .runio import (
+from contract.runfolder import (
     METRICS_CSV, RUN_JSON, atomic_write_json, atomic_write_text, host_facts, package_versions,
-    sha256_file, utc_iso,
+    sha256_file, utc_iso, write_run_json,
 )
-from .schema import COLUMNS, NUMERIC_COLUMNS
+from contract.schema import COLUMNS, NUMERIC_COLUMNS
 
 MIN_ROWS = 20
 # Columns the importer computes itself; a source column with one of these names is renamed.
@@ -235,9 +235,8 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
                    "columns": {str(k): v for k, v in names.items()}},
         "target": {}, "loadgen": {},
         "versions": package_versions(), "host": host_facts(), "warnings": warnings,
-        "files": {METRICS_CSV: sha256_file(run_dir / METRICS_CSV)},
     }
-    atomic_write_json(run_dir / RUN_JSON, meta)
+    write_run_json(run_dir, meta)
     return run_dir
 
 
@@ -277,3 +276,17 @@ def _new_run_dir(out_dir: Path, base: str) -> Path:
     run_dir = out_dir / name
     run_dir.mkdir()
     return run_dir
+
+
+def print_import(console, run_dir: Path) -> None:
+    """What `import-csv` read, what it wrote, and its warnings."""
+    from contract.runfolder import read_meta
+
+    meta = read_meta(run_dir)
+    source = meta["source"]
+    console.print(f"imported {source['rows_read']} rows as {meta['rows']} rows of {meta['interval_s']} s "
+                  f"({'inferred' if source['interval_inferred'] else 'given'}); "
+                  f"columns: {', '.join(source['columns'].values())}", highlight=False)
+    for warning in meta["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"wrote [bold]{run_dir}[/]")

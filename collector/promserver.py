@@ -58,7 +58,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 
 from .promstats import DURATION, IN_FLIGHT, QUANTILES, REQUESTS, SERVER_KEYS
 

@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .clientstats import SampleTailer, SecondBinner, client_stats, slo_violation
+from .clientstats import SampleTailer, SecondBinner, client_stats
 from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
-from .runio import utc_iso
-from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, csv_cell
+from contract.runfolder import utc_iso
+from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, csv_cell, violates_slo
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
@@ -51,7 +51,7 @@ class CollectorConfig:
     scrape_timeout_s: float = 0.8
     prometheus_url: str | None = None
     emit_rows: bool = True               # print each row as a JSON line on stdout
-    autoscale: bool = False              # read autoscale.jsonl into the autoscale_action column
+    extra_columns: list[str] = field(default_factory=list)   # labelled through stdin (LabelInbox)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CollectorConfig":
@@ -100,13 +100,51 @@ class StatusTailer:
         return total if seen else None
 
 
+class LabelInbox:
+    """Labels for extra columns that the harness sends on stdin while the run goes on.
+
+    One JSON line per label: {"ts": <epoch s>, "values": {column: value}}; a value labels
+    the second in which `ts` falls (an autoscaler's action labels the second it was taken
+    in). Lines arrive at least a second before that second's row is finalised.
+    """
+
+    def __init__(self, columns: list[str], default: str = "none"):
+        self.columns = list(columns)
+        self.default = default
+        self._by_second: dict[int, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self.t0: float | None = None
+
+    def read_forever(self, stream) -> None:
+        for line in stream:
+            try:
+                record = json.loads(line)
+                ts, values = float(record["ts"]), dict(record["values"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.put(ts, values)
+
+    def put(self, ts: float, values: dict) -> None:
+        if self.t0 is None:
+            return
+        second = int(math.floor(ts - self.t0))
+        with self._lock:
+            slot = self._by_second.setdefault(second, {})
+            slot.update({k: str(v) for k, v in values.items() if k in self.columns})
+
+    def pop(self, second: int) -> dict[str, str]:
+        with self._lock:
+            got = self._by_second.pop(second, {})
+        return {c: got.get(c, self.default) for c in self.columns}
+
+
 class Collector:
     def __init__(self, config: CollectorConfig, out=sys.stdout):
         self.config = config
         self.out = out
         self.out_dir = Path(config.out_dir)
         self.locust_dir = Path(config.locust_dir) if config.locust_dir else self.out_dir / "locust"
-        from loadtests.scenario import Scenario
+        from contract.scenario import Scenario
 
         self.scenario = Scenario.from_dict(config.scenario)
         self.stop_event = threading.Event()
@@ -128,10 +166,9 @@ class Collector:
 
             self.prometheus = PrometheusSource(config.prometheus_url, config.target_url)
         # Prometheus runs keep the direct scrape's server-side view too, for comparison.
+        self.labels = LabelInbox(config.extra_columns)
         self.columns = (COLUMNS + (DIRECT_SCRAPE_COLUMNS if self.prometheus else [])
-                        + (["autoscale_action"] if config.autoscale else []))
-        self._actions_offset = 0
-        self._actions: dict[int, str] = {}
+                        + self.labels.columns)
 
     # ------------------------------------------------------------------ sampling
     def sample_second(self, second: int, now: float) -> None:
@@ -173,11 +210,8 @@ class Collector:
         row["fault_intensity"] = fault.intensity if fault else 0.0
         row["users"] = self.status.users_before(start + 1)
         row.update(self.binner.pop(second))
-        if self.config.autoscale:
-            self.drain_actions()
-            row["autoscale_action"] = self._actions.pop(second, "none")
-        slo = self.scenario.slo
-        row["slo_violation"] = slo_violation(row, slo.latency_p95_ms, slo.error_rate)
+        row.update(self.labels.pop(second))
+        row["slo_violation"] = violates_slo(row.get("latency_p95_ms"), row.get("error_rate"), self.scenario.slo)
         self.writer.writerow([csv_cell(row.get(c)) for c in self.columns])
         self.csv_file.flush()
         os.fsync(self.csv_file.fileno())
@@ -185,26 +219,6 @@ class Collector:
         if self.config.emit_rows:
             print(json.dumps({c: row.get(c) for c in self.columns}), file=self.out, flush=True)
         return row
-
-    def drain_actions(self) -> None:
-        """Read the autoscaler's new decisions; a taken action labels the second it was taken in."""
-        path = self.out_dir / "autoscale.jsonl"
-        if not self.config.autoscale or not path.exists():
-            return
-        with open(path, "rb") as fh:
-            fh.seek(self._actions_offset)
-            chunk = fh.read()
-        end = chunk.rfind(b"\n") + 1
-        self._actions_offset += end
-        for line in chunk[:end].splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("action") not in (None, "none") and "result_of" not in record:
-                second = int(math.floor(record["ts"] - self.t0))
-                label = f"{record['action']}:{record.get('amount') or 0}"
-                self._actions[second] = label
 
     def drain_client(self) -> None:
         self.status.poll()
@@ -227,6 +241,7 @@ class Collector:
 
     def run(self) -> dict:
         self.t0 = self.wait_t0()
+        self.labels.t0 = self.t0
         self.binner = SecondBinner(self.t0)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         csv_path = self.out_dir / "metrics.csv"
@@ -300,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         if parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port:
             config.target_pid = listener_pid(parsed.port)
     collector = Collector(config)
+    if config.extra_columns:
+        threading.Thread(target=collector.labels.read_forever, args=(sys.stdin,), daemon=True,
+                         name="labels").start()
 
     def _stop(_signum, _frame):
         collector.stop_event.set()

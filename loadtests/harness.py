@@ -21,16 +21,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Protocol, Sequence
 from urllib.parse import urlparse
 
 import requests
 
-from collector.runio import atomic_write_json, host_facts, package_versions, sha256_file, utc_iso
-from lab_errors import BadInput, Interrupted, LabError
+from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, LOCUST_DIR, METRICS_CSV,
+                                SCENARIO_JSON, T0_FILE, atomic_write_json, host_facts, package_versions,
+                                read_samples, utc_iso, write_run_json)
+from contract.errors import BadInput, Interrupted, LabError
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
 
-from .scenario import Scenario, load_scenario
+from contract.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -51,12 +53,27 @@ class RunOptions:
     target_workers: int | None = None
     target_threads: int | None = None
     prometheus_url: str | None = None
-    autoscale: str = "off"                # off | reactive | predictive
-    model_dir: Path | None = None         # the model of --autoscale predictive
-    min_workers: int = 1
-    max_workers: int = 6
     locust_bind_all: bool = False
     extra_env: dict = field(default_factory=dict)
+
+
+class RowHook(Protocol):
+    """Something that acts on each row as it is recorded (the closed-loop autoscaler).
+
+    The harness calls `start` once the target is up, `on_row` for every row the collector
+    records, and `close` at the end; what `close` returns is recorded in run.json under
+    `name`. Values `on_row` returns label the second that is running when it returns, in
+    the hook's `columns` of metrics.csv (the collector receives them on its stdin).
+    """
+
+    name: str
+    columns: Sequence[str]
+
+    def start(self, target_pid: int | None, run_dir: Path) -> dict: ...
+
+    def on_row(self, row: dict) -> Mapping[str, str] | None: ...
+
+    def close(self) -> dict: ...
 
 
 @dataclass
@@ -94,7 +111,7 @@ def check_prometheus(url: str) -> tuple[str, dict]:
 
 
 def resolve_scenario(opts: RunOptions) -> Scenario:
-    from .scenario import DEFAULT_SCENARIO
+    from contract.scenario import DEFAULT_SCENARIO
 
     scenario = load_scenario(opts.scenario or DEFAULT_SCENARIO)
     if opts.seed is not None:
@@ -130,7 +147,8 @@ class _Children:
     def popen(self, cmd, log_path: Path, **kwargs) -> subprocess.Popen:
         log = open(log_path, "ab")
         self.logs.append(log)
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=kwargs.pop("stdout", log),
+        return subprocess.Popen(cmd, stdin=kwargs.pop("stdin", subprocess.DEVNULL),
+                                stdout=kwargs.pop("stdout", log),
                                 stderr=log, start_new_session=True, preexec_fn=die_with_parent,
                                 **kwargs)
 
@@ -229,8 +247,12 @@ class _FaultScheduler(threading.Thread):
 
 
 def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
-                 on_status: Callable[[str], None] | None = None) -> RunResult:
-    """Run one scenario end to end and return the run folder, status and summary."""
+                 on_status: Callable[[str], None] | None = None,
+                 hooks: Sequence[RowHook] = ()) -> RunResult:
+    """Run one scenario end to end and return the run folder, status and summary.
+
+    `on_row` sees every row (a progress bar); `hooks` also act on it and may label it.
+    """
     scenario = resolve_scenario(opts)
     host = check_host(opts.host, opts.allow_remote) if opts.host else None
     prometheus_url, prometheus_info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
@@ -238,9 +260,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     out = Path(opts.out).absolute()   # Locust runs with the run folder as its cwd
     run_id = opts.run_id or new_run_id(scenario, out)
     run_dir = out / run_id
-    locust_dir = run_dir / "locust"
+    locust_dir = run_dir / LOCUST_DIR
     locust_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "scenario.json", scenario.to_dict())
+    atomic_write_json(run_dir / SCENARIO_JSON, scenario.to_dict())
     status = on_status or (lambda _msg: None)
 
     started_at = time.time()
@@ -256,7 +278,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     }
     children = _Children()
     scheduler: _FaultScheduler | None = None
-    autoscaler = None
+    started_hooks: list[RowHook] = []
     interrupted = False
     collector_summary: dict = {}
     previous = signal.getsignal(signal.SIGTERM)
@@ -298,21 +320,11 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             meta["warnings"].append("faults_not_injected: external target and no admin token "
                                     "(--admin-token or LAB_ADMIN_TOKEN); fault labels are 'none'")
 
-        if opts.autoscale != "off":
-            from .autoscale import Autoscaler
-
-            if children.target is None:
-                raise BadInput("--autoscale scales the embedded target; it cannot be used with --host")
-            autoscaler = Autoscaler(opts.autoscale, children.target.pid, run_dir,
-                                    {"latency_p95_ms": scenario.slo.latency_p95_ms,
-                                     "error_rate": scenario.slo.error_rate},
-                                    model_dir=opts.model_dir, min_workers=opts.min_workers,
-                                    max_workers=opts.max_workers)
-            meta["autoscale"] = {"mode": opts.autoscale, "model": str(opts.model_dir) if opts.model_dir else None,
-                                 "min_workers": opts.min_workers, "max_workers": opts.max_workers,
-                                 "policy": type(autoscaler.policy).__name__}
+        for hook in hooks:
+            meta[hook.name] = hook.start(children.target.pid if children.target else None, run_dir)
+            started_hooks.append(hook)
         # ---- Locust
-        env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / "scenario.json"),
+        env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / SCENARIO_JSON),
                    LAB_SEED=str(scenario.seed or 0), LAB_OUT=str(locust_dir),
                    PYTHONPATH=str(ROOT), **opts.extra_env)
         commands = _locust_commands(opts, host, free_port())
@@ -325,24 +337,25 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             "out_dir": str(run_dir), "duration_s": scenario.duration_s, "scenario": scenario.to_dict(),
             "target_url": host, "metrics_url": metrics_url, "target_pid": children.target.pid if children.target else None,
             "locust_pids": [p.pid for p in children.locust], "locust_dir": str(locust_dir),
-            "t0_file": str(locust_dir / "t0"), "faults_enabled": faults_enabled,
-            "prometheus_url": prometheus_url, "autoscale": opts.autoscale != "off",
+            "t0_file": str(locust_dir / T0_FILE), "faults_enabled": faults_enabled,
+            "prometheus_url": prometheus_url,
+            "extra_columns": [c for hook in hooks for c in hook.columns],
         }
-        atomic_write_json(run_dir / "collector-config.json", collector_cfg)
+        atomic_write_json(run_dir / COLLECTOR_CONFIG, collector_cfg)
         children.collector = children.popen(
-            [sys.executable, "-m", "collector", str(run_dir / "collector-config.json")],
-            run_dir / "collector.log", stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            cwd=ROOT)
+            [sys.executable, "-m", "collector", str(run_dir / COLLECTOR_CONFIG)],
+            run_dir / "collector.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
         rows: queue.Queue = queue.Queue()
         reader = threading.Thread(target=_read_rows, args=(children.collector.stdout, rows), daemon=True)
         reader.start()
 
         # ---- wait for t0, then schedule faults
-        t0 = _wait_for_t0(locust_dir / "t0", children, timeout_s=60 + 10 * opts.workers)
+        t0 = _wait_for_t0(locust_dir / T0_FILE, children, timeout_s=60 + 10 * opts.workers)
         meta["t0"] = utc_iso(t0, ms=True)
         status("running")
         if faults_enabled:
-            scheduler = _FaultScheduler(scenario, host, token, t0, run_dir / "events.jsonl")
+            scheduler = _FaultScheduler(scenario, host, token, t0, run_dir / EVENTS_JSONL)
             scheduler.start()
         target_died_at = None
         while True:
@@ -354,8 +367,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                 break
             if row is not None and on_row:
                 on_row(row)
-            if row is not None and autoscaler is not None:
-                autoscaler.on_row(row)
+            if row is not None:
+                _apply_hooks(started_hooks, row, children.collector)
             if children.target and target_died_at is None and children.target.proc.poll() is not None:
                 target_died_at = round(time.time() - t0, 1)
                 meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
@@ -366,9 +379,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         interrupted = True
     finally:
         try:
-            if autoscaler is not None:
-                autoscaler.close()
-                meta["autoscale"].update(decisions=autoscaler.decisions, actions=autoscaler.actions)
+            for hook in started_hooks:
+                meta[hook.name].update(hook.close())
             if scheduler is not None:
                 scheduler.stop_event.set()
             children.stop_collector()
@@ -380,7 +392,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, previous)
 
-    collector_json = run_dir / "collector.json"
+    collector_json = run_dir / COLLECTOR_JSON
     if collector_json.exists():
         collector_summary = json.loads(collector_json.read_text())
         meta["warnings"].extend(collector_summary.get("warnings", []))
@@ -398,10 +410,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     meta["rows"] = rows_written
     summary = summarize_run(run_dir, scenario)
     meta["summary"] = summary
-    meta["files"] = {str(p.relative_to(run_dir)): sha256_file(p)
-                     for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "run.json"
-                     and not p.name.startswith(".")}
-    atomic_write_json(run_dir / "run.json", meta)
+    write_run_json(run_dir, meta)
     result = RunResult(run_dir, meta["status"], meta, summary)
     if interrupted:
         raise Interrupted(f"interrupted: kept {rows_written} complete rows in {run_dir}")
@@ -411,6 +420,20 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
 
 
 _EOF = object()
+
+
+def _apply_hooks(hooks: Sequence[RowHook], row: dict, collector: subprocess.Popen) -> None:
+    """Let each hook act on the row; hand the labels it returns to the collector's stdin."""
+    for hook in hooks:
+        values = hook.on_row(row)
+        if not values:
+            continue
+        line = json.dumps({"ts": time.time(), "values": dict(values)}) + "\n"
+        try:
+            collector.stdin.write(line.encode())
+            collector.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass   # the collector has stopped; the hook's own record still has the action
 
 
 def _read_rows(stream, rows: queue.Queue) -> None:
@@ -440,15 +463,9 @@ def summarize_run(run_dir: Path, scenario: Scenario) -> dict:
     import numpy as np
     import pandas as pd
 
-    frames = []
-    for path in sorted((run_dir / "locust").glob("samples-*.csv")):
-        try:
-            frames.append(pd.read_csv(path, on_bad_lines="skip"))
-        except (pd.errors.EmptyDataError, ValueError):
-            continue
     summary: dict = {"requests": 0, "failures": 0}
-    if frames:
-        samples = pd.concat(frames, ignore_index=True)
+    samples = read_samples(run_dir, required=False)
+    if len(samples):
         lat = samples["response_time_ms"].to_numpy(dtype=float)
         summary["requests"] = int(len(samples))
         summary["failures"] = int((samples["ok"] == 0).sum())
@@ -459,7 +476,7 @@ def summarize_run(run_dir: Path, scenario: Scenario) -> dict:
         summary["endpoints"] = {
             name: {"requests": int(len(s)), "p50_ms": round(float(s.median()), 1),
                    "p95_ms": round(float(s.quantile(0.95)), 1)} for name, s in by_name}
-    metrics = run_dir / "metrics.csv"
+    metrics = run_dir / METRICS_CSV
     if metrics.exists():
         frame = pd.read_csv(metrics)
         summary["seconds"] = int(len(frame))

@@ -24,7 +24,7 @@ from locust.runners import MasterRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
+from contract.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
 from loadtests.shapes import shape_tick  # noqa: E402
 
 

@@ -122,3 +122,15 @@ class MatrixProgress:
                              description=f"{row.get('phase')} users={row.get('users') or 0} "
                                          f"p95={f'{p95:.0f} ms' if p95 is not None else '-'}")
         self.progress.update(self.overall, completed=self.base_s + second)
+
+
+def print_scenarios(console: Console) -> None:
+    """The built-in scenarios, one line each, the default marked."""
+    from contract.scenario import DEFAULT_SCENARIO, builtin_scenarios
+
+    table = Table("name", "duration", "stages", "faults", "description", box=None)
+    for sc in builtin_scenarios():
+        name = sc.name + (" (default)" if sc.name == DEFAULT_SCENARIO else "")
+        faults = ", ".join(f"{f.kind}@{f.start_s}s" for f in sc.faults) or "-"
+        table.add_row(name, f"{sc.duration_s} s", str(len(sc.stages)), faults, sc.description)
+    console.print(table)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 
 
 def _check(x: np.ndarray, horizon: int) -> np.ndarray:
@@ -99,7 +99,7 @@ def _slo_idx(key_metrics: Sequence[str]) -> tuple[int, int]:
 
 
 def violates(y: np.ndarray, slo: np.ndarray, key_metrics: Sequence[str]) -> np.ndarray:
-    """Apply DESIGN.md's SLO rule to values (..., K); slo is (n, 2) and broadcasts over the middle axes."""
+    """Apply the contract's SLO rule (contract.schema.violates_slo) to values (..., K); slo is (n, 2) and broadcasts over the middle axes."""
     i_lat, i_err = _slo_idx(key_metrics)
     slo = np.asarray(slo, dtype="float64")
     shape = (len(slo),) + (1,) * (y.ndim - 2)

@@ -83,3 +83,13 @@ def print_evaluation(console: Console, result: dict) -> None:
         console.print(table)
     for line in result.get("verdict", []):
         console.print(line, highlight=False)
+
+
+def print_training(console: Console, bundle, out_dir) -> None:
+    """What `train` fitted, on what, and what to run next."""
+    m = bundle.meta
+    console.print(f"trained on {len(m['train_runs'])} runs ({m['train_rows']} rows) in {m['train_seconds']} s, "
+                  f"{m['epochs_run']} epochs; held out: {len(m['test_runs'])} runs ({m['split']})")
+    if bundle.regimes is not None:
+        console.print(f"regimes: k={bundle.regimes.k_} ({', '.join(bundle.regimes.names_)})")
+    console.print(f"model folder: [bold]{out_dir}[/]   next: python lab.py evaluate {out_dir}")

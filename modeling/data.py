@@ -31,13 +31,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from lab_errors import BadInput
+from contract.errors import BadInput
+from contract.schema import DEFAULT_SLO, violates_slo
 
 KEY_METRICS: tuple[str, ...] = ("latency_p95_ms", "error_rate", "cpu_percent", "rps")
 LABEL = "slo_violation"
 MISSING = "missing"
 EXCLUDED = ("elapsed_s", "fault_intensity")
-DEFAULT_SLO = {"latency_p95_ms": 800.0, "error_rate": 0.02}
 DEFAULT_MAX_GAP_S = 5
 LATENCY_COLUMNS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "srv_latency_p50_ms",
                    "srv_latency_p95_ms", "srv_latency_p99_ms")
@@ -57,7 +57,7 @@ def run_name(frame: pd.DataFrame) -> str:
 
 
 def run_slo(frame: pd.DataFrame) -> dict[str, float]:
-    """Return the run's SLO thresholds (DESIGN.md defaults when the run has none)."""
+    """Return the run's SLO thresholds (contract.schema.DEFAULT_SLO where the run has none)."""
     slo = dict(DEFAULT_SLO)
     slo.update({k: float(v) for k, v in (frame.attrs.get("slo") or {}).items()
                 if k in DEFAULT_SLO and v is not None})
@@ -68,7 +68,7 @@ def run_slo(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def _from_run_folder(path: Path) -> pd.DataFrame:
-    from collector.runio import read_run
+    from contract.runfolder import read_run
 
     run = read_run(path)
     frame = run.frame
@@ -89,7 +89,7 @@ def run_folders(path: Path) -> list[Path]:
     """Return a dataset's included runs (per its manifest), else every run folder found."""
     import json
 
-    from collector.runio import list_runs
+    from contract.runfolder import list_runs
 
     manifest = path / "manifest.json"
     if path.is_dir() and manifest.is_file():
@@ -120,9 +120,8 @@ def read_csv_run(path: str | Path, slo: dict[str, float] | None = None) -> pd.Da
                 frame[col] = converted
     slo = {**DEFAULT_SLO, **(slo or {})}
     if LABEL not in frame.columns:
-        # DESIGN.md's rule; a missing value is not a violation.
-        frame[LABEL] = ((frame["latency_p95_ms"] > slo["latency_p95_ms"])
-                        | (frame["error_rate"] > slo["error_rate"])).astype("int64")
+        frame[LABEL] = [violates_slo(p95, err, slo) for p95, err
+                        in zip(frame["latency_p95_ms"], frame["error_rate"])]
     frame.attrs.update(run_id=path.stem, scenario=path.stem, source=str(path), slo=slo)
     return frame
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
 
 from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, DataWarning, Scaler, Windows,
                    as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, require_columns,
@@ -408,7 +408,7 @@ class LSTMForecaster(BaseEstimator):
 
     def save(self, folder: str | Path) -> Path:
         """Write model.keras and params.json into `folder`, each atomically."""
-        from collector.runio import atomic_write_json, sha256_file
+        from contract.runfolder import atomic_write_json, sha256_file
 
         self._check_fitted()
         folder = Path(folder)
@@ -448,7 +448,7 @@ class LSTMForecaster(BaseEstimator):
     @classmethod
     def load(cls, folder: str | Path) -> LSTMForecaster:
         """Load a saved forecaster, refusing model files with code-carrying or unknown layers."""
-        from collector.runio import sha256_file
+        from contract.runfolder import sha256_file
 
         folder = Path(folder)
         params_path, model_path = folder / PARAMS_FILE, folder / MODEL_FILE

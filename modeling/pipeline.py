@@ -19,11 +19,13 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from collector.runio import atomic_write_json
-from lab_errors import BadInput, LabError
+from contract.runfolder import atomic_write_json
+from contract.errors import BadInput, LabError
 
 from .data import DataWarning, load_runs, run_name, split_runs
 from .profiles import LIVE_FEATURES, apply_profile
+
+FORECASTER_DIR = "forecaster"
 
 TRAIN_JSON = "train.json"
 METRICS_JSON = "metrics.json"
@@ -45,7 +47,9 @@ def _run_folders(runs: Sequence[pd.DataFrame]) -> list[Path]:
 
 def fit_products(run_dirs: Sequence[Path], seed: int = 0):
     """Cluster endpoints by their profile over the training runs' raw samples (None without samples)."""
-    from .products import ProductClusters, endpoint_profiles, read_samples
+    from contract.runfolder import read_samples
+
+    from .products import ProductClusters, endpoint_profiles
 
     frames = []
     for folder in run_dirs:
@@ -87,7 +91,7 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
             on_warning(note)
 
     out.mkdir(parents=True, exist_ok=True)
-    forecaster.save(out / "forecaster")
+    forecaster.save(out / FORECASTER_DIR)
     regimes.save(out / "regimes.json")
     if products is not None:
         products.save(out / "products.json")
@@ -112,6 +116,11 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
     return Bundle(out, forecaster, regimes, products, meta)
 
 
+def is_model_folder(folder: str | Path) -> bool:
+    """Tell whether a folder holds a model bundle written by `train_bundle`."""
+    return (Path(folder) / FORECASTER_DIR).is_dir()
+
+
 def load_bundle(folder: str | Path) -> Bundle:
     """Load a model folder written by train_bundle (Keras with safe_mode, the rest from JSON)."""
     from .forecaster import LSTMForecaster
@@ -119,10 +128,10 @@ def load_bundle(folder: str | Path) -> Bundle:
     from .regimes import RegimeModel
 
     folder = Path(folder)
-    if not (folder / "forecaster").is_dir():
+    if not is_model_folder(folder):
         raise BadInput(f"{folder}: not a model folder (no forecaster/; train one with `lab.py train`)")
     meta = read_meta_json(folder / TRAIN_JSON)
-    forecaster = LSTMForecaster.load(folder / "forecaster")
+    forecaster = LSTMForecaster.load(folder / FORECASTER_DIR)
     regimes = RegimeModel.load(folder / "regimes.json") if (folder / "regimes.json").exists() else None
     products = ProductClusters.load(folder / "products.json") if (folder / "products.json").exists() else None
     return Bundle(folder, forecaster, regimes, products, meta)

@@ -16,31 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
+from contract.runfolder import SAMPLE_COLUMNS, read_samples  # noqa: F401  (read_samples: the run reader)
 
 from .data import Scaler
 
 FORMAT = "stability-lab/products/1"
 PROFILE_COLUMNS = ("p50_ms", "p95_ms", "rps", "error_share")
-SAMPLE_COLUMNS = ("ts", "response_time_ms", "ok", "name")
-
-
-def read_samples(run_dir: str | Path) -> pd.DataFrame:
-    """Read and concatenate a run folder's locust/samples-*.csv files."""
-    files = sorted(Path(run_dir, "locust").glob("samples-*.csv"))
-    if not files:
-        raise BadInput(f"{Path(run_dir) / 'locust'}: no samples-*.csv files")
-    frames = []
-    for path in files:
-        try:
-            frame = pd.read_csv(path)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: unreadable CSV: {exc}") from None
-        missing = [c for c in SAMPLE_COLUMNS if c not in frame.columns]
-        if missing:
-            raise BadInput(f"{path}: column '{missing[0]}' missing")
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
 
 
 def endpoint_profiles(samples: pd.DataFrame, duration_s: float | None = None) -> pd.DataFrame:
@@ -156,7 +138,7 @@ class ProductClusters:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomically)."""
-        from collector.runio import atomic_write_json
+        from contract.runfolder import SAMPLE_COLUMNS, atomic_write_json, read_samples
 
         return atomic_write_json(path, self.to_dict())
 

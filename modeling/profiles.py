@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 
 PROFILES = ("lab", "live")
 

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
 
 from .data import (DEFAULT_MAX_GAP_S, DEFAULT_SLO, LABEL, Scaler, fill_gaps,
                    require_columns, run_slo)
@@ -266,7 +266,7 @@ class RegimeModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomically)."""
-        from collector.runio import atomic_write_json
+        from contract.runfolder import atomic_write_json
 
         return atomic_write_json(path, self.to_dict())
 

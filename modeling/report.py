@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from collector.runio import (METRICS_CSV, RUN_JSON, atomic_write_bytes, atomic_write_text, is_run_dir,
+from contract.runfolder import (METRICS_CSV, RUN_JSON, atomic_write_bytes, atomic_write_text, is_run_dir,
                              read_meta, read_run)
-from lab_errors import BadInput
+from contract.errors import BadInput
 
 from . import plots
 

@@ -17,7 +17,7 @@ stages, faults and SLO as a real run) with a small queueing model, one row per s
 - Noise: Poisson request counts, percentile noise that grows when few requests complete,
   occasional spurious errors, and collector gaps (a scrape that failed: server columns
   empty, `target_up=0`; a lost second: every measurement empty).
-- `slo_violation` follows DESIGN.md: client p95 above the SLO or client error rate above
+- `slo_violation` follows docs/contract.md: client p95 above the SLO or client error rate above
   it; a second without data is not a violation.
 
 The model is a teaching device calibrated to the built-in scenarios' capacity story
@@ -35,8 +35,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from collector.schema import COLUMNS
-from lab_errors import BadInput
+from contract.schema import COLUMNS, slo_limits, violates_slo
+from contract.errors import BadInput
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 
@@ -74,7 +74,7 @@ class TargetModel:
 
 def _scenario_dict(scenario: Any) -> dict[str, Any]:
     if isinstance(scenario, str):
-        from loadtests.scenario import load_scenario
+        from contract.scenario import load_scenario
 
         return load_scenario(scenario).to_dict()
     if hasattr(scenario, "to_dict"):
@@ -127,7 +127,7 @@ def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
     Returns
     -------
     pandas.DataFrame
-        Columns `collector.schema.COLUMNS`, one row per second; `attrs` holds `run_id`,
+        Columns `contract.schema.COLUMNS`, one row per second; `attrs` holds `run_id`,
         `scenario` (name), `slo` (dict), `seed` and `meta` (a run.json-like dict).
     """
     sc = _scenario_dict(scenario)
@@ -144,8 +144,7 @@ def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
     load = sc.get("load") or {}
     if load.get("wait_min_s") is not None and load.get("wait_max_s") is not None:
         m = replace(m, think_s=(float(load["wait_min_s"]) + float(load["wait_max_s"])) / 2)
-    slo = {"latency_p95_ms": float((sc.get("slo") or {}).get("latency_p95_ms", 800.0)),
-           "error_rate": float((sc.get("slo") or {}).get("error_rate", 0.02))}
+    slo = slo_limits(sc.get("slo"))
 
     n = int(sc["duration_s"]) if duration_s is None else min(int(duration_s), int(sc["duration_s"]))
     if n < 1:
@@ -248,7 +247,7 @@ def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
         row["fds"][t] = 25 + workers * 6 + round(in_flight)
         row["sys_mem_percent"][t] = 38 + (row["rss_mb"][t] + 300) / 80
         row["fault_intensity"][t] = k
-        row["slo_violation"][t] = int((p95 > slo["latency_p95_ms"]) or (err > slo["error_rate"]))
+        row["slo_violation"][t] = violates_slo(p95, err, slo)
 
     frame = pd.DataFrame(cols)
     frame.insert(0, "timestamp", [(T0 + pd.Timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -294,7 +293,7 @@ def synthetic_runs(scenarios: list[Any], seeds: list[int], **kwargs: Any) -> lis
 
 def write_run(frame: pd.DataFrame, folder: str | Path) -> Path:
     """Write a synthetic frame as a run folder (run.json + metrics.csv) and return it."""
-    from collector.runio import METRICS_CSV, RUN_JSON, atomic_write_json, atomic_write_text, sha256_file
+    from contract.runfolder import METRICS_CSV, atomic_write_text, write_run_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -302,9 +301,8 @@ def write_run(frame: pd.DataFrame, folder: str | Path) -> Path:
     meta = dict(frame.attrs.get("meta") or {"run_id": folder.name, "status": "complete"})
     n = len(frame)
     meta.update(started_at=frame["timestamp"].iloc[0] if n else None,
-                ended_at=(T0 + pd.Timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                files={METRICS_CSV: sha256_file(folder / METRICS_CSV)})
-    atomic_write_json(folder / RUN_JSON, meta)
+                ended_at=(T0 + pd.Timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    write_run_json(folder, meta)
     return folder
 
 

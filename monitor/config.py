@@ -1,6 +1,6 @@
 """The monitor's TOML file: a `[policy]` table and `[[sinks]]` tables, checked key by key.
 
-Every problem raises `lab_errors.BadInput` with one line "<file>: <key>: <problem>", the
+Every problem raises `contract.errors.BadInput` with one line "<file>: <key>: <problem>", the
 same form as scenario files.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from lab_errors import BadInput, read_text_file
+from contract.errors import BadInput, read_text_file
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

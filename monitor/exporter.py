@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
 
-from lab_errors import LabError
+from contract.errors import LabError
 
 from .policy import ACTIONS, Decision, Prediction
 

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lab_errors import BadInput
+from contract.errors import BadInput
+from contract.schema import slo_limits, violates_slo
 
 from .policy import Decision, Prediction
 
@@ -121,7 +122,7 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
         raise BadInput(f"{model.bundle.folder}: this model was trained with --profile lab (it needs the "
                        f"load generator's client-side columns); train one with --profile live to monitor "
                        f"a running target")
-    slo = slo or {"latency_p95_ms": 800.0, "error_rate": 0.02}
+    slo = slo_limits(slo)
     view.prime(time.time())
     start = time.monotonic()
     k = 0
@@ -134,8 +135,7 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
         server, process = view.sample(now)
         row = live_row(server, process)
         p95, err = _opt(row.get("latency_p95_ms")), _opt(row.get("error_rate"))
-        row["slo_violation"] = int((p95 is not None and p95 > slo["latency_p95_ms"])
-                                   or (err is not None and err > slo["error_rate"]))
+        row["slo_violation"] = violates_slo(p95, err, slo)
         if not row["target_up"]:
             row["slo_violation"] = None
         model.observe(row)

@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 
 from .config import apply_values, read_toml
 

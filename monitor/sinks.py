@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
 
 from .config import coerce, read_toml
 from .policy import Action, Decision

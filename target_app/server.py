@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from lab_errors import LabError
+from contract.errors import LabError
 
 from .app import new_token
 
@@ -249,3 +249,12 @@ def serve_foreground(config: TargetConfig, on_ready=None) -> int:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         target.stop()
+
+
+def serve_dev(config: TargetConfig) -> None:
+    """Flask's development server with debug on, one process: for working on the app, never for load."""
+    from .app import create_app
+
+    create_app({"SEED": config.seed, "ADMIN_TOKEN": config.token, "DEBUG": True,
+                "ADMIN_ALLOW_REMOTE": config.admin_allow_remote}).run(
+        host=config.host, port=config.port, debug=True, use_reloader=False)

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from collector.runio import atomic_write_json, atomic_write_text, sha256_file, utc_iso
-from collector.schema import COLUMNS, csv_cell
+from contract.runfolder import atomic_write_text, utc_iso, write_run_json
+from contract.schema import COLUMNS, csv_cell
 
 T0 = 1_795_834_800.0  # 2026-11-28T03:00:00Z, a fixed start so files are reproducible
 
@@ -149,7 +149,6 @@ def make_run(runs_dir: str | Path, n_rows: int = 120, scenario_name: str = "synt
         "host": {"hostname": "factory", "cpu_logical": 4, "cpu_physical": 2, "memory_gib": 8.0,
                  "cpu_model": "Synthetic CPU", "platform": "Linux", "python": "3.11"},
         "warnings": list(warnings), "rows": n_rows,
-        "files": {name: sha256_file(run_dir / name) for name in ("events.jsonl", "metrics.csv")},
     }
-    atomic_write_json(run_dir / "run.json", meta)
+    write_run_json(run_dir, meta)
     return run_dir

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from contract.schema import violates_slo
 from collector.clientstats import (
     CLIENT_KEYS, SAMPLE_HEADER, ClientSecond, Sample, SampleTailer, SecondBinner, client_stats,
-    endpoint_stats, parse_sample, slo_violation,
+    endpoint_stats, parse_sample,
 )
 
 HEADER = SAMPLE_HEADER + "\n"
@@ -198,9 +199,10 @@ def test_tailer_into_binner_end_to_end(tmp_path):
     ({"latency_p95_ms": None, "error_rate": 1.0}, 1),
 ])
 def test_slo_violation(row, expected):
-    assert slo_violation(row, 800.0, 0.02) == expected
+    slo = {"latency_p95_ms": 800.0, "error_rate": 0.02}
+    assert violates_slo(row.get("latency_p95_ms"), row.get("error_rate"), slo) == expected
 
 
 def test_slo_violation_unset_limit_is_never_violated():
-    assert slo_violation({"latency_p95_ms": 5000.0, "error_rate": 0.0}, None, 0.02) == 0
-    assert slo_violation({"latency_p95_ms": 5000.0, "error_rate": 0.0}, 800.0, None) == 1
+    assert violates_slo(5000.0, 0.0, {"latency_p95_ms": None, "error_rate": 0.02}) == 0
+    assert violates_slo(5000.0, 0.0, {"latency_p95_ms": 800.0, "error_rate": None}) == 1

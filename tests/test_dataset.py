@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.dataset import build_dataset_files, dataset_info
-from collector.runio import read_run, sha256_file
-from collector.schema import COLUMN_DOCS, COLUMNS
-from lab_errors import BadInput, LabError
+from contract.runfolder import read_run, sha256_file
+from contract.schema import COLUMN_DOCS, COLUMNS
+from contract.errors import BadInput, LabError
 from runfactory import T0, make_run
 
 

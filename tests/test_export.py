@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from collector.dataset import build_dataset_files
 from collector.export import export_dataset, windows
 from collector.importer import import_csv
-from collector.runio import read_run
-from lab_errors import BadInput
+from contract.runfolder import read_run
+from contract.errors import BadInput
 from runfactory import T0, make_run
 
 FAULTS = [{"kind": "latency", "start_s": 20, "duration_s": 10, "intensity": 0.8},

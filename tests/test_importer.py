@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.importer import import_csv, sanitize
-from collector.runio import is_complete_run, read_run
-from collector.schema import COLUMNS
-from lab_errors import BadInput
+from contract.runfolder import is_complete_run, read_run
+from contract.schema import COLUMNS
+from contract.errors import BadInput
 
 START = 1_396_310_400  # 2014-04-01T00:00:00Z, NAB's era
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 from modeling.baselines import (clip_forecast, ewma, forecast_all, linear, linear_alert,
                                 moving_average, persistence, reactive_alert)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 from modeling.data import (KEY_METRICS, MISSING, DataWarning, Scaler, chronological_split,
                            fill_gaps, fit_scaler, load_runs, make_windows, select_features,
                            split_runs)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab_errors import BadInput, LabError
+from contract.errors import BadInput, LabError
 from modeling.forecaster import LSTMForecaster, check_model_file
 from modeling.synthetic import synthetic_run
 
@@ -121,7 +121,7 @@ def _rewrite_config(path: Path, edit) -> None:
 def test_model_files_with_unsafe_layers_are_refused(fitted, tmp_path):
     import keras
 
-    from collector.runio import sha256_file
+    from contract.runfolder import sha256_file
 
     folder = fitted.save(tmp_path / "model")
     # An attacker swaps in a model with a Lambda layer and fixes the checksum too.

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collector.runio import read_run
-from collector.schema import COLUMNS
-from lab_errors import BadInput
+from contract.runfolder import read_run
+from contract.schema import COLUMNS
+from contract.errors import BadInput
 from modeling.synthetic import synthetic_run, synthetic_samples, write_run
 
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab_errors import LabError
+from contract.errors import LabError
 from monitor.exporter import MonitorExporter
 from monitor.policy import Policy, Prediction
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab_errors import BadInput
+from contract.errors import BadInput
 from monitor.policy import (
     Action, Policy, PolicyConfig, Prediction, ReactivePolicy, load_policy, policy_config,
 )

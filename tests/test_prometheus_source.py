@@ -35,8 +35,8 @@ import pytest
 import requests
 
 from collector.promserver import PrometheusSource, check_url, instance_regex
-from collector.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS
-from lab_errors import BadInput
+from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS
+from contract.errors import BadInput
 
 from conftest import require_tool
 

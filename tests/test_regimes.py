@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab_errors import BadInput
-from modeling.products import ProductClusters, endpoint_profiles, read_samples
+from contract.errors import BadInput
+from contract.runfolder import read_samples
+from modeling.products import ProductClusters, endpoint_profiles
 from modeling.regimes import RegimeModel, regime_features, truth_regimes
 from modeling.synthetic import synthetic_run, synthetic_samples
 

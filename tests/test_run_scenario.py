@@ -14,7 +14,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from collector.schema import COLUMNS
+from contract.schema import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_smoke_run_has_one_row_per_second_with_contract_columns(smoke_run):
 
 def test_smoke_run_labels_phases_and_faults_at_the_right_seconds(smoke_run):
     _, _, _, run_dir = smoke_run
-    from loadtests.scenario import load_scenario
+    from contract.scenario import load_scenario
 
     scenario = load_scenario("smoke").with_seed(3)
     frame = pd.read_csv(run_dir / "metrics.csv")
@@ -106,7 +106,7 @@ def test_smoke_run_json(smoke_run):
     assert meta["started_at"].endswith("Z") and meta["ended_at"].endswith("Z")
     assert meta["host"]["cpu_count"] if "cpu_count" in meta["host"] else meta["host"]
     assert "locust" in meta["versions"]
-    from collector.runio import sha256_file
+    from contract.runfolder import sha256_file
 
     assert meta["files"]["metrics.csv"] == sha256_file(run_dir / "metrics.csv")
     events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]

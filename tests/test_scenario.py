@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab_errors import BadInput
-from loadtests.scenario import (
+from contract.errors import BadInput
+from contract.scenario import (
     DEFAULT_MIX,
     DEFAULT_SCENARIO,
     Fault,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtests.scenario import load_scenario
+from contract.scenario import load_scenario
 from loadtests.shapes import shape_tick
 
 
@@ -21,7 +21,7 @@ def test_tick_follows_stages_and_ends():
 
 
 def test_tick_every_second_of_every_builtin_matches_the_plan():
-    from loadtests.scenario import builtin_scenarios
+    from contract.scenario import builtin_scenarios
 
     for sc in builtin_scenarios():
         for t in range(sc.duration_s):

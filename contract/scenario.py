@@ -1,7 +1,7 @@
 """A scenario: the load plan, scheduled faults and SLO of one run, read from a TOML file.
 
-The format is described in DESIGN.md ("Scenario file (TOML)"). Every problem in a file
-raises `lab_errors.BadInput` with one line "<file>: <key>: <problem>"; keys are
+The format is described in docs/contract.md ("Scenario file"). Every problem in a file
+raises `contract.errors.BadInput` with one line "<file>: <key>: <problem>"; keys are
 written as paths with 0-based array indexes (`stages[2].until_s` is the third
 `[[stages]]` table). Times are whole seconds because a run records one labelled row
 per second: a stage or fault boundary inside a second would make that row's label
@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from collector.schema import FAULT_KINDS
-from lab_errors import BadInput, read_text_file
+from contract.schema import FAULT_KINDS
+from .errors import BadInput, read_text_file
 
 DEFAULT_SCENARIO = "spike"
 
@@ -288,7 +288,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 
 def _builtin_dir():
-    return resources.files("loadtests") / "scenarios"
+    return resources.files("contract") / "scenarios"
 
 
 # ---------------------------------------------------------------- validation

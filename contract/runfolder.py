@@ -1,7 +1,9 @@
-"""Run folders on disk: atomic writes, checksums, host facts, and reading a run back.
+"""Run and dataset folders on disk: their file names, atomic writes, run.json, and the readers.
 
-A run folder (../shared/DESIGN.md) holds `run.json` and `metrics.csv`; everything that
-reads runs goes through `read_run` so the dtypes and the validation live in one place.
+A run folder (docs/contract.md) holds `run.json` and `metrics.csv`, with the load
+generator's raw files under `locust/`; everything that writes `run.json` goes through
+`write_run_json` (checksums included) and everything that reads runs goes through
+`read_run` and `read_samples`, so the dtypes and the validation live in one place.
 """
 
 from __future__ import annotations
@@ -19,12 +21,28 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from lab_errors import BadInput
+from .errors import BadInput
 
 from .schema import COLUMNS, NUMERIC_COLUMNS
 
-RUN_JSON = "run.json"
-METRICS_CSV = "metrics.csv"
+# ---- the files of a run folder
+RUN_JSON = "run.json"                    # what the run was, its status, warnings, checksums
+METRICS_CSV = "metrics.csv"              # one labelled row per second
+SCENARIO_JSON = "scenario.json"          # the resolved scenario the load generator follows
+EVENTS_JSONL = "events.jsonl"            # fault injections and incidents as they happened
+AUTOSCALE_JSONL = "autoscale.jsonl"      # the closed-loop autoscaler's decisions and outcomes
+COLLECTOR_CONFIG = "collector-config.json"
+COLLECTOR_JSON = "collector.json"        # the collector's own summary (rows, jitter, warnings)
+LOCUST_DIR = "locust"                    # the load generator's raw files:
+SAMPLES_GLOB = "samples-*.csv"           #   one line per request, per Locust process
+STATUS_GLOB = "status-*.csv"             #   users / outstanding / dropped, 5 times a second
+T0_FILE = "t0"                           #   epoch seconds of the scenario's t=0
+
+# ---- the files of a dataset folder
+MANIFEST_JSON = "manifest.json"
+DATASET_PARQUET = "dataset.parquet"
+CARD_MD = "CARD.md"
+RUNS_DIR = "runs"
 
 # Label columns that are integers (0/1), not measurements.
 INT_COLUMNS = ("elapsed_s", "slo_violation", "target_up")
@@ -185,6 +203,22 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+# ---------------------------------------------------------------- writing run.json
+
+
+def write_run_json(run_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Write `run.json` atomically, its `files` the sha256 of every other file in the folder.
+
+    Hidden files (temporary files of atomic writes) are left out.
+    """
+    run_dir = Path(run_dir)
+    meta = dict(meta)
+    meta["files"] = {p.relative_to(run_dir).as_posix(): sha256_file(p)
+                     for p in sorted(run_dir.rglob("*"))
+                     if p.is_file() and p.name != RUN_JSON and not p.name.startswith(".")}
+    return atomic_write_json(run_dir / RUN_JSON, meta)
+
+
 # ---------------------------------------------------------------- reading runs
 
 
@@ -194,7 +228,7 @@ class Run:
 
     path: Path
     meta: dict[str, Any]
-    frame: Any  # pandas.DataFrame; typed loosely so importing runio stays cheap
+    frame: Any  # pandas.DataFrame; typed loosely so importing runfolder stays cheap
 
     @property
     def run_id(self) -> str:
@@ -325,3 +359,55 @@ def list_runs(path: str | os.PathLike) -> list[Path]:
     if not runs:
         raise BadInput(f"{path}: no run folders found (a run folder holds {RUN_JSON} and {METRICS_CSV})")
     return runs
+
+
+# ---------------------------------------------------------------- raw request samples
+
+# `locust/samples-<pid>.csv`: ts (completion, epoch s), response_time_ms (open model: from the
+# intended send time), ok (0/1), name; newer files add service_ms (from the actual send) and
+# intended_ts (the scheduled send, epoch s). Older files have the first four only.
+SAMPLE_COLUMNS = ("ts", "response_time_ms", "ok", "name")
+SAMPLE_EXTRA_COLUMNS = ("service_ms", "intended_ts")
+
+
+def sample_files(run_dir: str | os.PathLike) -> list[Path]:
+    return sorted((Path(run_dir) / LOCUST_DIR).glob(SAMPLES_GLOB))
+
+
+def read_samples(run_dir: str | os.PathLike, *, required: bool = True):
+    """Read every Locust process's raw samples of a run as one DataFrame, sorted by `ts`.
+
+    Older files lack `service_ms` and `intended_ts`: there they are filled from the
+    response time (a closed-model request's intended send is its actual send). With
+    `required=False` a run without samples gives an empty frame instead of BadInput.
+    """
+    import pandas as pd
+
+    files = sample_files(run_dir)
+    frames = []
+    for path in files:
+        try:
+            frame = pd.read_csv(path, on_bad_lines="skip")
+        except pd.errors.EmptyDataError:
+            continue
+        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: unreadable CSV: {exc}") from None
+        missing = [c for c in SAMPLE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise BadInput(f"{path}: column '{missing[0]}' missing (expected {', '.join(SAMPLE_COLUMNS)})")
+        frames.append(frame)
+    if not frames:
+        if required:
+            raise BadInput(f"{Path(run_dir) / LOCUST_DIR}: no {SAMPLES_GLOB} files with samples")
+        return pd.DataFrame(columns=[*SAMPLE_COLUMNS, *SAMPLE_EXTRA_COLUMNS])
+    samples = pd.concat(frames, ignore_index=True)
+    for col in ("ts", "response_time_ms", "ok"):
+        samples[col] = pd.to_numeric(samples[col], errors="coerce")
+    samples = samples.dropna(subset=["ts", "response_time_ms", "ok"])
+    samples["name"] = samples["name"].astype(str)
+    if "service_ms" not in samples:
+        samples["service_ms"] = samples["response_time_ms"]
+    if "intended_ts" not in samples:
+        samples["intended_ts"] = samples["ts"] - samples["response_time_ms"] / 1000.0
+    samples["ok"] = samples["ok"].astype(int)
+    return samples.sort_values("ts", kind="stable").reset_index(drop=True)

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from modeling.pipeline import evaluate_bundle, train_bundle
+from modeling.report import build_report
+from workflows.matrix import generate_dataset, plan_matrix
+
 TRAIN_SCENARIOS = ("spike", "ramp", "step", "fault-latency")
 HELD_OUT = "mixed"
 # Short runs and a short window keep it to about five minutes on two cores.
@@ -55,12 +59,6 @@ def run_quickstart(folder: Path, *, seed: int = 1, run_seconds: int = RUN_SECOND
                    on_row: Callable[[dict], None] | None = None,
                    on_epoch: Callable[[int, int, dict], None] | None = None) -> QuickstartResult:
     """Generate, train, evaluate and report; every step writes into `folder`."""
-    from collector.dataset import build_dataset_files
-    from loadtests.harness import RunOptions
-    from loadtests.matrix import plan_matrix, run_matrix
-
-    from .pipeline import evaluate_bundle, train_bundle
-    from .report import build_report
 
     stage = on_stage or (lambda _m: None)
     timings = {}
@@ -68,10 +66,8 @@ def run_quickstart(folder: Path, *, seed: int = 1, run_seconds: int = RUN_SECOND
     names = [*TRAIN_SCENARIOS, HELD_OUT]
     started = time.monotonic()
     stage(f"1/4 recording {len(names)} runs of {run_seconds} s ({', '.join(names)})")
-    plan = plan_matrix(names, [seed], 1, run_seconds)
-    run_matrix(plan, dataset, base=RunOptions(), on_row=on_row)
-    build_dataset_files(dataset, scenarios=names, seeds=[seed],
-                        extra_meta={"command": "python lab.py quickstart"})
+    generate_dataset(dataset, plan_matrix(names, [seed], 1, run_seconds),
+                     command="python lab.py quickstart", on_row=on_row)
     timings["record_s"] = round(time.monotonic() - started, 1)
 
     t = time.monotonic()
@@ -92,3 +88,13 @@ def run_quickstart(folder: Path, *, seed: int = 1, run_seconds: int = RUN_SECOND
     timings["report_s"] = round(time.monotonic() - t, 1)
     timings["total_s"] = round(time.monotonic() - started, 1)
     return QuickstartResult(folder, dataset, model, report.path, metrics, timings, three_lines(metrics))
+
+
+def print_quickstart(console, result: QuickstartResult) -> None:
+    """Where the time went, the three-line verdict and the report's path."""
+    t = result.timings
+    console.print(f"done in {t['total_s'] / 60:.1f} min (recording {t['record_s']:.0f} s, training "
+                  f"{t['train_s']:.0f} s, evaluation {t['evaluate_s']:.0f} s, report {t['report_s']:.0f} s)")
+    for line in result.verdict:
+        console.print(line, highlight=False)
+    console.print(f"report: [bold]{result.report}[/]")

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from collector.runio import is_complete_run
-from lab_errors import BadInput
-
-from .harness import RunOptions, resolve_scenario, run_scenario
+from collector.dataset import DatasetBuild, build_dataset_files
+from contract.errors import BadInput
+from contract.runfolder import RUNS_DIR, is_complete_run
+from loadtests.harness import RunOptions, resolve_scenario, run_scenario
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def run_matrix(plan: MatrixPlan, dataset_dir: Path, *, base: RunOptions | None =
                on_cell_start: Callable[[Cell, int, int, float], None] | None = None,
                on_row: Callable[[dict], None] | None = None) -> MatrixResult:
     """Run every cell that has no complete run yet; Ctrl-C stops after keeping what is done."""
-    runs_dir = dataset_dir / "runs"
+    runs_dir = dataset_dir / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     base = base or RunOptions()
     done, kept, redone = [], [], []
@@ -109,3 +109,26 @@ def run_matrix(plan: MatrixPlan, dataset_dir: Path, *, base: RunOptions | None =
         spent_planned += plan.planned_s[cell.scenario]
         elapsed_per_planned = (time.monotonic() - started) / max(spent_planned, 1)
     return MatrixResult(dataset_dir, done, kept, redone)
+
+
+def parse_seeds(seeds: str | None, first: int, repeats: int) -> list[int]:
+    """`--seeds 1,2,5`, or `repeats` seeds from `first` on."""
+    if not seeds:
+        return list(range(first, first + repeats))
+    try:
+        return [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise BadInput(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+
+
+def generate_dataset(dataset_dir: Path, plan: MatrixPlan, *, command: str, workers: int = 0,
+                     extra_meta: dict | None = None,
+                     on_cell_start: Callable[[Cell, int, int, float], None] | None = None,
+                     on_row: Callable[[dict], None] | None = None) -> tuple[MatrixResult, DatasetBuild]:
+    """Record the plan's missing runs, then write dataset.parquet, manifest.json and CARD.md."""
+    result = run_matrix(plan, dataset_dir, base=RunOptions(workers=workers),
+                        on_cell_start=on_cell_start, on_row=on_row)
+    build = build_dataset_files(dataset_dir, scenarios=plan.scenarios, seeds=plan.seeds,
+                                extra_meta={"command": command, "repeats": plan.repeats,
+                                            "duration_s": plan.duration_s, **(extra_meta or {})})
+    return result, build

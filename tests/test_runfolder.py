@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from collector import runio
-from collector.runio import (
+from contract import runfolder
+from contract.runfolder import (
     atomic_write_bytes, atomic_write_json, atomic_write_text, host_facts, is_complete_run, list_runs,
     package_versions, read_run, sha256_file, utc_iso,
 )
-from collector.schema import COLUMNS
-from lab_errors import BadInput
+from contract.schema import COLUMNS
+from contract.errors import BadInput
 from runfactory import make_run
 
 
@@ -35,7 +35,7 @@ def test_atomic_write_keeps_old_file_when_replace_fails(tmp_path, monkeypatch):
     def boom(*_args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runio.os, "replace", boom)
+    monkeypatch.setattr(runfolder.os, "replace", boom)
     with pytest.raises(OSError):
         atomic_write_bytes(path, b"new")
     assert path.read_text() == "old"
@@ -64,7 +64,7 @@ def test_host_facts_and_versions():
 
 
 def test_package_versions_does_not_import_the_packages():
-    code = ("import sys, collector.runio as r; r.package_versions(); "
+    code = ("import sys, contract.runfolder as r; r.package_versions(); "
             "print(any(m in sys.modules for m in ('flask', 'locust', 'tensorflow', 'sklearn')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.dirname(os.path.dirname(__file__)))

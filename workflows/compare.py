@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .harness import RunOptions, run_scenario
+from contract.errors import BadInput
+from loadtests.harness import RunOptions
+from modeling.pipeline import is_model_folder
+from workflows.autoscale import record_run
 
 COLUMNS = ("mode", "slo_violation_s", "p95_ms", "p99_ms", "failures", "requests",
            "worker_seconds", "scale_actions")
@@ -17,14 +20,15 @@ def compare_autoscale(scenario: str, model_dir: Path | None, *, out: Path, seed:
                       on_mode: Callable[[str], None] | None = None,
                       on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Run each mode on the same scenario and seed; return one result row per mode."""
+    if "predictive" in modes and (model_dir is None or not is_model_folder(model_dir)):
+        raise BadInput(f"--model: {model_dir} is not a model folder (train one with lab.py train)")
     results = []
     for mode in modes:
         if on_mode:
             on_mode(mode)
-        result = run_scenario(RunOptions(
-            scenario=scenario, seed=seed, duration_s=duration_s, out=out, autoscale=mode,
-            model_dir=model_dir if mode == "predictive" else None,
-            min_workers=min_workers, max_workers=max_workers), on_row=on_row)
+        result = record_run(RunOptions(scenario=scenario, seed=seed, duration_s=duration_s, out=out),
+                            autoscale=mode, model_dir=model_dir if mode == "predictive" else None,
+                            min_workers=min_workers, max_workers=max_workers, on_row=on_row)
         s = result.summary
         results.append({
             "mode": mode, "run_dir": str(result.run_dir), "slo_violation_s": s.get("slo_violation_s"),
@@ -47,3 +51,18 @@ def verdict(results: list[dict]) -> str:
             f"({'at most half: goal met' if halved else 'not halved: goal not met'}), "
             f"{p['worker_seconds']:.0f} vs {r['worker_seconds']:.0f} worker-seconds "
             f"({'no more' if cheaper else 'more'} capacity used)")
+
+
+def print_comparison(console, scenario: str, results: list[dict]) -> None:
+    """The comparison table, the verdict and the run folders."""
+    from rich.table import Table
+
+    table = Table(title=f"autoscaling on {scenario}", box=None)
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for r in results:
+        table.add_row(*[str(r[c]) if c != "worker_seconds" else f"{r[c]:.0f}" for c in COLUMNS])
+    console.print(table)
+    console.print(verdict(results), highlight=False)
+    for r in results:
+        console.print(f"{r['mode']}: {r['run_dir']}")

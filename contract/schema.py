@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Contract columns (../shared/DESIGN.md): these names never change.
+# Contract columns (docs/contract.md, "Columns"): these names never change.
 TIME_COLUMNS = ["timestamp", "elapsed_s"]
 LABEL_COLUMNS = ["phase", "users", "fault", "slo_violation"]
 CLIENT_COLUMNS = ["rps", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
@@ -96,3 +96,42 @@ def csv_cell(value) -> str:
             return ""
         return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.1f}"
     return str(value)
+
+
+# ---------------------------------------------------------------- the SLO rule
+
+# The SLO a run has when its scenario names none (docs/contract.md, "Scenario file").
+DEFAULT_SLO: dict[str, float] = {"latency_p95_ms": 800.0, "error_rate": 0.02}
+
+
+def exceeds(value, limit) -> bool:
+    """True when `value` is above `limit`; missing data or an unset limit never is (equal is within)."""
+    import math
+
+    if value is None or limit is None:
+        return False
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not math.isnan(value) and value > float(limit)
+
+
+def violates_slo(latency_p95_ms, error_rate, slo) -> int:
+    """The one SLO rule: 1 when the p95 latency or the error rate exceeds the SLO's, else 0.
+
+    `slo` is a mapping or an object (a scenario's Slo) with `latency_p95_ms` and
+    `error_rate`. A missing value, or a limit that is unset (None), is never a violation;
+    equal to the limit is within the SLO.
+    """
+    get = slo.get if isinstance(slo, dict) else (lambda key: getattr(slo, key, None))
+    return int(exceeds(latency_p95_ms, get("latency_p95_ms")) or exceeds(error_rate, get("error_rate")))
+
+
+def slo_limits(slo=None) -> dict[str, float]:
+    """The SLO's two limits as a dict, DEFAULT_SLO filling what it does not set."""
+    if slo is None:
+        return dict(DEFAULT_SLO)
+    if not isinstance(slo, dict):
+        slo = {k: getattr(slo, k, None) for k in DEFAULT_SLO}
+    return {k: (float(slo[k]) if slo.get(k) is not None else DEFAULT_SLO[k]) for k in DEFAULT_SLO}

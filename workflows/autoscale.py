@@ -1,0 +1,160 @@
+"""Closed-loop autoscaling inside a lab run: reactive (HPA-like) or predictive (the model).
+
+`Autoscaler` is a row hook of the harness (`loadtests.harness.RowHook`): the harness hands
+it every row the collector records; the policy decides, and `ScaleTargetSink` changes the
+embedded target's gunicorn worker count for real. A taken action labels the second in
+which it was taken (`autoscale_action`, next to `target_workers`), and every decision and
+its outcome is kept in the run's `autoscale.jsonl` for the record.
+
+`record_run` is `run-scenario` with or without autoscaling: every option is checked (and a
+predictive model loaded) before the target starts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from contract.errors import BadInput
+from contract.runfolder import AUTOSCALE_JSONL
+from loadtests.harness import RunOptions, RunResult, resolve_scenario, run_scenario
+from monitor.policy import Policy, Prediction, ReactivePolicy
+from monitor.sinks import ScaleTargetSink
+
+MODES = ("off", "reactive", "predictive")
+
+
+class Autoscaler:
+    """Decide on each row and scale the embedded target (a harness row hook)."""
+
+    name = "autoscale"
+    columns = ("autoscale_action",)
+
+    def __init__(self, mode: str, slo: dict, *, model_dir: Path | None = None,
+                 min_workers: int = 1, max_workers: int = 6):
+        check_autoscale_options(mode, model_dir, min_workers, max_workers)
+        self.mode, self.model_dir = mode, model_dir
+        self.min_workers, self.max_workers = min_workers, max_workers
+        self.online = None
+        if mode == "predictive":
+            from modeling.pipeline import load_bundle
+            from monitor.live import OnlineModel
+
+            bundle = load_bundle(model_dir)
+            if bundle.meta.get("profile", "lab") != "lab":
+                raise BadInput(f"{model_dir}: --autoscale predictive inside a lab run uses a --profile lab "
+                               f"model (it reads the collector's rows)")
+            self.online = OnlineModel(bundle)
+            self.policy = Policy.preset("default", min_workers=min_workers, max_workers=max_workers,
+                                        slo_latency_p95_ms=slo["latency_p95_ms"])
+        else:
+            # The rule most teams run: add capacity once the SLO is already broken or CPU is high.
+            self.policy = ReactivePolicy.preset("cpu_or_slo", min_workers=min_workers,
+                                                max_workers=max_workers,
+                                                slo_latency_p95_ms=slo["latency_p95_ms"],
+                                                slo_error_rate=slo["error_rate"])
+        self.sink: ScaleTargetSink | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.path: Path | None = None
+        self.decisions = 0
+        self.actions = 0
+
+    # ---------------------------------------------------------------- RowHook
+    def start(self, target_pid: int | None, run_dir: Path) -> dict:
+        if target_pid is None:
+            raise BadInput("--autoscale scales the embedded target; it cannot be used with --host")
+        self.sink = ScaleTargetSink(target_pid, min_workers=self.min_workers, max_workers=self.max_workers)
+        self.path = run_dir / AUTOSCALE_JSONL
+        self.path.touch()
+        # Scaling waits for gunicorn to change its workers (seconds); decisions go on meanwhile.
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoscale")
+        return {"mode": self.mode, "model": str(self.model_dir) if self.model_dir else None,
+                "min_workers": self.min_workers, "max_workers": self.max_workers,
+                "policy": type(self.policy).__name__}
+
+    def on_row(self, row: dict) -> dict | None:
+        """Decide on the newest row; a taken action is started now and labels this second."""
+        now = time.time()
+        if self.online is not None:
+            self.online.observe(row)
+            prediction = self.online.predict(now, row)
+        else:
+            prediction = Prediction(
+                timestamp=now, observed_p95_ms=_opt(row.get("latency_p95_ms")),
+                observed_error_rate=_opt(row.get("error_rate")),
+                slo_violation=bool(row.get("slo_violation")), workers=_int(row.get("target_workers")),
+                cpu_percent=_opt(row.get("cpu_percent")), target_up=bool(row.get("target_up", 1)))
+        decision = self.policy.decide(prediction)
+        self.decisions += 1
+        self._write({"ts": now, "action": str(decision.action), "amount": decision.amount,
+                     "probability": prediction.probability, "reason": decision.reason,
+                     "row_elapsed_s": row.get("elapsed_s")})
+        if not decision.taken:
+            return None
+        self.actions += 1
+        self.pool.submit(self._act, decision, now)
+        return {"autoscale_action": f"{decision.action}:{decision.amount or 0}"}
+
+    def close(self) -> dict:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        return {"decisions": self.decisions, "actions": self.actions}
+
+    # ---------------------------------------------------------------- acting
+    def _act(self, decision, decided_at: float) -> None:
+        result = {"ts": time.time(), "result_of": decided_at, "action": str(decision.action)}
+        try:
+            result["outcome"] = self.sink.handle(decision)
+        except Exception as exc:  # a failed scale is recorded, the run goes on
+            result["outcome"] = f"failed: {exc}"
+        result["workers"] = (self.sink.last_result or {}).get("workers")
+        self._write(result)
+
+    def _write(self, record: dict) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def check_autoscale_options(mode: str, model_dir: Path | None, min_workers: int, max_workers: int) -> None:
+    """Refuse bad autoscaling options before anything starts."""
+    if mode not in MODES:
+        raise BadInput(f"--autoscale: expected one of {', '.join(MODES)}, got {mode!r}")
+    if min_workers < 1 or max_workers < min_workers:
+        raise BadInput(f"--min-workers {min_workers} and --max-workers {max_workers}: "
+                       f"need 1 <= min-workers <= max-workers")
+    if mode == "predictive" and model_dir is None:
+        raise BadInput("--autoscale predictive needs --model DIR (a model trained with lab.py train)")
+    if mode != "predictive" and model_dir is not None and mode != "off":
+        raise BadInput(f"--model is used by --autoscale predictive only, not {mode}")
+
+
+def record_run(opts: RunOptions, *, autoscale: str = "off", model_dir: Path | None = None,
+               min_workers: int = 1, max_workers: int = 6,
+               on_row: Callable[[dict], None] | None = None,
+               on_status: Callable[[str], None] | None = None) -> RunResult:
+    """One labelled run, with closed-loop autoscaling when `autoscale` is not off."""
+    check_autoscale_options(autoscale, model_dir, min_workers, max_workers)
+    hooks = []
+    if autoscale != "off":
+        if opts.host:
+            raise BadInput("--autoscale scales the embedded target; it cannot be used with --host")
+        slo = resolve_scenario(opts).slo
+        hooks.append(Autoscaler(autoscale, {"latency_p95_ms": slo.latency_p95_ms, "error_rate": slo.error_rate},
+                                model_dir=model_dir, min_workers=min_workers, max_workers=max_workers))
+    return run_scenario(opts, on_row=on_row, on_status=on_status, hooks=hooks)
+
+
+def _opt(value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v else None
+
+
+def _int(value):
+    v = _opt(value)
+    return None if v is None else int(v)
