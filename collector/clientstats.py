@@ -1,20 +1,24 @@
 """Client-side view of a second: tail Locust's raw per-request samples and bin them by second.
 
 Figures come from every request completed in the second, not from Locust's sliding
-window, so a row describes exactly its own second.
+window, so a row describes exactly its own second; the `*_window` figures pool every
+request completed in the trailing SLO window (seconds t-window+1 .. t), which is what the
+SLO rule reads (docs/contract.md, "Labels and the SLO rule").
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-SAMPLE_HEADER = "ts,response_time_ms,ok,name"
+SAMPLE_HEADERS = ("ts,response_time_ms,ok,name", "ts,response_time_ms,ok,name,service_ms,intended_ts")
 CLIENT_KEYS = ("rps", "failures", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+WINDOW_KEYS = ("latency_p95_window_ms", "latency_p99_window_ms", "error_rate_window", "window_requests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +32,18 @@ class Sample:
 
 
 def parse_sample(line: str) -> Sample | None:
-    """Parse one `ts,response_time_ms,ok,name` line; None when it is malformed."""
-    # The name is the last field, so a comma inside it stays part of the name.
-    parts = line.split(",", 3)
+    """Parse one sample line; None when it is malformed.
+
+    Two layouts: `ts,response_time_ms,ok,name` (older runs; the name is the last field,
+    so a comma inside it stays part of the name) and
+    `ts,response_time_ms,ok,name,service_ms,intended_ts` (the name our endpoints use has
+    no comma; the two numbers after it are kept in the raw file, not needed per second).
+    """
+    parts = line.split(",")
+    if len(parts) >= 6 and _numbers(parts[-2:]):
+        parts = [parts[0], parts[1], parts[2], ",".join(parts[3:-2])]
+    else:
+        parts = line.split(",", 3)
     if len(parts) != 4 or parts[2] not in ("0", "1"):
         return None
     try:
@@ -40,6 +53,13 @@ def parse_sample(line: str) -> Sample | None:
     if not (math.isfinite(ts) and math.isfinite(rt)) or rt < 0:
         return None
     return Sample(ts, rt, parts[2] == "1", parts[3])
+
+
+def _numbers(fields: list[str]) -> bool:
+    try:
+        return all(math.isfinite(float(f)) for f in fields)
+    except ValueError:
+        return False
 
 
 class SampleTailer:
@@ -80,7 +100,7 @@ class SampleTailer:
     def _parse(self, lines: Iterable[str]) -> Iterator[Sample]:
         for line in lines:
             line = line.rstrip("\r")
-            if not line or line == SAMPLE_HEADER:
+            if not line or line in SAMPLE_HEADERS:
                 continue
             sample = parse_sample(line)
             if sample is None:
@@ -100,6 +120,18 @@ def client_stats(latencies_ms: np.ndarray, ok: np.ndarray) -> dict[str, float | 
     p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99], method="linear")
     return {"rps": float(n), "failures": failures, "error_rate": failures / n,
             "latency_p50_ms": float(p50), "latency_p95_ms": float(p95), "latency_p99_ms": float(p99)}
+
+
+def window_stats(latencies_ms: np.ndarray, ok: np.ndarray) -> dict[str, float | int | None]:
+    """Pooled p95, p99 and error rate of the requests of a whole window (None when it has none)."""
+    latencies_ms = np.asarray(latencies_ms, dtype=float)
+    n = latencies_ms.size
+    if n == 0:
+        return {"latency_p95_window_ms": None, "latency_p99_window_ms": None,
+                "error_rate_window": None, "window_requests": 0}
+    p95, p99 = np.percentile(latencies_ms, [95, 99], method="linear")
+    return {"latency_p95_window_ms": float(p95), "latency_p99_window_ms": float(p99),
+            "error_rate_window": float(n - np.count_nonzero(ok)) / n, "window_requests": int(n)}
 
 
 def endpoint_stats(latencies_ms: np.ndarray, ok: np.ndarray, names: np.ndarray) -> dict[str, dict]:
@@ -125,34 +157,43 @@ class ClientSecond(Mapping):
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    latency_p95_window_ms: float | None = None
+    latency_p99_window_ms: float | None = None
+    error_rate_window: float | None = None
+    window_requests: int = 0
     by_name: dict[str, dict] = field(default_factory=dict)
 
     # A mapping over the columns only, so `row.update(second)` adds flat CSV cells.
     def __getitem__(self, key: str):
-        if key not in CLIENT_KEYS:
+        if key not in CLIENT_KEYS + WINDOW_KEYS:
             raise KeyError(key)
         return getattr(self, key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(CLIENT_KEYS)
+        return iter(CLIENT_KEYS + WINDOW_KEYS)
 
     def __len__(self) -> int:
-        return len(CLIENT_KEYS)
+        return len(CLIENT_KEYS) + len(WINDOW_KEYS)
 
 
 class SecondBinner:
     """Group samples into whole seconds since `t0` and hand each second out once.
 
     A sample belongs to second floor(ts - t0). Samples for a second already popped are
-    counted in `late`, samples before t0 in `early`; both are dropped.
+    counted in `late`, samples before t0 in `early`; both are dropped. Each popped second
+    also carries the pooled figures of the trailing `window_s` seconds (itself included).
     """
 
-    def __init__(self, t0: float):
+    def __init__(self, t0: float, window_s: int = 10):
+        if window_s < 1:
+            raise ValueError(f"window_s must be at least 1, got {window_s}")
         self.t0 = t0
+        self.window_s = int(window_s)
         self.late = 0
         self.early = 0
         self._bins: dict[int, list[Sample]] = {}
         self._popped: set[int] = set()
+        self._recent: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
 
     def add(self, sample: Sample) -> None:
         """File one sample under its second."""
@@ -176,5 +217,10 @@ class SecondBinner:
         latencies = np.fromiter((s.response_time_ms for s in samples), float, len(samples))
         ok = np.fromiter((s.ok for s in samples), bool, len(samples))
         names = np.array([s.name for s in samples], dtype=object)
-        return ClientSecond(**client_stats(latencies, ok),
+        self._recent.append((second, latencies, ok))
+        while self._recent and self._recent[0][0] <= second - self.window_s:
+            self._recent.popleft()
+        pooled = window_stats(np.concatenate([r[1] for r in self._recent]),
+                              np.concatenate([r[2] for r in self._recent]))
+        return ClientSecond(**client_stats(latencies, ok), **pooled,
                             by_name=endpoint_stats(latencies, ok, names) if samples else {})

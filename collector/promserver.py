@@ -60,7 +60,7 @@ import requests
 
 from contract.errors import BadInput
 
-from .promstats import DURATION, IN_FLIGHT, QUANTILES, REQUESTS, SERVER_KEYS
+from .promstats import DURATION, IN_FLIGHT, QUANTILES, QUEUE, REQUESTS, SERVER_KEYS
 
 SETTLE_S = 0.25          # a scrape's samples are queryable this long after its timestamp
 MAX_WAIT_S = 1.0         # longest wait for a second's samples (the collector asks 2 s late)
@@ -219,12 +219,14 @@ class PrometheusSource:
         # Quantiles from the one interval covering most of the second (see the docstring).
         main = max(points, key=lambda p: p[1])[0]
         buckets = f"sum by (le) (irate({buckets_sel}[{window}] @ {main + interval / 2:.3f}))"
+        queue = f"sum by (le) (irate({QUEUE}_bucket{{{sel}}}[{window}] @ {main + interval / 2:.3f}))"
         # In flight: the scrape nearest to `end`, as the direct scrape reads it at `end`.
         nearest = self.phase + round((end - self.phase) / interval) * interval
         stats = {
             "srv_rps": total,
             "srv_error_rate": f"({errors}) / ({total})",
             **{key: f"1000 * histogram_quantile({q}, {buckets})" for key, q in QUANTILES.items()},
+            "srv_queue_p95_ms": f"1000 * histogram_quantile(0.95, {queue})",
             "srv_in_flight": (f"sum(last_over_time({IN_FLIGHT}{{{sel}}}"
                               f"[{round(interval * 1000)}ms] @ {nearest + interval / 2:.3f}))"),
         }

@@ -20,12 +20,15 @@ IN_FLIGHT = "lab_http_requests_in_flight"
 FAULT_ACTIVE = "lab_fault_active"
 FAULT_INTENSITY = "lab_fault_intensity"
 WORKERS = "lab_target_workers"
+QUEUE = "lab_request_queue_seconds"        # X-Request-Start stamp -> handler start
+INCIDENTS = "lab_incidents_total"          # consequences the target saw happen, by kind
 
 # Family names as the parser reports them: counters lose their `_total` suffix.
 _COUNTER_FAMILIES = {"flask_http_request": REQUESTS, "flask_http_request_exceptions": EXCEPTIONS}
+NO_INCIDENT = "none"
 
 QUANTILES = {"srv_latency_p50_ms": 0.50, "srv_latency_p95_ms": 0.95, "srv_latency_p99_ms": 0.99}
-SERVER_KEYS = ("srv_rps", "srv_error_rate", *QUANTILES, "srv_in_flight")
+SERVER_KEYS = ("srv_rps", "srv_error_rate", *QUANTILES, "srv_in_flight", "srv_queue_p95_ms")
 
 Buckets = dict[float, float]
 
@@ -56,6 +59,8 @@ class Snapshot:
     fault_active: dict[str, float] = field(default_factory=dict)
     fault_intensity: dict[str, float] = field(default_factory=dict)
     workers: float | None = None
+    queue_buckets: Buckets = field(default_factory=dict)    # queue-time histogram, cumulative
+    incidents: dict[str, float] = field(default_factory=dict)  # kind -> cumulative count
 
 
 def parse_snapshot(text: str, t: float) -> Snapshot:
@@ -66,6 +71,8 @@ def parse_snapshot(text: str, t: float) -> Snapshot:
     endpoint_counts: dict[str, float] = {}
     fault_active: dict[str, float] = {}
     fault_intensity: dict[str, float] = {}
+    queue_buckets: Buckets = {}
+    incidents: dict[str, float] = {}
     try:
         for family in text_string_to_metric_families(text):
             if family.name in _COUNTER_FAMILIES and family.type == "counter":
@@ -97,6 +104,10 @@ def parse_snapshot(text: str, t: float) -> Snapshot:
                     _max(fault_active, labels.get("kind", ""), value)
                 elif name == FAULT_INTENSITY:
                     _max(fault_intensity, labels.get("kind", ""), value)
+                elif name == QUEUE + "_bucket":
+                    _add(queue_buckets, _le(labels), value)
+                elif name == INCIDENTS:
+                    _add(incidents, labels.get("kind", "unknown"), value)
     # The parser reports bad text as ValueError; the others guard its internals.
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise ScrapeError(f"malformed /metrics text: {exc}") from exc
@@ -115,6 +126,8 @@ def parse_snapshot(text: str, t: float) -> Snapshot:
         fault_active=fault_active,
         fault_intensity=fault_intensity,
         workers=values.get(WORKERS),
+        queue_buckets=queue_buckets,
+        incidents=incidents,
     )
 
 
@@ -198,7 +211,22 @@ def server_stats(prev: Snapshot | None, cur: Snapshot | None) -> dict[str, float
     deltas = increase(prev.buckets, cur.buckets)
     for key, q in QUANTILES.items():
         out[key] = _ms(histogram_quantile(q, deltas))
+    out["srv_queue_p95_ms"] = _ms(histogram_quantile(0.95, increase(prev.queue_buckets, cur.queue_buckets)))
     return out
+
+
+def incidents_between(prev: Snapshot | None, cur: Snapshot | None) -> str | None:
+    """Name the incidents whose counters rose between two scrapes ("worker_killed", "a+b"), or "none".
+
+    None when either scrape is missing: what happened in between is not known. A counter
+    that went down (the master restarted) counts from zero, as Prometheus' increase() does.
+    """
+    if prev is None or cur is None:
+        return None
+    # Unchanged: nothing new. Higher: new incidents. Lower but above 0: a reset, then new ones.
+    rose = sorted(kind for kind, value in cur.incidents.items()
+                  if value > 0 and value != prev.incidents.get(kind, 0.0))
+    return "+".join(rose) if rose else NO_INCIDENT
 
 
 def server_endpoint_stats(prev: Snapshot | None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import requests
 
 from .procstats import ProcessTree, host_sample
-from .promstats import ScrapeError, Snapshot, parse_snapshot, server_stats
+from .promstats import ScrapeError, Snapshot, incidents_between, parse_snapshot, server_stats
 
 
 class TargetView:
@@ -41,10 +41,15 @@ class TargetView:
         host_sample()
 
     def sample(self, now: float) -> tuple[dict, dict]:
-        """Return (server-side stats from the scrape delta, process and host stats)."""
+        """Return (server-side stats from the scrape delta, process and host stats).
+
+        The server-side dict also holds `incident`: what the target counted between the
+        two scrapes (`none`, a kind, or None when a scrape is missing).
+        """
         snapshot = self.scrape(now)
         prev, self.prev = self.prev, snapshot
-        server = {"target_up": 1 if snapshot is not None else 0, **server_stats(prev, snapshot)}
+        server = {"target_up": 1 if snapshot is not None else 0, **server_stats(prev, snapshot),
+                  "incident": incidents_between(prev, snapshot)}
         process = self.tree.sample()
         if snapshot is not None and process.get("target_workers") is None:
             process["target_workers"] = snapshot.workers

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from .errors import BadInput
 
-from .schema import COLUMNS, NUMERIC_COLUMNS
+from .schema import ADDED_COLUMNS, COLUMNS, NO_INCIDENT, NUMERIC_COLUMNS, REQUIRED_COLUMNS, STRING_LABELS
 
 # ---- the files of a run folder
 RUN_JSON = "run.json"                    # what the run was, its status, warnings, checksums
@@ -46,7 +46,7 @@ RUNS_DIR = "runs"
 
 # Label columns that are integers (0/1), not measurements.
 INT_COLUMNS = ("elapsed_s", "slo_violation", "target_up")
-STR_COLUMNS = ("phase", "fault")
+STR_COLUMNS = STRING_LABELS
 FLOAT_COLUMNS = tuple(c for c in NUMERIC_COLUMNS if c not in INT_COLUMNS)
 
 # Distribution names, in the order the manifest lists them; tensorflow has two wheels.
@@ -269,17 +269,24 @@ def read_metrics(path: str | os.PathLike, columns: list[str] | None = None):
         raise BadInput(f"{path}: empty file (no header)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise BadInput(f"{path}: unreadable CSV: {exc}") from None
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise BadInput(f"{path}: column '{missing[0]}' missing{more}")
+    absent = [c for c in ADDED_COLUMNS if c not in header and (columns is None or c in columns)]
     wanted = header if columns is None else [c for c in header if c in columns]
+    usecols = None if columns is None else [c for c in columns if c not in absent]
     dtypes: dict[str, Any] = {c: "float64" for c in wanted if c in FLOAT_COLUMNS}
     dtypes.update({c: "str" for c in (*STR_COLUMNS, "timestamp") if c in wanted})
     try:
-        frame = pd.read_csv(path, dtype=dtypes, usecols=columns, keep_default_na=True)
+        frame = pd.read_csv(path, dtype=dtypes, usecols=usecols, keep_default_na=True)
     except (ValueError, pd.errors.ParserError) as exc:
         raise BadInput(f"{path}: unreadable values: {exc}") from None
+    for col in absent:
+        # A run recorded before the column existed: not observed (no incident was recorded).
+        frame[col] = NO_INCIDENT if col == "incident" else float("nan")
+    if "incident" in frame:
+        frame["incident"] = frame["incident"].fillna(NO_INCIDENT)
     for col in INT_COLUMNS:
         if col not in frame:
             continue

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 # Contract columns (docs/contract.md, "Columns"): these names never change.
 TIME_COLUMNS = ["timestamp", "elapsed_s"]
-LABEL_COLUMNS = ["phase", "users", "fault", "slo_violation"]
-CLIENT_COLUMNS = ["rps", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
-SERVER_COLUMNS = ["srv_rps", "srv_error_rate", "srv_latency_p95_ms"]
+LABEL_COLUMNS = ["phase", "users", "fault", "slo_violation", "incident"]
+PLAN_COLUMNS = ["planned_users", "planned_rate"]          # the scenario's plan: the only known future
+CLIENT_COLUMNS = ["rps", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                  "outstanding", "dropped"]
+WINDOW_COLUMNS = ["latency_p95_window_ms", "latency_p99_window_ms", "error_rate_window"]
+SERVER_COLUMNS = ["srv_rps", "srv_error_rate", "srv_latency_p95_ms", "srv_queue_p95_ms"]
 PROCESS_COLUMNS = ["cpu_percent", "rss_mb", "threads"]
 HOST_COLUMNS = ["sys_cpu_percent", "loadgen_cpu_percent"]
 HEALTH_COLUMNS = ["target_up"]
@@ -21,12 +24,23 @@ EXTRA_COLUMNS = [
     "fds",                   # open file descriptors of the target tree
     "sys_mem_percent",
     "fault_intensity",       # intensity of the scheduled fault (0 when none)
+    "arrivals",              # requests the load generator sent in the second
+    "window_requests",       # requests pooled in the SLO window
 ]
 
 COLUMNS: list[str] = (
-    TIME_COLUMNS + LABEL_COLUMNS + CLIENT_COLUMNS + SERVER_COLUMNS + PROCESS_COLUMNS
-    + HOST_COLUMNS + HEALTH_COLUMNS + EXTRA_COLUMNS
+    TIME_COLUMNS + LABEL_COLUMNS + PLAN_COLUMNS + CLIENT_COLUMNS + WINDOW_COLUMNS + SERVER_COLUMNS
+    + PROCESS_COLUMNS + HOST_COLUMNS + HEALTH_COLUMNS + EXTRA_COLUMNS
 )
+
+# Columns added after the first runs were recorded (the signal work: open-model load, pooled
+# windows, queue time, incidents). A run folder without them stays valid: readers add them
+# empty (`incident` as "none"), so older runs and datasets read as before.
+ADDED_COLUMNS: list[str] = [
+    "incident", *PLAN_COLUMNS, "outstanding", "dropped", *WINDOW_COLUMNS, "srv_queue_p95_ms",
+    "arrivals", "window_requests",
+]
+REQUIRED_COLUMNS: list[str] = [c for c in COLUMNS if c not in ADDED_COLUMNS]
 
 # Appended after COLUMNS only when the server side comes from a Prometheus server
 # (run-scenario --prometheus-url): the same run's direct /metrics scrape, for comparison.
@@ -36,11 +50,13 @@ DIRECT_SCRAPE_COLUMNS: list[str] = [
 ]
 
 # Numeric feature columns a model may use (labels and time excluded).
+STRING_LABELS = ("phase", "fault", "incident")
 NUMERIC_COLUMNS: list[str] = [
-    c for c in COLUMNS if c not in TIME_COLUMNS + ["phase", "fault"]
+    c for c in COLUMNS if c not in TIME_COLUMNS + list(STRING_LABELS)
 ]
 
-FAULT_KINDS = ("latency", "errors", "cpu", "memory")
+FAULT_KINDS = ("latency", "errors", "cpu", "memory", "threads")
+NO_INCIDENT = "none"
 
 # Units and meanings, for the data card and reports.
 COLUMN_DOCS: dict[str, tuple[str, str]] = {
@@ -49,10 +65,26 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "phase": ("label", "name of the scenario stage in force in that second"),
     "users": ("count", "Locust's running user count in that second"),
     "fault": ("label", "fault kind injected in that second, or none"),
-    "slo_violation": ("0/1", "1 when latency_p95_ms > slo.latency_p95_ms or error_rate > slo.error_rate"),
+    "slo_violation": ("0/1", "1 when latency_p95_window_ms > slo.latency_p95_ms or error_rate_window > "
+                      "slo.error_rate (pooled over slo.window_s seconds; window 1 = the per-second rule)"),
+    "incident": ("label", "consequence the target saw happen in that second (worker_killed, pool_exhausted, "
+                 "several joined by +), or none"),
+    "planned_users": ("count", "the scenario's planned user count for the second (closed model)"),
+    "planned_rate": ("1/s", "the scenario's planned arrival rate for the second, ramps averaged (open model)"),
+    "outstanding": ("count", "requests sent and not yet answered at the end of the second"),
+    "dropped": ("count", "open-model arrivals not sent in the second because max_in_flight were outstanding"),
+    "latency_p95_window_ms": ("ms", "client-side p95 of every request completed in the trailing slo.window_s "
+                              "seconds"),
+    "latency_p99_window_ms": ("ms", "client-side p99 pooled over the same window"),
+    "error_rate_window": ("ratio", "client-side failed / completed requests pooled over the same window"),
+    "srv_queue_p95_ms": ("ms", "server-side p95 time from the X-Request-Start stamp to the handler's start "
+                         "(waiting for a thread)"),
+    "arrivals": ("count", "requests the load generator sent in the second"),
+    "window_requests": ("count", "requests pooled in the SLO window"),
     "rps": ("1/s", "client-side requests completed in the second"),
     "error_rate": ("ratio", "client-side failed / completed requests in the second"),
-    "latency_p50_ms": ("ms", "client-side median response time of requests completed in the second"),
+    "latency_p50_ms": ("ms", "client-side median response time of requests completed in the second "
+                       "(open model: from the intended send time)"),
     "latency_p95_ms": ("ms", "client-side 95th percentile response time"),
     "latency_p99_ms": ("ms", "client-side 99th percentile response time"),
     "srv_rps": ("1/s", "server-side request rate from the target's Prometheus counters"),
@@ -82,6 +114,7 @@ DIRECT_SCRAPE_DOCS: dict[str, tuple[str, str]] = {
     "srv_latency_p95_ms_direct": ("ms", "srv_latency_p95_ms from the direct scrape (Prometheus-server runs)"),
     "srv_latency_p99_ms_direct": ("ms", "srv_latency_p99_ms from the direct scrape (Prometheus-server runs)"),
     "srv_in_flight_direct": ("count", "srv_in_flight from the direct scrape (Prometheus-server runs)"),
+    "srv_queue_p95_ms_direct": ("ms", "srv_queue_p95_ms from the direct scrape (Prometheus-server runs)"),
 }
 
 

@@ -97,10 +97,19 @@ def make_frame(n_rows: int, scenario: dict, seed: int | None = 0, t0: float = T0
         "fds": (30 + np.round(users / 2)).tolist(),
         "sys_mem_percent": rng.uniform(40, 45, n_rows).tolist(),
         "fault_intensity": intensity.tolist(),
+        # Columns of the signal work (closed model here: a planned user count, no planned rate).
+        "incident": ["none"] * n_rows,
+        "planned_users": users.tolist(), "planned_rate": [None] * n_rows,
+        "outstanding": np.round(users * 0.3).tolist(), "dropped": [0.0] * n_rows,
+        "latency_p95_window_ms": lat95.tolist(), "latency_p99_window_ms": lat99.tolist(),
+        "error_rate_window": err.tolist(),
+        "srv_queue_p95_ms": (lat50 * 0.1).tolist(),
+        "arrivals": rps.tolist(), "window_requests": (rps * 10).tolist(),
     }
     # A second with no data: empty measurements, like the collector writes.
     measured = [c for c in COLUMNS if c not in ("timestamp", "elapsed_s", "phase", "users", "fault",
-                                                  "slo_violation", "target_up", "fault_intensity")]
+                                                  "slo_violation", "target_up", "fault_intensity",
+                                                  "incident", "planned_users", "planned_rate")]
     for g in gaps:
         for c in measured:
             cols[c][g] = None
@@ -129,7 +138,8 @@ def make_run(runs_dir: str | Path, n_rows: int = 120, scenario_name: str = "synt
     cols = make_frame(n_rows, scenario, seed, t0, gaps)
     for name, values in (extra_columns or {}).items():
         cols[name] = list(values)
-    header = [c for c in cols if c not in drop_columns]
+    ordered = [c for c in COLUMNS if c in cols] + [c for c in cols if c not in COLUMNS]
+    header = [c for c in ordered if c not in drop_columns]
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

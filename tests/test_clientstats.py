@@ -9,11 +9,11 @@ import pytest
 
 from contract.schema import violates_slo
 from collector.clientstats import (
-    CLIENT_KEYS, SAMPLE_HEADER, ClientSecond, Sample, SampleTailer, SecondBinner, client_stats,
+    CLIENT_KEYS, SAMPLE_HEADERS, WINDOW_KEYS, ClientSecond, Sample, SampleTailer, SecondBinner, client_stats,
     endpoint_stats, parse_sample,
 )
 
-HEADER = SAMPLE_HEADER + "\n"
+HEADER = SAMPLE_HEADERS[0] + "\n"
 
 
 def append(path, text: str) -> None:
@@ -163,7 +163,9 @@ def test_binner_counts_late_and_early_samples():
 def test_binner_empty_second():
     second = SecondBinner(T0).pop(7)
     assert dict(second) == {"rps": 0.0, "failures": 0, "error_rate": None, "latency_p50_ms": None,
-                            "latency_p95_ms": None, "latency_p99_ms": None}
+                            "latency_p95_ms": None, "latency_p99_ms": None,
+                            "latency_p95_window_ms": None, "latency_p99_window_ms": None,
+                            "error_rate_window": None, "window_requests": 0}
     assert second.by_name == {}
 
 
@@ -172,7 +174,7 @@ def test_client_second_updates_a_row_with_flat_columns():
     binner = SecondBinner(T0)
     binner.add(sample(0.1, 12.0))
     row.update(binner.pop(0))
-    assert set(row) == {"target_up", *CLIENT_KEYS}
+    assert set(row) == {"target_up", *CLIENT_KEYS, *WINDOW_KEYS}
     assert row["latency_p95_ms"] == 12.0
 
 
@@ -206,3 +208,60 @@ def test_slo_violation(row, expected):
 def test_slo_violation_unset_limit_is_never_violated():
     assert violates_slo(5000.0, 0.0, {"latency_p95_ms": None, "error_rate": 0.02}) == 0
     assert violates_slo(5000.0, 0.0, {"latency_p95_ms": 800.0, "error_rate": None}) == 1
+
+
+# ------------------------------------------------------------------ pooled SLO windows
+def test_window_pools_the_trailing_seconds_including_an_empty_one():
+    binner = SecondBinner(T0, window_s=3)
+    for ms in (100, 200, 300):                 # second 0
+        binner.add(sample(0.5, ms))
+    binner.add(sample(2.5, 1000, ok=False))   # second 2; second 1 has no request
+    binner.add(sample(3.5, 400))              # second 3
+    s0, s1, s2, s3 = (binner.pop(k) for k in range(4))
+    # Second 1 has no request of its own but its window (0..1) still holds second 0's three.
+    assert s1.rps == 0.0 and s1.latency_p95_ms is None
+    assert s1.window_requests == 3
+    assert s1.latency_p95_window_ms == pytest.approx(np.percentile([100, 200, 300], 95))
+    # Second 2 pools 0..2: four requests, one failed.
+    assert s2.window_requests == 4 and s2.error_rate_window == pytest.approx(0.25)
+    assert s2.latency_p99_window_ms == pytest.approx(np.percentile([100, 200, 300, 1000], 99))
+    # Second 3 pools 1..3: second 0 has left the window.
+    assert s3.window_requests == 2
+    assert s3.latency_p95_window_ms == pytest.approx(np.percentile([1000, 400], 95))
+    assert s3.error_rate_window == pytest.approx(0.5)
+
+
+def test_window_of_one_second_is_the_per_second_figure():
+    binner = SecondBinner(T0, window_s=1)
+    for ms in (10, 20, 30, 40, 900):
+        binner.add(sample(0.2, ms))
+    binner.add(sample(1.2, 50))
+    s0, s1 = binner.pop(0), binner.pop(1)
+    assert s0.latency_p95_window_ms == s0.latency_p95_ms
+    assert s1.latency_p95_window_ms == s1.latency_p95_ms == 50.0
+
+
+def test_window_with_no_request_at_all_is_empty_not_zero():
+    binner = SecondBinner(T0, window_s=10)
+    second = binner.pop(0)
+    assert second.latency_p95_window_ms is None and second.error_rate_window is None
+
+
+def test_window_must_be_at_least_one_second():
+    with pytest.raises(ValueError):
+        SecondBinner(T0, window_s=0)
+
+
+def test_parse_sample_reads_the_open_model_layout():
+    s = parse_sample(f"{T0 + 1:.4f},2100.50,1,/products/search,95.25,{T0 - 1.1:.4f}")
+    assert s == Sample(T0 + 1, 2100.5, True, "/products/search")
+    old = parse_sample(f"{T0:.4f},12.5,0,/a,b")       # older layout: a comma in the name stays
+    assert old is not None and old.name == "/a,b" and old.ok is False
+
+
+def test_tailer_skips_the_open_model_header(tmp_path):
+    append(tmp_path / "samples-1.csv", SAMPLE_HEADERS[1] + "\n"
+           + f"{T0 + 0.1:.4f},100.00,1,/,40.0,{T0:.4f}\n")
+    tailer = SampleTailer(tmp_path)
+    assert [s.response_time_ms for s in tailer.read_new()] == [100.0]
+    assert tailer.malformed == 0

@@ -134,3 +134,18 @@ def test_list_runs_accepts_run_dataset_and_parent_folders(tmp_path):
         list_runs(tmp_path / "missing")
     with pytest.raises(BadInput, match="no run folders found"):
         list_runs(tmp_path / "ds" / "runs" / "not-a-run")
+
+
+def test_a_run_recorded_before_the_signal_columns_reads_with_them_empty(tmp_path):
+    from contract.schema import ADDED_COLUMNS
+
+    run_dir = make_run(tmp_path, 30, "spike", 3, drop_columns=ADDED_COLUMNS)
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert not set(ADDED_COLUMNS) & set(header)
+    frame = read_run(run_dir).frame
+    assert set(ADDED_COLUMNS) <= set(frame.columns)
+    assert (frame["incident"] == "none").all()
+    assert frame["latency_p95_window_ms"].isna().all() and frame["planned_rate"].isna().all()
+    # A column that is neither in the file nor an added one is still refused by name.
+    with pytest.raises(BadInput, match="latency_p95_ms"):
+        read_run(make_run(tmp_path / "b", 30, "spike", 3, drop_columns=["latency_p95_ms"]))
