@@ -287,11 +287,6 @@ def _add_gaps(frame: pd.DataFrame, rng: np.random.Generator, m: TargetModel) -> 
         frame.loc[rows, "target_up"] = 0
 
 
-def synthetic_runs(scenarios: list[Any], seeds: list[int], **kwargs: Any) -> list[pd.DataFrame]:
-    """Simulate every scenario with every seed."""
-    return [synthetic_run(sc, seed=s, **kwargs) for sc in scenarios for s in seeds]
-
-
 def write_run(frame: pd.DataFrame, folder: str | Path) -> Path:
     """Write a synthetic frame as a run folder (run.json + metrics.csv) and return it."""
     from collector.runio import METRICS_CSV, RUN_JSON, atomic_write_json, atomic_write_text, sha256_file
