@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.runfactory import make_run
+from runfactory import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
