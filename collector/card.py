@@ -52,10 +52,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 def render_card(manifest: dict[str, Any], metas: Sequence[dict], scenarios: Sequence[dict],
                 info: dict[str, Any] | None = None) -> str:
     """Return the Markdown data card of a dataset from its manifest and run metadata."""
-    name = manifest.get("name", "dataset")
     included = [r for r in manifest["runs"] if r.get("included")]
-    lines = [f"# Data card: {name}", ""]
-    lines += [
+    lines = _summary(manifest, included) + _files()
+    if info:
+        lines += _balance(info)
+    lines += _columns(manifest) + _labels(scenarios) + _scenarios(scenarios, included)
+    lines += _machine(manifest, metas) + _reproduce(manifest) + _limitations(included)
+    return "\n".join(lines) + "\n"
+
+
+def _summary(manifest: dict[str, Any], included: Sequence[dict]) -> list[str]:
+    name = manifest.get("name", "dataset")
+    return [
+        f"# Data card: {name}", "",
         "Labelled per-second load-test runs recorded by Stability Lab: client-side (Locust), "
         "server-side (Prometheus) and process (psutil) metrics of an instrumented Flask "
         "target under scheduled load and fault injection.", "",
@@ -68,6 +77,11 @@ def render_card(manifest: dict[str, Any], metas: Sequence[dict], scenarios: Sequ
         f"- seeds: {', '.join(str(s) for s in manifest.get('seeds') or []) or '-'}",
         f"- created: {manifest.get('created_at')}",
         "",
+    ]
+
+
+def _files() -> list[str]:
+    return [
         "## Files", "",
         "- `dataset.parquet`: every included run, one row per second, a row group per run; "
         "`run_id` and `scenario` come first, then the run's columns.",
@@ -77,36 +91,39 @@ def render_card(manifest: dict[str, Any], metas: Sequence[dict], scenarios: Sequ
         "checksums of every run file and of `dataset.parquet`.",
         "",
     ]
-    if info:
-        lines += _balance(info)
 
-    lines += ["## Columns", ""]
+
+def _columns(manifest: dict[str, Any]) -> list[str]:
     rows = []
     for col in manifest.get("columns") or (list(KEY_DOCS) + COLUMNS):
         unit, meaning = (KEY_DOCS.get(col) or COLUMN_DOCS.get(col) or OPTIONAL_DOCS.get(col)
                          or ("", "extra column of some runs (imported or added; see their run.json)"))
         kind = "key" if col in KEY_DOCS else "contract" if col in CONTRACT else "lab extra" if col in COLUMNS else "extra"
         rows.append((f"`{col}`", unit, meaning, kind))
-    lines += _table(["column", "unit", "meaning", "kind"], rows)
-    lines += ["", "Empty cells (nulls in Parquet) mean the value was not observed in that second.", ""]
+    return (["## Columns", ""] + _table(["column", "unit", "meaning", "kind"], rows)
+            + ["", "Empty cells (nulls in Parquet) mean the value was not observed in that second.", ""])
 
-    lines += ["## Labels", "",
-              "- `phase`: the name of the scenario stage in force in that second (stages are "
-              "a piecewise load plan; see Scenarios).",
-              "- `fault`: the fault kind the scenario injected in that second (`latency`, "
-              "`errors`, `cpu`, `memory`) or `none`; `fault_intensity` its intensity (0..1). "
-              "This is the schedule sent to the target, i.e. ground truth of the cause.",
-              "- `slo_violation`: 1 when that second's client-side `latency_p95_ms` exceeds the "
-              "scenario's `slo.latency_p95_ms` or its `error_rate` exceeds `slo.error_rate`, "
-              "else 0 (a second without requests is 0).",
-              "- `target_up`: 1 when the target's `/metrics` answered within the second.", "",
-              "SLO thresholds per scenario:", ""]
+
+def _labels(scenarios: Sequence[dict]) -> list[str]:
+    lines = ["## Labels", "",
+             "- `phase`: the name of the scenario stage in force in that second (stages are "
+             "a piecewise load plan; see Scenarios).",
+             "- `fault`: the fault kind the scenario injected in that second (`latency`, "
+             "`errors`, `cpu`, `memory`) or `none`; `fault_intensity` its intensity (0..1). "
+             "This is the schedule sent to the target, i.e. ground truth of the cause.",
+             "- `slo_violation`: 1 when that second's client-side `latency_p95_ms` exceeds the "
+             "scenario's `slo.latency_p95_ms` or its `error_rate` exceeds `slo.error_rate`, "
+             "else 0 (a second without requests is 0).",
+             "- `target_up`: 1 when the target's `/metrics` answered within the second.", "",
+             "SLO thresholds per scenario:", ""]
     lines += _table(["scenario", "latency_p95_ms", "error_rate"],
                     [(s.get("name"), (s.get("slo") or {}).get("latency_p95_ms"),
                       (s.get("slo") or {}).get("error_rate")) for s in scenarios])
-    lines += [""]
+    return lines + [""]
 
-    lines += ["## Scenarios", ""]
+
+def _scenarios(scenarios: Sequence[dict], included: Sequence[dict]) -> list[str]:
+    lines = ["## Scenarios", ""]
     counts: dict[str, list] = {}
     for r in included:
         counts.setdefault(str(r.get("scenario")), []).append(r.get("seed"))
@@ -129,35 +146,41 @@ def render_card(manifest: dict[str, Any], metas: Sequence[dict], scenarios: Sequ
         else:
             lines += ["No faults injected."]
         lines += [""]
+    return lines
 
-    lines += ["## Machine", ""]
+
+def _machine(manifest: dict[str, Any], metas: Sequence[dict]) -> list[str]:
+    lines = ["## Machine", ""]
     hosts = _distinct([m.get("host") or {} for m in metas])
     for host in hosts or [manifest.get("host") or {}]:
         lines += [f"- {host.get('cpu_model') or 'unknown CPU'}, {host.get('cpu_physical')} physical / "
                   f"{host.get('cpu_logical')} logical cores, {host.get('memory_gib')} GiB memory, "
                   f"{host.get('platform') or '-'}, Python {host.get('python') or '-'}"]
     versions = manifest.get("versions") or {}
-    lines += ["", "Package versions when the dataset was built: "
-              + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
+    return lines + ["", "Package versions when the dataset was built: "
+                    + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
 
-    lines += ["## How to reproduce", ""]
+
+def _reproduce(manifest: dict[str, Any]) -> list[str]:
+    lines = ["## How to reproduce", ""]
     command = (manifest.get("generation") or {}).get("command")
     if command:
         lines += ["```", str(command), "```", ""]
     else:
         lines += ["The generating command line was not recorded; `runs/*/run.json` holds each "
                   "run's resolved scenario and seed, so `lab run-scenario` can repeat a run.", ""]
-    lines += ["Runs are not bit-for-bit reproducible: timing depends on the machine and its "
-              "load; seeds fix the load plan, user behaviour and the target's random costs.", "",
-              "Check integrity with `sha256sum dataset.parquet` against `manifest.json`.", ""]
+    return lines + ["Runs are not bit-for-bit reproducible: timing depends on the machine and its "
+                    "load; seeds fix the load plan, user behaviour and the target's random costs.", "",
+                    "Check integrity with `sha256sum dataset.parquet` against `manifest.json`.", ""]
 
-    lines += ["## Known limitations", ""]
-    lines += [f"- {item}" for item in LIMITATIONS]
+
+def _limitations(included: Sequence[dict]) -> list[str]:
+    lines = ["## Known limitations", ""] + [f"- {item}" for item in LIMITATIONS]
     warned = sum(int(r.get("warnings") or 0) for r in included)
     if warned:
         lines += [f"- {warned} run warning(s) were recorded (gaps, load generator saturation, ...); "
                   "see each run's `run.json`."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _balance(info: dict[str, Any]) -> list[str]:

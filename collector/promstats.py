@@ -229,23 +229,6 @@ def incidents_between(prev: Snapshot | None, cur: Snapshot | None) -> str | None
     return "+".join(rose) if rose else NO_INCIDENT
 
 
-def server_endpoint_stats(prev: Snapshot | None,
-                          cur: Snapshot | None) -> dict[str, dict[str, float | None]]:
-    """Compute per-endpoint rate and p50/p95 (ms) of the interval between two snapshots."""
-    if prev is None or cur is None or cur.t <= prev.t:
-        return {}
-    dt = cur.t - prev.t
-    stats = {}
-    for endpoint, buckets in cur.endpoint_buckets.items():
-        deltas = increase(prev.endpoint_buckets.get(endpoint, {}), buckets)
-        stats[endpoint] = {
-            "rps": deltas.get(math.inf, 0.0) / dt,
-            "p50_ms": _ms(histogram_quantile(0.50, deltas)),
-            "p95_ms": _ms(histogram_quantile(0.95, deltas)),
-        }
-    return stats
-
-
 def _request_counts(snapshot: Snapshot) -> dict[str, float]:
     if snapshot.requests_total is None:
         return {}  # absent from a successful scrape: no request counted yet

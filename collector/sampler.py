@@ -27,8 +27,8 @@ from pathlib import Path
 from .clientstats import SampleTailer, SecondBinner, client_stats
 from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
-from contract.runfolder import utc_iso
-from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, csv_cell, violates_slo
+from contract.runfolder import COLLECTOR_JSON, LOCUST_DIR, METRICS_CSV, STATUS_GLOB, utc_iso
+from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, NO_INCIDENT, csv_cell, violates_slo
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
@@ -59,15 +59,21 @@ class CollectorConfig:
 
 
 class StatusTailer:
-    """Read Locust processes' `status-<pid>.csv` (ts,users) and give the users at a time."""
+    """Read Locust processes' `status-<pid>.csv` and answer per second of the run.
+
+    Lines are `ts,users` (older runs) or `ts,users,outstanding,dropped,sent`, where
+    `dropped` and `sent` count from the process's start. Every answer sums the processes.
+    """
+
+    FIELDS = ("users", "outstanding", "dropped", "sent")
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._offsets: dict[Path, int] = {}
-        self._points: dict[Path, list[tuple[float, int]]] = {}
+        self._points: dict[Path, list[tuple[float, tuple]]] = {}
 
     def poll(self) -> None:
-        for path in sorted(self.folder.glob("status-*.csv")):
+        for path in sorted(self.folder.glob(STATUS_GLOB)):
             offset = self._offsets.get(path, 0)
             with open(path, "rb") as fh:
                 fh.seek(offset)
@@ -76,28 +82,55 @@ class StatusTailer:
             self._offsets[path] = offset + end
             points = self._points.setdefault(path, [])
             for line in chunk[:end].decode(errors="replace").splitlines():
-                try:
-                    ts, users = line.split(",")
-                    points.append((float(ts), int(users)))
-                except ValueError:
-                    continue   # header or torn line
+                parsed = _status_line(line)
+                if parsed is not None:
+                    points.append(parsed)
+
+    def _last_before(self, points: list[tuple[float, tuple]], t: float) -> tuple | None:
+        for ts, values in reversed(points):
+            if ts < t:
+                return values
+        return None
+
+    def value_before(self, field_name: str, t: float) -> int | None:
+        """Sum over processes of the last reported value of `field_name` before `t`."""
+        i = self.FIELDS.index(field_name)
+        total, seen = 0, False
+        for points in self._points.values():
+            last = self._last_before(points, t)
+            if last is not None and last[i] is not None:
+                total += last[i]
+                seen = True
+        return total if seen else None
 
     def users_before(self, t: float) -> int | None:
-        """Sum over processes of the last reported user count before `t`."""
-        total, seen = 0, False
-        for path, points in self._points.items():
-            last = None
-            for ts, users in reversed(points):
-                if ts < t:
-                    last = users
-                    break
-            if last is not None:
-                total += last
-                seen = True
-            # Keep memory bounded: old points are never asked for again.
-            if len(points) > 200:
-                del points[:-100]
-        return total if seen else None
+        return self.value_before("users", t)
+
+    def increase(self, field_name: str, start: float, end: float) -> int | None:
+        """How much a cumulative count (`dropped`, `sent`) rose in [start, end), summed over processes."""
+        at_end = self.value_before(field_name, end)
+        if at_end is None:
+            return None
+        return at_end - (self.value_before(field_name, start) or 0)
+
+    def trim(self, t: float) -> None:
+        """Forget points older than the newest one before `t` (they are never asked for again)."""
+        for points in self._points.values():
+            keep = next((i for i in range(len(points) - 1, -1, -1) if points[i][0] < t), 0)
+            if keep > 0:
+                del points[:keep]
+
+
+def _status_line(line: str) -> tuple[float, tuple] | None:
+    parts = line.split(",")
+    if len(parts) not in (2, 5):
+        return None     # header or torn line
+    try:
+        ts = float(parts[0])
+        values = tuple(int(float(v)) if v != "" else None for v in parts[1:])
+    except ValueError:
+        return None
+    return ts, values + (None,) * (4 - len(values))
 
 
 class LabelInbox:
@@ -143,7 +176,7 @@ class Collector:
         self.config = config
         self.out = out
         self.out_dir = Path(config.out_dir)
-        self.locust_dir = Path(config.locust_dir) if config.locust_dir else self.out_dir / "locust"
+        self.locust_dir = Path(config.locust_dir) if config.locust_dir else self.out_dir / LOCUST_DIR
         from contract.scenario import Scenario
 
         self.scenario = Scenario.from_dict(config.scenario)
@@ -174,7 +207,7 @@ class Collector:
     def sample_second(self, second: int, now: float) -> None:
         """Record the server-side and process view of `second` (sampled at its end)."""
         server, process = self.view.sample(now)
-        row: dict = {"target_up": server.pop("target_up")}
+        row: dict = {"target_up": server.pop("target_up"), "incident": server.pop("incident", None)}
         if self.prometheus is not None:
             # Prometheus' own columns are read in finalise: its scrapes land later.
             row.update({k + "_direct": v for k, v in server.items()})
@@ -208,10 +241,19 @@ class Collector:
         row["phase"] = stage.name
         row["fault"] = fault.kind if fault else "none"
         row["fault_intensity"] = fault.intensity if fault else 0.0
-        row["users"] = self.status.users_before(start + 1)
+        row["users"] = self.status.users_before(start + 1) if self.scenario.load_model == "closed" else None
+        row["outstanding"] = self.status.value_before("outstanding", start + 1)
+        row["dropped"] = self.status.increase("dropped", start, start + 1)
+        row["arrivals"] = self.status.increase("sent", start, start + 1)
+        self.status.trim(start)
+        planned = self.scenario.planned(second)
+        row["planned_users"], row["planned_rate"] = planned.users, planned.rate
         row.update(self.binner.pop(second))
         row.update(self.labels.pop(second))
-        row["slo_violation"] = violates_slo(row.get("latency_p95_ms"), row.get("error_rate"), self.scenario.slo)
+        if row.get("incident") is None:
+            row["incident"] = NO_INCIDENT
+        row["slo_violation"] = violates_slo(row.get("latency_p95_window_ms"), row.get("error_rate_window"),
+                                            self.scenario.slo)
         self.writer.writerow([csv_cell(row.get(c)) for c in self.columns])
         self.csv_file.flush()
         os.fsync(self.csv_file.fileno())
@@ -242,9 +284,9 @@ class Collector:
     def run(self) -> dict:
         self.t0 = self.wait_t0()
         self.labels.t0 = self.t0
-        self.binner = SecondBinner(self.t0)
+        self.binner = SecondBinner(self.t0, self.scenario.slo.window_s)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        csv_path = self.out_dir / "metrics.csv"
+        csv_path = self.out_dir / METRICS_CSV
         self.csv_file = open(csv_path, "w", newline="")
         self.writer = csv.writer(self.csv_file)
         self.writer.writerow(self.columns)
@@ -293,7 +335,7 @@ class Collector:
         }
         tmp = self.out_dir / ".collector.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.out_dir / "collector.json")
+        os.replace(tmp, self.out_dir / COLLECTOR_JSON)
         return summary
 
 

@@ -22,6 +22,7 @@ class TargetView:
         self.session = requests.Session()
         self.tree = ProcessTree(target_pid)
         self.prev: Snapshot | None = None
+        self.last_answered: Snapshot | None = None   # incidents are counted from here
 
     def scrape(self, now: float) -> Snapshot | None:
         """Return the parsed scrape, or None when it failed or was slower than the timeout."""
@@ -36,7 +37,7 @@ class TargetView:
 
     def prime(self, now: float) -> None:
         """Take the first scrape and CPU readings, so the next sample has rates."""
-        self.prev = self.scrape(now)
+        self.prev = self.last_answered = self.scrape(now)
         self.tree.sample()
         host_sample()
 
@@ -49,7 +50,10 @@ class TargetView:
         snapshot = self.scrape(now)
         prev, self.prev = self.prev, snapshot
         server = {"target_up": 1 if snapshot is not None else 0, **server_stats(prev, snapshot),
-                  "incident": incidents_between(prev, snapshot)}
+                  "incident": incidents_between(self.last_answered, snapshot)}
+        if snapshot is not None:
+            # Incidents while /metrics was silent land in the first second it answers again.
+            self.last_answered = snapshot
         process = self.tree.sample()
         if snapshot is not None and process.get("target_workers") is None:
             process["target_workers"] = snapshot.workers

@@ -155,11 +155,6 @@ def utc_iso(ts: float, ms: bool = False) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def utc_iso_ms(ts: float) -> str:
-    """Format epoch seconds as UTC ISO 8601 with milliseconds."""
-    return utc_iso(ts, ms=True)
-
-
 def host_facts() -> dict[str, Any]:
     """Describe the machine: hostname, OS, Python, CPU cores and model, memory."""
     import psutil

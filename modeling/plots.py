@@ -1,6 +1,6 @@
 """The report's figures: matplotlib Figures (Agg, no pyplot state) sized for a classroom screen.
 
-Every function returns a `matplotlib.figure.Figure`; `modeling/report.py` saves them as PNG
+Every function returns a `matplotlib.figure.Figure`; `modeling/report/` saves them as PNG
 inside `style()`, which sets large fonts. Shared visual language across figures:
 
 - phases: alternating light grey bands, named above the top panel;

@@ -112,7 +112,7 @@ def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
     Parameters
     ----------
     scenario : str, Scenario or dict
-        A built-in scenario name, a `loadtests.scenario.Scenario`, or a dict shaped like
+        A built-in scenario name, a `contract.scenario.Scenario`, or a dict shaped like
         `Scenario.to_dict()`.
     seed : int, optional
         Seed of the noise and of the per-seed jitter (capacity, stage users, fault
@@ -132,122 +132,16 @@ def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
     """
     sc = _scenario_dict(scenario)
     seed = int(sc.get("seed") or 0) if seed is None else int(seed)
+    # One generator for the whole run, drawn from in a fixed order: a seed gives the same frame.
     rng = np.random.default_rng(seed)
-    base = model or TargetModel()
-    target = sc.get("target") or {}
-    workers = int(target.get("workers") or base.workers)
-    threads = int(target.get("threads") or base.threads)
-    # A bigger target has proportionally more capacity; jitter makes seeds differ.
-    scale = workers * threads / (base.workers * base.threads)
-    m = replace(base, workers=workers, threads=threads,
-                capacity_rps=_jittered(base.capacity_rps * min(scale, 4.0), rng, base.jitter))
-    load = sc.get("load") or {}
-    if load.get("wait_min_s") is not None and load.get("wait_max_s") is not None:
-        m = replace(m, think_s=(float(load["wait_min_s"]) + float(load["wait_max_s"])) / 2)
-    slo = slo_limits(sc.get("slo"))
-
+    m = _target_model(sc, model or TargetModel(), rng)
+    slo = _scenario_slo(sc)
     n = int(sc["duration_s"]) if duration_s is None else min(int(duration_s), int(sc["duration_s"]))
     if n < 1:
         raise BadInput(f"<scenario>: duration_s: must be at least 1, got {n}")
-    stages = sorted(sc["stages"], key=lambda s: s["until_s"])
-    plan_users = np.zeros(n)
-    spawn = np.ones(n)
-    phase = np.empty(n, dtype=object)
-    start = 0
-    for st in stages:
-        end = min(int(st["until_s"]), n)
-        users = max(0.0, _jittered(float(st["users"]), rng, m.jitter))
-        plan_users[start:end], spawn[start:end], phase[start:end] = users, float(st["spawn_rate"]), st["name"]
-        start = end
-    if start < n:  # the last stage holds to the end
-        plan_users[start:], spawn[start:], phase[start:] = plan_users[start - 1], spawn[start - 1], phase[start - 1]
-
-    fault = np.array(["none"] * n, dtype=object)
-    intensity = np.zeros(n)
-    for f in sc.get("faults") or []:
-        shift = int(rng.integers(-3, 4))
-        a = max(0, int(f["start_s"]) + shift)
-        b = min(n, a + int(f["duration_s"]))
-        fault[a:b], intensity[a:b] = f["kind"], float(f["intensity"])
-
-    # Per-second simulation: the backlog and the closed loop make each second depend on the last.
-    cols = {c: np.full(n, np.nan) for c in COLUMNS if c not in ("timestamp", "phase", "fault")}
-    users = 0.0
-    queued = 0.0        # users whose request waits beyond capacity (the backlog)
-    busy_rate = 0.0     # smoothed completions per second, for users held by slow requests
-    arrival_rate = 0.0  # smoothed arrivals per second: the steady state Erlang C describes
-    leak_mb = 0.0
-    # Requests per thinking user per second; kept below 1 and fed by a smoothed count of
-    # users held in service, so the closed loop settles instead of oscillating every second.
-    send = min(0.9, 1.0 / max(m.think_s, 1e-3))
-    for t in range(n):
-        users = min(plan_users[t], users + spawn[t]) if users < plan_users[t] else max(plan_users[t], users - spawn[t])
-        kind, k = fault[t], intensity[t]
-        add_s = 2.0 * k if kind == "latency" else 0.0
-        cpu_hog = k * workers if kind == "cpu" else 0.0                    # cores burned
-        leak_mb = min(leak_mb + 20.0 * k * workers, 1024.0 * workers) if kind == "memory" else max(0.0, leak_mb - 200.0)
-        slow = 1.0 + (0.3 * k if kind == "memory" else 0.0)
-        cpu_slow = 1.0 + 1.5 * cpu_hog / m.cores
-        service_s = (m.base_mean_ms / 1000) * slow * cpu_slow + add_s
-        # CPU capacity shrinks with the hog; thread capacity shrinks when requests sleep.
-        cpu_cap = m.capacity_rps * max(0.15, 1 - 0.6 * cpu_hog / m.cores) / slow
-        thread_cap = workers * threads / (m.base_mean_ms / 1000 + add_s)
-        cap = max(1.0, min(cpu_cap, thread_cap))
-        queued = min(queued, users)
-        thinking = max(0.0, users - queued - busy_rate * service_s)
-        arrivals = float(rng.poisson(thinking * send)) if thinking > 0 else 0.0
-        service = float(rng.poisson(cap))
-        done = min(arrivals + queued, service)
-        queued = max(0.0, queued + arrivals - done)
-        busy_rate = 0.7 * busy_rate + 0.3 * done
-        arrival_rate = 0.7 * arrival_rate + 0.3 * arrivals
-        wait_s = _erlang_c_wait_s(arrival_rate, cap, m.cores) + queued / cap
-        mean_rt_s = service_s + wait_s
-        rps = done
-        if rps >= 1:
-            # Percentile noise grows when few requests complete in the second.
-            noise = np.exp(rng.normal(0, 0.06 + 0.6 / math.sqrt(rps), 3))
-            p50 = (m.base_p50_ms * slow * cpu_slow + 1000 * (add_s + 0.7 * wait_s)) * noise[0]
-            p95 = (m.base_p95_ms * slow * cpu_slow + 1000 * (add_s + 1.6 * wait_s)) * noise[1]
-            p99 = max(p95, (m.base_p99_ms * slow * cpu_slow + 1000 * (add_s + 2.3 * wait_s)) * noise[2])
-            p50 = min(p50, p95)
-            err_p = m.base_error_prob + (k if kind == "errors" else 0.0)
-            failures = float(rng.binomial(int(round(rps)), min(1.0, err_p)))
-            err = failures / round(rps)
-        else:
-            p50 = p95 = p99 = err = np.nan
-            failures = 0.0
-        busy = min(1.0, rps / max(cap, 1e-9))
-        cpu = min(100.0 * m.cores, m.cpu_idle_pct + 100 * m.cores * busy * 0.85 + 100 * cpu_hog)
-        cpu *= float(np.exp(rng.normal(0, 0.05)))
-        in_flight = min(workers * threads, rps * min(mean_rt_s, 5.0) + queued)
-        srv_wait = min(wait_s, workers * threads / cap)  # the accept queue is not counted server-side
-        row = cols
-        row["elapsed_s"][t] = t
-        row["users"][t] = round(users)
-        row["rps"][t] = rps
-        row["error_rate"][t] = err
-        row["latency_p50_ms"][t] = p50
-        row["latency_p95_ms"][t] = p95
-        row["latency_p99_ms"][t] = p99
-        row["srv_rps"][t] = rps * float(np.exp(rng.normal(0, 0.03)))
-        row["srv_error_rate"][t] = err * (1.0 if kind == "errors" else 0.5) if rps >= 1 else np.nan
-        row["srv_latency_p95_ms"][t] = (m.base_p95_ms * slow * cpu_slow + 1000 * (add_s + 1.6 * srv_wait)) * float(np.exp(rng.normal(0, 0.08)))
-        row["srv_latency_p50_ms"][t] = (m.base_p50_ms * slow * cpu_slow + 1000 * (add_s + 0.7 * srv_wait)) * float(np.exp(rng.normal(0, 0.08)))
-        row["srv_latency_p99_ms"][t] = (m.base_p99_ms * slow * cpu_slow + 1000 * (add_s + 2.3 * srv_wait)) * float(np.exp(rng.normal(0, 0.08)))
-        row["cpu_percent"][t] = cpu
-        row["rss_mb"][t] = m.rss_base_mb + 0.4 * in_flight + leak_mb + rng.normal(0, 1.5)
-        row["threads"][t] = workers * (threads + 3) + 1
-        row["sys_cpu_percent"][t] = min(100.0, 4 + (cpu + 8 + 0.5 * rps) / m.cores + rng.normal(0, 2))
-        row["loadgen_cpu_percent"][t] = max(0.0, 8 + 0.5 * rps + rng.normal(0, 2))
-        row["target_up"][t] = 1
-        row["failures"][t] = failures
-        row["srv_in_flight"][t] = round(in_flight)
-        row["target_workers"][t] = workers
-        row["fds"][t] = 25 + workers * 6 + round(in_flight)
-        row["sys_mem_percent"][t] = 38 + (row["rss_mb"][t] + 300) / 80
-        row["fault_intensity"][t] = k
-        row["slo_violation"][t] = violates_slo(p95, err, slo)
+    plan_users, spawn, phase = _load_plan(sc, n, m.jitter, rng)
+    fault, intensity = _fault_schedule(sc, n, rng)
+    cols = _simulate(m, plan_users, spawn, fault, intensity, slo, rng)
 
     frame = pd.DataFrame(cols)
     frame.insert(0, "timestamp", [(T0 + pd.Timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -264,6 +158,209 @@ def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
                              "synthetic": {f.name: getattr(m, f.name) for f in fields(m)},
                              "warnings": []})
     return frame
+
+
+# ---------------------------------------------------------------- the run's plan
+
+
+def _target_model(sc: Mapping[str, Any], base: TargetModel, rng: np.random.Generator) -> TargetModel:
+    """Size the model to the scenario's [target] and its users' think time; jitter the capacity."""
+    target = sc.get("target") or {}
+    workers = int(target.get("workers") or base.workers)
+    threads = int(target.get("threads") or base.threads)
+    # A bigger target has proportionally more capacity; jitter makes seeds differ.
+    scale = workers * threads / (base.workers * base.threads)
+    m = replace(base, workers=workers, threads=threads,
+                capacity_rps=_jittered(base.capacity_rps * min(scale, 4.0), rng, base.jitter))
+    load = sc.get("load") or {}
+    if load.get("wait_min_s") is not None and load.get("wait_max_s") is not None:
+        m = replace(m, think_s=(float(load["wait_min_s"]) + float(load["wait_max_s"])) / 2)
+    return m
+
+
+def _scenario_slo(sc: Mapping[str, Any]) -> dict[str, float]:
+    """Return the scenario's SLO thresholds, the default SLO where it sets none."""
+    return slo_limits(sc.get("slo"))
+
+
+def _load_plan(sc: Mapping[str, Any], n: int, jitter: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the planned users (jittered per stage), spawn rate and phase name of each second."""
+    stages = sorted(sc["stages"], key=lambda s: s["until_s"])
+    plan_users = np.zeros(n)
+    spawn = np.ones(n)
+    phase = np.empty(n, dtype=object)
+    start = 0
+    for st in stages:
+        end = min(int(st["until_s"]), n)
+        users = max(0.0, _jittered(float(st["users"]), rng, jitter))
+        plan_users[start:end], spawn[start:end], phase[start:end] = users, float(st["spawn_rate"]), st["name"]
+        start = end
+    if start < n:  # the last stage holds to the end
+        plan_users[start:], spawn[start:], phase[start:] = plan_users[start - 1], spawn[start - 1], phase[start - 1]
+    return plan_users, spawn, phase
+
+
+def _fault_schedule(sc: Mapping[str, Any], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Return the fault kind ("none" outside faults) and intensity of each second; starts move by ±3 s."""
+    fault = np.array(["none"] * n, dtype=object)
+    intensity = np.zeros(n)
+    for f in sc.get("faults") or []:
+        shift = int(rng.integers(-3, 4))
+        a = max(0, int(f["start_s"]) + shift)
+        b = min(n, a + int(f["duration_s"]))
+        fault[a:b], intensity[a:b] = f["kind"], float(f["intensity"])
+    return fault, intensity
+
+
+# ---------------------------------------------------------------- one second after another
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """What the fault in force does to one second's requests and to the target's capacity."""
+
+    add_s: float        # latency a `latency` fault adds to each request
+    cpu_hog: float      # cores a `cpu` fault burns
+    slow: float         # slowdown of every request under a `memory` fault
+    cpu_slow: float     # slowdown of CPU-bound work while cores are burned
+    service_s: float    # mean time a request spends being served
+    cap: float          # completions per second the target can sustain
+
+    def latency_ms(self, base_ms: float, waited_s: float) -> float:
+        """Return a response time (ms): a base percentile slowed by the fault, plus time added and waited."""
+        return base_ms * self.slow * self.cpu_slow + 1000 * (self.add_s + waited_s)
+
+
+def _fault_effects(kind: str, k: float, m: TargetModel) -> _Effects:
+    """Return the effects of a fault of `kind` at intensity `k` (target_app/faults.py semantics)."""
+    add_s = 2.0 * k if kind == "latency" else 0.0
+    cpu_hog = k * m.workers if kind == "cpu" else 0.0
+    slow = 1.0 + (0.3 * k if kind == "memory" else 0.0)
+    cpu_slow = 1.0 + 1.5 * cpu_hog / m.cores
+    service_s = (m.base_mean_ms / 1000) * slow * cpu_slow + add_s
+    # CPU capacity shrinks with the hog; thread capacity shrinks when requests sleep.
+    cpu_cap = m.capacity_rps * max(0.15, 1 - 0.6 * cpu_hog / m.cores) / slow
+    thread_cap = m.workers * m.threads / (m.base_mean_ms / 1000 + add_s)
+    return _Effects(add_s, cpu_hog, slow, cpu_slow, service_s, max(1.0, min(cpu_cap, thread_cap)))
+
+
+class _ClosedLoop:
+    """Users that think, send and wait, and the target's backlog: the state carried between seconds."""
+
+    def __init__(self, m: TargetModel):
+        self.m = m
+        self.users = 0.0
+        self.queued = 0.0        # users whose request waits beyond capacity (the backlog)
+        self.busy_rate = 0.0     # smoothed completions per second, for users held by slow requests
+        self.arrival_rate = 0.0  # smoothed arrivals per second: the steady state Erlang C describes
+        # Requests per thinking user per second; kept below 1 and fed by a smoothed count of
+        # users held in service, so the closed loop settles instead of oscillating every second.
+        self.send = min(0.9, 1.0 / max(m.think_s, 1e-3))
+
+    def ramp(self, planned: float, spawn_rate: float) -> float:
+        """Move the user count towards the plan at the spawn rate; return it."""
+        if self.users < planned:
+            self.users = min(planned, self.users + spawn_rate)
+        else:
+            self.users = max(planned, self.users - spawn_rate)
+        return self.users
+
+    def serve(self, fx: _Effects, rng: np.random.Generator) -> tuple[float, float]:
+        """Send this second's requests and complete what capacity allows; return (completed, wait s)."""
+        self.queued = min(self.queued, self.users)
+        thinking = max(0.0, self.users - self.queued - self.busy_rate * fx.service_s)
+        arrivals = float(rng.poisson(thinking * self.send)) if thinking > 0 else 0.0
+        service = float(rng.poisson(fx.cap))
+        done = min(arrivals + self.queued, service)
+        self.queued = max(0.0, self.queued + arrivals - done)
+        self.busy_rate = 0.7 * self.busy_rate + 0.3 * done
+        self.arrival_rate = 0.7 * self.arrival_rate + 0.3 * arrivals
+        wait_s = _erlang_c_wait_s(self.arrival_rate, fx.cap, self.m.cores) + self.queued / fx.cap
+        return done, wait_s
+
+
+def _simulate(m: TargetModel, plan_users: np.ndarray, spawn: np.ndarray, fault: np.ndarray,
+              intensity: np.ndarray, slo: Mapping[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Run the closed loop second by second; return column -> values (all but timestamp, phase, fault)."""
+    n = len(plan_users)
+    cols = {c: np.full(n, np.nan) for c in COLUMNS if c not in ("timestamp", "phase", "fault")}
+    loop = _ClosedLoop(m)
+    leak_mb = 0.0
+    # The backlog and the closed loop make each second depend on the last.
+    for t in range(n):
+        users = loop.ramp(plan_users[t], spawn[t])
+        kind, k = fault[t], intensity[t]
+        fx = _fault_effects(kind, k, m)
+        leak_mb = (min(leak_mb + 20.0 * k * m.workers, 1024.0 * m.workers) if kind == "memory"
+                   else max(0.0, leak_mb - 200.0))
+        rps, wait_s = loop.serve(fx, rng)
+        p50, p95, p99, err, failures = _client_stats(rps, wait_s, fx, kind, k, m, rng)
+        cols["elapsed_s"][t] = t
+        cols["users"][t] = round(users)
+        cols["rps"][t] = rps
+        cols["error_rate"][t] = err
+        cols["latency_p50_ms"][t] = p50
+        cols["latency_p95_ms"][t] = p95
+        cols["latency_p99_ms"][t] = p99
+        cols["failures"][t] = failures
+        cols["fault_intensity"][t] = k
+        cols["target_up"][t] = 1
+        cols["slo_violation"][t] = _slo_violation(p95, err, slo)
+        # The server's and the process's figures draw their noise in this order, after the client's.
+        busy = min(1.0, rps / max(fx.cap, 1e-9))
+        cpu = min(100.0 * m.cores, m.cpu_idle_pct + 100 * m.cores * busy * 0.85 + 100 * fx.cpu_hog)
+        cpu *= float(np.exp(rng.normal(0, 0.05)))
+        in_flight = min(m.workers * m.threads, rps * min(fx.service_s + wait_s, 5.0) + loop.queued)
+        _server_columns(cols, t, rps, err, wait_s, fx, kind, m, rng)
+        _process_columns(cols, t, cpu, rps, in_flight, leak_mb, m, rng)
+    return cols
+
+
+def _slo_violation(p95_ms: float, error_rate: float, slo: Mapping[str, float]) -> int:
+    """Label one second by the contract's SLO rule (NaN, no data, is no violation)."""
+    return violates_slo(p95_ms, error_rate, slo)
+
+
+def _client_stats(rps: float, wait_s: float, fx: _Effects, kind: str, k: float, m: TargetModel,
+                  rng: np.random.Generator) -> tuple[float, float, float, float, float]:
+    """Return the client's p50, p95, p99 (ms), error rate and failures of a second with `rps` completions."""
+    if rps < 1:
+        return np.nan, np.nan, np.nan, np.nan, 0.0
+    # Percentile noise grows when few requests complete in the second.
+    noise = np.exp(rng.normal(0, 0.06 + 0.6 / math.sqrt(rps), 3))
+    p50 = fx.latency_ms(m.base_p50_ms, 0.7 * wait_s) * noise[0]
+    p95 = fx.latency_ms(m.base_p95_ms, 1.6 * wait_s) * noise[1]
+    p99 = max(p95, fx.latency_ms(m.base_p99_ms, 2.3 * wait_s) * noise[2])
+    p50 = min(p50, p95)
+    err_p = m.base_error_prob + (k if kind == "errors" else 0.0)
+    failures = float(rng.binomial(int(round(rps)), min(1.0, err_p)))
+    return p50, p95, p99, failures / round(rps), failures
+
+
+def _server_columns(cols: dict[str, np.ndarray], t: int, rps: float, err: float, wait_s: float,
+                    fx: _Effects, kind: str, m: TargetModel, rng: np.random.Generator) -> None:
+    """Fill the server-side (srv_*) columns of second t, as the target's /metrics would show them."""
+    srv_wait = min(wait_s, m.workers * m.threads / fx.cap)  # the accept queue is not counted server-side
+    cols["srv_rps"][t] = rps * float(np.exp(rng.normal(0, 0.03)))
+    cols["srv_error_rate"][t] = err * (1.0 if kind == "errors" else 0.5) if rps >= 1 else np.nan
+    for col, base_ms, spread in (("srv_latency_p95_ms", m.base_p95_ms, 1.6), ("srv_latency_p50_ms", m.base_p50_ms, 0.7),
+                                 ("srv_latency_p99_ms", m.base_p99_ms, 2.3)):
+        cols[col][t] = fx.latency_ms(base_ms, spread * srv_wait) * float(np.exp(rng.normal(0, 0.08)))
+    cols["target_workers"][t] = m.workers
+
+
+def _process_columns(cols: dict[str, np.ndarray], t: int, cpu: float, rps: float, in_flight: float,
+                     leak_mb: float, m: TargetModel, rng: np.random.Generator) -> None:
+    """Fill the target process's and the host's columns of second t (CPU, memory, threads, fds)."""
+    cols["cpu_percent"][t] = cpu
+    cols["rss_mb"][t] = m.rss_base_mb + 0.4 * in_flight + leak_mb + rng.normal(0, 1.5)
+    cols["threads"][t] = m.workers * (m.threads + 3) + 1
+    cols["sys_cpu_percent"][t] = min(100.0, 4 + (cpu + 8 + 0.5 * rps) / m.cores + rng.normal(0, 2))
+    cols["loadgen_cpu_percent"][t] = max(0.0, 8 + 0.5 * rps + rng.normal(0, 2))
+    cols["srv_in_flight"][t] = round(in_flight)
+    cols["fds"][t] = 25 + m.workers * 6 + round(in_flight)
+    cols["sys_mem_percent"][t] = 38 + (cols["rss_mb"][t] + 300) / 80
 
 
 SERVER_ONLY = ["srv_rps", "srv_error_rate", "srv_latency_p95_ms", "srv_latency_p50_ms",
@@ -284,11 +381,6 @@ def _add_gaps(frame: pd.DataFrame, rng: np.random.Generator, m: TargetModel) -> 
             frame.loc[rows, measured] = np.nan           # the whole second was lost
             frame.loc[rows, "slo_violation"] = 0         # no data is not a violation
         frame.loc[rows, "target_up"] = 0
-
-
-def synthetic_runs(scenarios: list[Any], seeds: list[int], **kwargs: Any) -> list[pd.DataFrame]:
-    """Simulate every scenario with every seed."""
-    return [synthetic_run(sc, seed=s, **kwargs) for sc in scenarios for s in seeds]
 
 
 def write_run(frame: pd.DataFrame, folder: str | Path) -> Path:

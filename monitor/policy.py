@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from contract.errors import BadInput
 
@@ -281,10 +281,6 @@ class _Rules:
         self._last_alert_t: float | None = None
         self._alert_active = False
         self._streaks: dict[str, _Streak] = {}
-
-    def decide_all(self, predictions: Iterable[Prediction]) -> list[Decision]:
-        """Decide for each prediction in turn."""
-        return [self.decide(p) for p in predictions]
 
     def decide(self, p: Prediction) -> Decision:
         """Return the decision for this second's prediction."""

@@ -49,17 +49,3 @@ def make_target(tmp_path):
     yield _make
     for target in started:
         target.stop()
-
-
-def require_tool(name: str) -> str:
-    """Return the path of an external tool; skip locally, fail in CI, when it is missing."""
-    import os
-    import shutil
-
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (.ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path

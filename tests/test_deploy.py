@@ -16,8 +16,9 @@ import pytest
 import requests
 import yaml
 
-from conftest import ROOT, require_tool
+from externaltools import require_tool
 
+ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 PROM_COMPOSE = DEPLOY / "prometheus" / "prometheus.compose.yml"

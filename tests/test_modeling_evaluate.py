@@ -34,9 +34,12 @@ def test_evaluate_scores_the_model_and_every_baseline_on_held_out_scenarios(tmp_
     assert {"lstm", "lstm_forecast", "reactive", "predict_linear"} <= set(ew)
     assert ew["reactive"]["mean_lead_s"] in (0.0, None)         # a reactive alert never warns early
     assert ew["reactive"]["false_alarm_episodes"] == 0
-    assert 0 <= result["regimes"]["ari"] <= 1 and result["regimes"]["k"] == 3
+    ari = result["regimes"]["ari"]
+    assert -1 <= ari <= 1 and result["regimes"]["k"] == 3     # ARI is negative when worse than chance
     assert 0 <= result["stability_pct"]["lstm"] <= 100
     assert set(result["goals"]) == {"lstm_mase_p95_at_h", "lstm_mase_worst", "lstm_warning_f1",
                                     "lstm_lead_gain_s", "regime_ari"}
+    assert result["goals"]["regime_ari"]["value"] == ari
+    assert result["goals"]["regime_ari"]["met"] == (ari >= 0.6)
     verdict = result["verdict"]
-    assert verdict[0].startswith("Forecast: the LSTM") and any(v.startswith("Regimes: ARI") for v in verdict)
+    assert verdict[0].startswith("Forecast: the LSTM") and f"Regimes: ARI {ari:.2f}," in " ".join(verdict)

@@ -68,6 +68,8 @@ def test_regime_scores_ignore_label_names():
     assert s["ari"] == pytest.approx(1.0) and s["nmi"] == pytest.approx(1.0)
     merged = regime_scores(truth, ["x"] * 4 + ["y"] * 2)
     assert merged["ari"] < 1.0
+    # Worse than chance: every predicted group splits both true groups in half.
+    assert regime_scores(["a", "a", "b", "b"], ["x", "y", "x", "y"])["ari"] == pytest.approx(-0.5)
     feats = np.array([[0.0], [0.1], [5.0], [5.1], [10.0], [10.1]])
     assert regime_scores(truth, same, feats)["silhouette"] > 0.9
 

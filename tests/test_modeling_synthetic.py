@@ -9,19 +9,50 @@ import pytest
 from contract.runfolder import read_run
 from contract.schema import COLUMNS
 from contract.errors import BadInput
-from modeling.synthetic import synthetic_run, synthetic_samples, write_run
+from modeling.synthetic import TargetModel, _slo_violation, synthetic_run, synthetic_samples, write_run
 
 
-def test_contract_columns_one_row_per_second_and_the_slo_rule():
+def test_contract_columns_one_row_per_second():
     run = synthetic_run("mixed", seed=5)
     assert list(run.columns) == COLUMNS
     assert run["elapsed_s"].tolist() == list(range(300))
     assert run["timestamp"].iloc[0] == "2026-01-01T00:00:00Z"
-    slo = run.attrs["slo"]
-    rule = (run["latency_p95_ms"] > slo["latency_p95_ms"]) | (run["error_rate"] > slo["error_rate"])
-    assert (run["slo_violation"] == rule.astype(int)).all()          # NaN compares False: no data, no violation
+    assert set(run["slo_violation"]) == {0, 1}
     assert set(run["fault"]) == {"none", "latency", "cpu", "errors", "memory"}
     assert ((run["target_up"] == 0) == run["srv_rps"].isna()).all()  # gaps are marked
+
+
+SLO = {"latency_p95_ms": 800.0, "error_rate": 0.02}
+
+
+@pytest.mark.parametrize("p95_ms, error_rate, label", [
+    (801.0, 0.0, 1), (800.0, 0.0, 0),              # above the SLO latency violates; at it does not
+    (100.0, 0.03, 1), (100.0, 0.02, 0),            # the same for the error rate
+    (900.0, 0.5, 1),
+    (float("nan"), float("nan"), 0),               # a second without requests is not a violation
+    (900.0, float("nan"), 1), (float("nan"), 0.5, 1),
+])
+def test_a_second_is_labelled_by_the_slo(p95_ms, error_rate, label):
+    assert _slo_violation(p95_ms, error_rate, SLO) == label
+
+
+def _one_stage(slo, faults=()):
+    return {"name": "one-stage", "duration_s": 60, "slo": slo, "faults": list(faults),
+            "stages": [{"name": "hold", "until_s": 60, "users": 8, "spawn_rate": 8}]}
+
+
+def test_labels_follow_the_scenario_slo_and_no_data_is_no_violation():
+    # An SLO nothing can meet: every second with requests violates, the lost seconds do not.
+    tight = synthetic_run(_one_stage({"latency_p95_ms": 1.0, "error_rate": 0.5}), seed=4,
+                          model=TargetModel(gap_rate=0.1))
+    observed = tight["latency_p95_ms"].notna()
+    assert 0 < (~observed).sum() < len(tight)
+    assert tight["slo_violation"].tolist() == observed.astype(int).tolist()
+    # The error-rate side: a fault that fails every request violates an SLO whose latency is never reached.
+    errors = synthetic_run(_one_stage({"latency_p95_ms": 1e9, "error_rate": 0.2},
+                                      [{"kind": "errors", "start_s": 20, "duration_s": 15, "intensity": 1.0}]),
+                           seed=4, gaps=False)
+    assert errors["slo_violation"].tolist() == (errors["fault"] == "errors").astype(int).tolist()
 
 
 def test_same_seed_same_run_other_seed_other_run():

@@ -126,9 +126,9 @@ def test_a_gap_in_the_predictions_breaks_a_streak_and_target_down_acts_on_nothin
     policy = Policy(up_for_s=3, alert_probability=1.0)
     seq = [Prediction(T0, probability=0.9, workers=2), Prediction(T0 + 1, probability=0.9, workers=2),
            Prediction(T0 + 10, probability=0.9, workers=2), Prediction(T0 + 11, probability=0.9, workers=2)]
-    assert taken(policy.decide_all(seq)) == []
+    assert taken([policy.decide(p) for p in seq]) == []
     down = [Prediction(T0 + 12 + i, probability=0.9, workers=2, target_up=False) for i in range(5)]
-    decisions = policy.decide_all(down)
+    decisions = [policy.decide(p) for p in down]
     assert taken(decisions) == [] and "target down" in decisions[-1].reason
     with pytest.raises(ValueError):
         policy.decide(Prediction(T0, probability=0.1))
@@ -192,7 +192,16 @@ def test_bad_policy_files_name_the_file_and_the_key(tmp_path, body, message):
 def test_policy_config_validates_options_too():
     with pytest.raises(BadInput, match="policy.step: 0 is below 1"):
         policy_config("default", {"step": 0})
-    assert isinstance(Policy(PolicyConfig(max_workers=3)).config, PolicyConfig)
+    with pytest.raises(BadInput, match="policy.step: 0 is below 1"):
+        Policy(PolicyConfig(step=0))
+
+
+def test_a_policy_built_from_a_config_decides_by_its_values():
+    policy = Policy(PolicyConfig(max_workers=3, up_for_s=1, cooldown_up_s=0, alert_probability=1.0,
+                                 alert_at_max_workers=False))
+    decisions = [policy.decide(Prediction(T0 + i, probability=0.9, workers=w)) for i, w in enumerate([2, 3, 3])]
+    assert taken(decisions) == [(0, "scale_up", 1)]              # 2 -> 3, then held at max_workers 3
+    assert decisions[1].withheld is Action.SCALE_UP and "at max_workers 3" in decisions[1].reason
 
 
 # ---------------------------------------------------------------- reactive (HPA-like)
@@ -233,7 +242,7 @@ def test_reactive_slo_rule_scales_up_after_violations_and_raises_the_classic_ale
                                    slo_latency_p95_ms=800)
     seq = [Prediction(T0 + i, workers=2, observed_p95_ms=p95, observed_error_rate=0.0)
            for i, p95 in enumerate([300, 900, 950, 1200, 1300, 1400, 1500, 400])]
-    decisions = policy.decide_all(seq)
+    decisions = [policy.decide(p) for p in seq]
     assert taken(decisions) == [(3, "scale_up", 1), (5, "alert", 0)]
     assert decisions[3].reason == "SLO violated for 3 s"
     assert decisions[5].policy == "reactive:slo" and decisions[5].alert_active

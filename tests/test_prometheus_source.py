@@ -38,7 +38,7 @@ from collector.promserver import PrometheusSource, check_url, instance_regex
 from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS
 from contract.errors import BadInput
 
-from conftest import require_tool
+from externaltools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "prometheus" / "prometheus.yml"

@@ -8,7 +8,7 @@ import pytest
 
 from collector.promstats import (
     SERVER_KEYS, ScrapeError, Snapshot, histogram_quantile, increase, parse_snapshot,
-    server_endpoint_stats, server_stats,
+    server_stats,
 )
 
 # Scrape at t=100, single-process layout (with the _created gauges prometheus_client adds).
@@ -336,17 +336,6 @@ def test_server_stats_counter_born_between_scrapes():
     stats = server_stats(empty, parse_snapshot(RESTARTED, 2.0))
     assert stats["srv_rps"] == pytest.approx(3.5)
     assert stats["srv_error_rate"] == pytest.approx(1 / 7)
-
-
-def test_server_endpoint_stats(prev):
-    stats = server_endpoint_stats(prev, parse_snapshot(CUR, 101.0))
-    product = stats["api.product"]
-    # api.product increases: 0.25:20 0.5:40 1:43 +Inf:45
-    assert product["rps"] == pytest.approx(45.0)
-    assert product["p50_ms"] == pytest.approx((0.25 + 0.25 * 2.5 / 20) * 1000)
-    assert product["p95_ms"] == pytest.approx((0.5 + 0.5 * 2.75 / 3) * 1000)
-    assert stats["None"]["rps"] == pytest.approx(5.0)
-    assert server_endpoint_stats(None, prev) == {} and server_endpoint_stats(prev, None) == {}
 
 
 # ------------------------------------------------------------------ histogram_quantile

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.runfactory import make_run
+from runfactory import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -128,4 +128,8 @@ def test_model_report_on_a_tiny_model_computes_metrics_and_draws_every_figure(tm
     assert metrics["verdict"][0] in html.replace("&#x27;", "'")    # the verdict lines, word for word
     for goal in metrics["goals"]:
         assert goal.replace("_", " ") in html                      # and the goals table
-    assert "held-out run synthetic-fault-latency-s2" in html or "synthetic-fault-latency-s2" in html
+    # Scored and drawn on the held-out scenario, which training never saw.
+    trained_on = re.search(r"<th>trained on</th><td>([^<]*)</td>", html).group(1)
+    assert sorted(trained_on.split(", ")) == ["synthetic-fault-errors-s2", "synthetic-spike-s2"]
+    assert "<th>evaluated on</th><td>synthetic-fault-latency-s2 (" in html
+    assert "on run synthetic-fault-latency-s2, which the model never saw in training" in html

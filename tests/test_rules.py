@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
+from externaltools import require_tool
 
 RULES = Path(__file__).resolve().parent.parent / "prometheus" / "rules"
 

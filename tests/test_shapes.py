@@ -2,31 +2,55 @@
 
 from __future__ import annotations
 
-from contract.scenario import load_scenario
+import pytest
+
+from contract.scenario import load_scenario, parse_scenario
 from loadtests.shapes import shape_tick
 
 
-def test_tick_follows_stages_and_ends():
-    smoke = load_scenario("smoke")
-    stages = smoke.stages
-    assert shape_tick(smoke, 0.0) == (stages[0].users, float(stages[0].spawn_rate))
-    for prev, stage in zip(stages, stages[1:]):
-        just_before = shape_tick(smoke, prev.until_s - 0.01)
-        at = shape_tick(smoke, prev.until_s)
-        assert just_before == (prev.users, float(prev.spawn_rate))
-        assert at == (stage.users, float(stage.spawn_rate))
-    assert shape_tick(smoke, smoke.duration_s - 0.01) is not None
-    assert shape_tick(smoke, smoke.duration_s) is None
-    assert shape_tick(smoke, smoke.duration_s + 100) is None
+STEPS = parse_scenario("""
+name = "steps"
+duration_s = 30
+
+[[stages]]
+name = "ramp"
+until_s = 10
+users = 4
+spawn_rate = 2
+
+[[stages]]
+name = "hold"
+until_s = 25
+users = 12
+spawn_rate = 4
+
+[[stages]]
+name = "drain"
+until_s = 30
+users = 0
+spawn_rate = 6
+""")
 
 
-def test_tick_every_second_of_every_builtin_matches_the_plan():
-    from contract.scenario import builtin_scenarios
+@pytest.mark.parametrize("elapsed_s, expected", [
+    (0.0, (4, 2.0)),
+    (-0.5, (4, 2.0)),         # a clock a little behind the start gets the first stage
+    (9.99, (4, 2.0)),
+    (10.0, (12, 4.0)),        # a stage starts at its predecessor's until_s, not after it
+    (17.0, (12, 4.0)),
+    (24.99, (12, 4.0)),
+    (25.0, (0, 6.0)),         # the last stage may drain to zero users
+    (29.99, (0, 6.0)),
+    (30.0, None),             # duration_s is the end of the run: Locust stops
+    (130.0, None),
+])
+def test_tick_gives_the_stage_in_force_and_none_from_the_end(elapsed_s, expected):
+    assert shape_tick(STEPS, elapsed_s) == expected
 
-    for sc in builtin_scenarios():
-        for t in range(sc.duration_s):
-            users, _rate = shape_tick(sc, t + 0.5)
-            assert users == sc.users_at(t + 0.5), (sc.name, t)
+
+def test_tick_every_second_of_a_small_plan():
+    ticks = [shape_tick(STEPS, t + 0.5) for t in range(32)]
+    assert ticks == [(4, 2.0)] * 10 + [(12, 4.0)] * 15 + [(0, 6.0)] * 5 + [None] * 2
 
 
 def test_locust_shape_class_in_a_subprocess(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import require_tool
+from externaltools import require_tool
 from contract.errors import BadInput
 from monitor.policy import Action, Decision, Policy, Prediction
 from monitor.sinks import (

@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import require_tool
+from externaltools import require_tool
 
 pytestmark = pytest.mark.slow
 
