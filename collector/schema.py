@@ -40,7 +40,7 @@ NUMERIC_COLUMNS: list[str] = [
     c for c in COLUMNS if c not in TIME_COLUMNS + ["phase", "fault"]
 ]
 
-FAULT_KINDS = ("latency", "errors", "cpu", "memory")
+FAULT_KINDS = ("latency", "errors", "cpu", "memory", "threads")
 
 # Units and meanings, for the data card and reports.
 COLUMN_DOCS: dict[str, tuple[str, str]] = {
