@@ -281,16 +281,19 @@ class Collector:
             time.sleep(0.05)
         raise TimeoutError(f"load generator did not start within {self.config.t0_wait_s:g} s")
 
-    def run(self) -> dict:
-        self.t0 = self.wait_t0()
-        self.labels.t0 = self.t0
-        self.binner = SecondBinner(self.t0, self.scenario.slo.window_s)
+    def start_rows(self, t0: float) -> None:
+        """Fix the scenario's t=0 and open metrics.csv with its header (run() does this first)."""
+        self.t0 = t0
+        self.labels.t0 = t0
+        self.binner = SecondBinner(t0, self.scenario.slo.window_s)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        csv_path = self.out_dir / METRICS_CSV
-        self.csv_file = open(csv_path, "w", newline="")
+        self.csv_file = open(self.out_dir / METRICS_CSV, "w", newline="")
         self.writer = csv.writer(self.csv_file)
         self.writer.writerow(self.columns)
         self.csv_file.flush()
+
+    def run(self) -> dict:
+        self.start_rows(self.wait_t0())
         # Map the wall-clock t0 onto the monotonic clock once: deadlines never drift.
         mono_t0 = time.monotonic() - (time.time() - self.t0)
         self.view.prime(time.time())

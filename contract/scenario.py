@@ -6,6 +6,12 @@ written as paths with 0-based array indexes (`stages[2].until_s` is the third
 `[[stages]]` table). Times are whole seconds because a run records one labelled row
 per second: a stage or fault boundary inside a second would make that row's label
 ambiguous.
+
+A file uses one load model. Closed (`users` per stage): Locust users with think time, so
+the offered load falls when the target slows. Open (`rate` per stage): Poisson arrivals
+at a planned rate, independent of the answers, as k6's `ramping-arrival-rate` executor;
+`ramp_s` ramps linearly from the previous stage's rate (0 before the first stage).
+`Scenario.plan()` gives the plan of every second, which a model may read in advance.
 """
 
 from __future__ import annotations
@@ -25,11 +31,24 @@ DEFAULT_SCENARIO = "spike"
 
 TASKS = ("browse", "product", "search", "checkout", "stress")
 DEFAULT_MIX = {"browse": 5, "product": 4, "search": 2, "checkout": 1, "stress": 1}
+# The open model's default leaves /stress out: its 0.5-2.0 s wait at 1 request in 13 puts
+# the p95 of a window on the boundary between two latency modes (docs/contract.md).
+DEFAULT_OPEN_MIX = {"browse": 5, "product": 4, "search": 2, "checkout": 1}
+
+CLOSED, OPEN = "closed", "open"
+DEFAULT_MAX_IN_FLIGHT = 1000
+DEFAULT_WINDOW_S = 10
+# Older (closed-model) files have no window_s; they keep the per-second rule they had.
+CLOSED_DEFAULT_WINDOW_S = 1
 
 # Bounds that catch typos before they reach a laptop: a week of 1 Hz rows is 600k,
 # and more users than this is beyond any Locust the lab starts.
 MAX_DURATION_S = 7 * 24 * 3600
 MAX_USERS = 100_000
+MAX_RATE = 100_000.0
+MAX_IN_FLIGHT = 100_000
+MAX_WINDOW_S = 3600
+MAX_RSS_MB = 1024.0 * 1024.0
 # The same limits as `lab serve --workers/--threads`.
 MAX_WORKERS = 64
 MAX_THREADS = 256
@@ -44,10 +63,11 @@ _REQUIRED = ("name", "duration_s", "stages")
 
 @dataclass(frozen=True)
 class Slo:
-    """What counts as a violating second."""
+    """What counts as a violating second: limits on the requests of the trailing `window_s` s."""
 
     latency_p95_ms: float = 800.0
     error_rate: float = 0.02
+    window_s: int = DEFAULT_WINDOW_S
 
 
 @dataclass(frozen=True)
@@ -56,26 +76,38 @@ class TargetSettings:
 
     workers: int | None = None
     threads: int | None = None
+    max_worker_rss_mb: float | None = None   # a worker above this RSS is killed and replaced
 
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """How each simulated user behaves: think time and task weights."""
+    """How load is sent: think time (closed), the bound on outstanding requests (open), task weights."""
 
     wait_min_s: float = 0.5
     wait_max_s: float = 1.5
     # Read-only by convention; left out of the hash so a Scenario stays hashable.
     mix: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MIX), hash=False)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Hold `users` (reached at `spawn_rate` users/s) from the previous stage's end until `until_s`."""
+    """From the previous stage's end until `until_s`: hold `users` (closed) or `rate` (open).
+
+    Closed: `users` is reached at `spawn_rate` users/s. Open: `rate` requests/s, reached by
+    a linear ramp over the first `ramp_s` seconds from the previous stage's rate.
+    """
 
     name: str
     until_s: int
-    users: int
-    spawn_rate: float
+    users: int | None = None
+    spawn_rate: float | None = None
+    rate: float | None = None
+    ramp_s: int = 0
+
+    @property
+    def model(self) -> str:
+        return CLOSED if self.users is not None else OPEN
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,20 @@ class Fault:
     @property
     def end_s(self) -> int:
         return self.start_s + self.duration_s
+
+
+@dataclass(frozen=True)
+class PlannedSecond:
+    """The plan of one second [second, second + 1): what a model may know in advance.
+
+    `users` is the closed model's stage target (None in the open model); `rate` is the open
+    model's mean planned rate over the second, i.e. its expected arrivals (None when closed).
+    """
+
+    second: int
+    phase: str
+    users: int | None
+    rate: float | None
 
 
 @dataclass(frozen=True)
@@ -124,9 +170,60 @@ class Scenario:
                 return fault
         return None
 
-    def users_at(self, t: float) -> int:
-        """Return the planned user count at elapsed time t (the stage's target, not the ramp)."""
+    def users_at(self, t: float) -> int | None:
+        """Return the planned user count at elapsed time t (the stage's target, not the ramp; None when open)."""
         return self.stage_at(t).users
+
+    @property
+    def load_model(self) -> str:
+        """Return "open" (stages give rate) or "closed" (stages give users)."""
+        return self.stages[0].model
+
+    def rate_knots(self) -> tuple[tuple[float, float], ...]:
+        """Return the planned rate as (t, requests/s) knots, linear between them (open model).
+
+        Two knots at the same t are a step; the rate holds its last value from duration_s on.
+        Empty for a closed scenario.
+        """
+        if self.load_model != OPEN:
+            return ()
+        knots: list[tuple[float, float]] = []
+        start, previous = 0, 0.0
+        for stage in self.stages:
+            knots.append((float(start), previous if stage.ramp_s else stage.rate))
+            if stage.ramp_s:
+                knots.append((float(start + stage.ramp_s), stage.rate))
+            knots.append((float(stage.until_s), stage.rate))
+            start, previous = stage.until_s, stage.rate
+        return tuple(knots)
+
+    def rate_at(self, t: float) -> float | None:
+        """Return the planned arrival rate at elapsed time t (requests/s), or None when closed."""
+        knots = self.rate_knots()
+        if not knots:
+            return None
+        t = max(0.0, t)
+        for (t0, r0), (t1, r1) in zip(knots, knots[1:]):
+            if t0 <= t < t1:
+                return r0 + (r1 - r0) * (t - t0) / (t1 - t0)
+        return knots[-1][1]
+
+    def expected_arrivals(self, t_from: float, t_to: float) -> float | None:
+        """Return the planned arrivals in [t_from, t_to): the integral of the rate (None when closed)."""
+        knots = self.rate_knots()
+        if not knots:
+            return None
+        return _integral(knots, t_to) - _integral(knots, t_from)
+
+    def planned(self, second: int) -> PlannedSecond:
+        """Return the plan of second [second, second + 1); the rate is the mean over that second."""
+        stage = self.stage_at(second)
+        rate = self.expected_arrivals(second, second + 1)
+        return PlannedSecond(second=second, phase=stage.name, users=stage.users, rate=rate)
+
+    def plan(self) -> tuple[PlannedSecond, ...]:
+        """Return the plan of every second 0 .. duration_s - 1."""
+        return tuple(self.planned(second) for second in range(self.duration_s))
 
     # ------------------------------------------------------------ derived scenarios
 
@@ -154,7 +251,9 @@ class Scenario:
         for i, stage in enumerate(self.stages):
             # At least 1 s after the previous stage, and room for 1 s per later stage.
             until = min(max(scale(stage.until_s), previous + 1), new - (n - 1 - i))
-            stages.append(replace(stage, until_s=until))
+            # The ramp is part of the stage: it scales with it, and a ramp stays a ramp.
+            ramp = min(max(scale(stage.ramp_s), 1), until - previous) if stage.ramp_s else 0
+            stages.append(replace(stage, until_s=until, ramp_s=ramp))
             previous = until
 
         faults, previous_end = [], 0
@@ -176,11 +275,17 @@ class Scenario:
         if new > self.duration_s:
             reader.fail("duration_s", f"{new} s is longer than the scenario's {self.duration_s} s; "
                         "truncating only shortens (scale to lengthen)")
-        stages = []
+        stages, start, previous = [], 0, 0.0
         for stage in self.stages:
-            stages.append(replace(stage, until_s=min(stage.until_s, new)))
+            until = min(stage.until_s, new)
+            if stage.ramp_s > until - start:
+                # A ramp cut short ends where the cut is, at the rate it had reached there.
+                reached = previous + (stage.rate - previous) * (until - start) / stage.ramp_s
+                stage = replace(stage, rate=reached, ramp_s=until - start)
+            stages.append(replace(stage, until_s=until))
             if stage.until_s >= new:
                 break
+            start, previous = stage.until_s, stage.rate or 0.0
         faults = tuple(replace(f, duration_s=min(f.end_s, new) - f.start_s)
                        for f in self.faults if f.start_s < new)
         return replace(self, duration_s=new, stages=tuple(stages), faults=faults)
@@ -188,18 +293,32 @@ class Scenario:
     # ------------------------------------------------------------ serialisation
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict that `Scenario.from_dict` reads back."""
+        """Return a JSON-friendly dict that `Scenario.from_dict` reads back.
+
+        `load` and `stages` hold the keys of the scenario's own load model only, so a closed
+        scenario's dict keeps the shape it always had.
+        """
+        if self.load_model == OPEN:
+            load = {"max_in_flight": self.load.max_in_flight, "mix": dict(self.load.mix)}
+            stages = [{"name": s.name, "until_s": s.until_s, "rate": s.rate, "ramp_s": s.ramp_s}
+                      for s in self.stages]
+        else:
+            load = {"wait_min_s": self.load.wait_min_s, "wait_max_s": self.load.wait_max_s,
+                    "mix": dict(self.load.mix)}
+            stages = [{"name": s.name, "until_s": s.until_s, "users": s.users,
+                       "spawn_rate": s.spawn_rate} for s in self.stages]
         return {
             "name": self.name,
             "description": self.description,
             "duration_s": self.duration_s,
             "seed": self.seed,
-            "slo": {"latency_p95_ms": self.slo.latency_p95_ms, "error_rate": self.slo.error_rate},
-            "target": {"workers": self.target.workers, "threads": self.target.threads},
-            "load": {"wait_min_s": self.load.wait_min_s, "wait_max_s": self.load.wait_max_s,
-                     "mix": dict(self.load.mix)},
-            "stages": [{"name": s.name, "until_s": s.until_s, "users": s.users,
-                        "spawn_rate": s.spawn_rate} for s in self.stages],
+            "load_model": self.load_model,
+            "slo": {"latency_p95_ms": self.slo.latency_p95_ms, "error_rate": self.slo.error_rate,
+                    "window_s": self.slo.window_s},
+            "target": {"workers": self.target.workers, "threads": self.target.threads,
+                       "max_worker_rss_mb": self.target.max_worker_rss_mb},
+            "load": load,
+            "stages": stages,
             "faults": [{"kind": f.kind, "start_s": f.start_s, "duration_s": f.duration_s,
                         "intensity": f.intensity} for f in self.faults],
             "source": self.source,
@@ -214,7 +333,13 @@ class Scenario:
         source = data.pop("source", "") or ""
         if not isinstance(source, str):
             raise BadInput(f"<scenario>: source: expected a string, got {_type_name(source)}")
-        return _build(data, _Reader(source or "<scenario>"), source)
+        # Derived from the stages, written by to_dict for readers; checked, not trusted.
+        model = data.pop("load_model", None)
+        scenario = _build(data, _Reader(source or "<scenario>"), source)
+        if model is not None and model != scenario.load_model:
+            raise BadInput(f"{source or '<scenario>'}: load_model: {model!r} does not match the "
+                           f"stages, which use the {scenario.load_model} model")
+        return scenario
 
     def to_toml(self) -> str:
         """Return TOML text that loads back into an equal Scenario."""
@@ -227,19 +352,29 @@ class Scenario:
             lines.append(f"seed = {_toml(self.seed)}")
         lines += ["", "[slo]",
                   f"latency_p95_ms = {_toml(self.slo.latency_p95_ms)}",
-                  f"error_rate = {_toml(self.slo.error_rate)}"]
+                  f"error_rate = {_toml(self.slo.error_rate)}",
+                  f"window_s = {_toml(self.slo.window_s)}"]
         target = [(k, v) for k, v in (("workers", self.target.workers),
-                                      ("threads", self.target.threads)) if v is not None]
+                                      ("threads", self.target.threads),
+                                      ("max_worker_rss_mb", self.target.max_worker_rss_mb))
+                  if v is not None]
         if target:
             lines += ["", "[target]"] + [f"{k} = {_toml(v)}" for k, v in target]
-        lines += ["", "[load]",
-                  f"wait_min_s = {_toml(self.load.wait_min_s)}",
-                  f"wait_max_s = {_toml(self.load.wait_max_s)}",
-                  "", "[load.mix]"]
+        open_model = self.load_model == OPEN
+        lines += ["", "[load]"]
+        if open_model:
+            lines += [f"max_in_flight = {_toml(self.load.max_in_flight)}"]
+        else:
+            lines += [f"wait_min_s = {_toml(self.load.wait_min_s)}",
+                      f"wait_max_s = {_toml(self.load.wait_max_s)}"]
+        lines += ["", "[load.mix]"]
         lines += [f"{task} = {_toml(weight)}" for task, weight in self.load.mix.items()]
         for s in self.stages:
-            lines += ["", "[[stages]]", f"name = {_toml(s.name)}", f"until_s = {_toml(s.until_s)}",
-                      f"users = {_toml(s.users)}", f"spawn_rate = {_toml(s.spawn_rate)}"]
+            lines += ["", "[[stages]]", f"name = {_toml(s.name)}", f"until_s = {_toml(s.until_s)}"]
+            if open_model:
+                lines += [f"rate = {_toml(s.rate)}", f"ramp_s = {_toml(s.ramp_s)}"]
+            else:
+                lines += [f"users = {_toml(s.users)}", f"spawn_rate = {_toml(s.spawn_rate)}"]
         for f in self.faults:
             lines += ["", "[[faults]]", f"kind = {_toml(f.kind)}", f"start_s = {_toml(f.start_s)}",
                       f"duration_s = {_toml(f.duration_s)}", f"intensity = {_toml(f.intensity)}"]
@@ -379,43 +514,58 @@ def _build(data: dict[str, Any], r: _Reader, source: str) -> Scenario:
     seed = data.get("seed")
     if seed is not None:
         seed = r.integer(seed, "seed", minimum=0)
-    slo = _slo(data.get("slo"), r)
-    target = _target(data.get("target"), r)
-    load = _load(data.get("load"), r)
     stages = _stages(data["stages"], duration, r)
+    model = stages[0].model
+    slo = _slo(data.get("slo"), r, model)
+    target = _target(data.get("target"), r)
+    load = _load(data.get("load"), r, model)
     faults = _faults(data.get("faults"), duration, r)
     return Scenario(name=name, description=description, duration_s=duration, seed=seed, slo=slo,
                     target=target, load=load, stages=stages, faults=faults, source=source)
 
 
-def _slo(value: Any, r: _Reader) -> Slo:
-    if value is None:
-        return Slo()
-    t = r.table(value, "slo", ("latency_p95_ms", "error_rate"))
+def _slo(value: Any, r: _Reader, model: str) -> Slo:
     default = Slo()
+    window_default = DEFAULT_WINDOW_S if model == OPEN else CLOSED_DEFAULT_WINDOW_S
+    if value is None:
+        return replace(default, window_s=window_default)
+    t = r.table(value, "slo", ("latency_p95_ms", "error_rate", "window_s"))
     latency = t.get("latency_p95_ms", default.latency_p95_ms)
     error_rate = t.get("error_rate", default.error_rate)
+    window = r.seconds(t.get("window_s", window_default), "slo.window_s", positive=True)
+    if window > MAX_WINDOW_S:
+        r.fail("slo.window_s", f"{window} is above the maximum {MAX_WINDOW_S}")
     return Slo(latency_p95_ms=r.number(latency, "slo.latency_p95_ms", positive=True),
-               error_rate=r.number(error_rate, "slo.error_rate", minimum=0, maximum=1))
+               error_rate=r.number(error_rate, "slo.error_rate", minimum=0, maximum=1),
+               window_s=window)
 
 
 def _target(value: Any, r: _Reader) -> TargetSettings:
     if value is None:
         return TargetSettings()
-    t = r.table(value, "target", ("workers", "threads"))
-    workers, threads = t.get("workers"), t.get("threads")
+    t = r.table(value, "target", ("workers", "threads", "max_worker_rss_mb"))
+    workers, threads, rss = t.get("workers"), t.get("threads"), t.get("max_worker_rss_mb")
     return TargetSettings(
         workers=None if workers is None else r.integer(workers, "target.workers", minimum=1,
                                                        maximum=MAX_WORKERS),
         threads=None if threads is None else r.integer(threads, "target.threads", minimum=1,
-                                                       maximum=MAX_THREADS))
+                                                       maximum=MAX_THREADS),
+        max_worker_rss_mb=None if rss is None else r.number(rss, "target.max_worker_rss_mb",
+                                                             positive=True, maximum=MAX_RSS_MB))
 
 
-def _load(value: Any, r: _Reader) -> LoadSettings:
+def _load(value: Any, r: _Reader, model: str) -> LoadSettings:
+    default = LoadSettings() if model == CLOSED else LoadSettings(mix=dict(DEFAULT_OPEN_MIX))
     if value is None:
-        return LoadSettings()
-    t = r.table(value, "load", ("wait_min_s", "wait_max_s", "mix"))
-    default = LoadSettings()
+        return default
+    t = r.table(value, "load", ("wait_min_s", "wait_max_s", "max_in_flight", "mix"))
+    # A key of the other model would be silently ignored: refuse it (one file, one model).
+    foreign = ("max_in_flight",) if model == CLOSED else ("wait_min_s", "wait_max_s")
+    for key in foreign:
+        if key in t:
+            r.fail(f"load.{key}", _other_model(model))
+    max_in_flight = r.integer(t.get("max_in_flight", default.max_in_flight), "load.max_in_flight",
+                              minimum=1, maximum=MAX_IN_FLIGHT)
     wait_min = r.number(t.get("wait_min_s", default.wait_min_s), "load.wait_min_s", minimum=0)
     wait_max = r.number(t.get("wait_max_s", default.wait_max_s), "load.wait_max_s", minimum=0)
     if wait_max < wait_min:
@@ -427,7 +577,16 @@ def _load(value: Any, r: _Reader) -> LoadSettings:
         mix = {task: r.integer(w, f"load.mix.{task}", minimum=0) for task, w in given.items()}
         if not any(mix.values()):
             r.fail("load.mix", "at least one task needs a weight above 0")
-    return LoadSettings(wait_min_s=wait_min, wait_max_s=wait_max, mix=mix)
+    return LoadSettings(wait_min_s=wait_min, wait_max_s=wait_max, mix=mix,
+                        max_in_flight=max_in_flight)
+
+
+def _other_model(model: str) -> str:
+    if model == CLOSED:
+        return ("is for the open model (stages with rate); this file's stages give users "
+                "(closed model), and one file uses one model")
+    return ("is for the closed model (stages with users); this file's stages give rate "
+            "(open model), and one file uses one model")
 
 
 def _stages(value: Any, duration: int, r: _Reader) -> tuple[Stage, ...]:
@@ -439,26 +598,60 @@ def _stages(value: Any, duration: int, r: _Reader) -> tuple[Stage, ...]:
     seen: dict[str, int] = {}
     for i, item in enumerate(value):
         key = f"stages[{i}]"
-        t = r.table(item, key, ("name", "until_s", "users", "spawn_rate"),
-                    ("name", "until_s", "users", "spawn_rate"))
+        t = r.table(item, key, ("name", "until_s", "users", "spawn_rate", "rate", "ramp_s"),
+                    ("name", "until_s"))
+        model = _stage_model(t, key, stages, r)
         name = r.string(t["name"], f"{key}.name", label=True)
         if name in seen:
             r.fail(f"{key}.name", f"{name!r} is already the name of stages[{seen[name]}]; "
                    "stage names label the rows, so they must be unique")
         seen[name] = i
         until = r.seconds(t["until_s"], f"{key}.until_s", positive=True)
-        if stages and until <= stages[-1].until_s:
-            r.fail(f"{key}.until_s", f"{until} is not after the previous stage's until_s "
-                   f"{stages[-1].until_s}")
-        users = r.integer(t["users"], f"{key}.users", minimum=0, maximum=MAX_USERS)
-        spawn_rate = r.number(t["spawn_rate"], f"{key}.spawn_rate", positive=True)
-        stages.append(Stage(name=name, until_s=until, users=users, spawn_rate=spawn_rate))
+        start = stages[-1].until_s if stages else 0
+        if stages and until <= start:
+            r.fail(f"{key}.until_s", f"{until} is not after the previous stage's until_s {start}")
+        if model == CLOSED:
+            users = r.integer(t["users"], f"{key}.users", minimum=0, maximum=MAX_USERS)
+            spawn_rate = r.number(t["spawn_rate"], f"{key}.spawn_rate", positive=True)
+            stages.append(Stage(name=name, until_s=until, users=users, spawn_rate=spawn_rate))
+            continue
+        rate = r.number(t["rate"], f"{key}.rate", minimum=0, maximum=MAX_RATE)
+        ramp = r.seconds(t.get("ramp_s", 0), f"{key}.ramp_s", positive=False)
+        if ramp > until - start:
+            r.fail(f"{key}.ramp_s", f"{ramp} s is longer than the stage ({start}..{until} s); "
+                   "a ramp ends within its stage")
+        stages.append(Stage(name=name, until_s=until, rate=rate, ramp_s=ramp))
     last = stages[-1].until_s
     if last != duration:
         r.fail(f"stages[{len(stages) - 1}].until_s",
                f"the last stage ends at {last} s but duration_s is {duration}; stages must cover "
                f"the whole run, so the last until_s must equal duration_s")
     return tuple(stages)
+
+
+def _stage_model(t: dict[str, Any], key: str, stages: list[Stage], r: _Reader) -> str:
+    """Return the load model a stage table uses; refuse both, neither, or a second model."""
+    has_users, has_rate = t.get("users") is not None, t.get("rate") is not None
+    if has_users and has_rate:
+        r.fail(key, "gives both users (closed model) and rate (open model); a stage gives one")
+    if not has_users and not has_rate:
+        r.fail(f"{key}.users", "required key is missing: a stage gives users (closed model, "
+               "with spawn_rate) or rate (open model, with optional ramp_s)")
+    model = CLOSED if has_users else OPEN
+    if stages and stages[0].model != model:
+        r.fail(f"{key}.{'users' if has_users else 'rate'}",
+               f"this stage uses the {model} model but stages[0] uses the {stages[0].model} "
+               "model; one file uses one model")
+    if model == CLOSED:
+        if t.get("spawn_rate") is None:
+            r.fail(f"{key}.spawn_rate", "required key is missing")
+        if "ramp_s" in t:
+            r.fail(f"{key}.ramp_s", "is for open-model stages (rate); a closed stage (users) "
+                   "ramps at spawn_rate")
+    elif "spawn_rate" in t:
+        r.fail(f"{key}.spawn_rate", "is for closed-model stages (users); an open stage (rate) "
+               "ramps with ramp_s")
+    return model
 
 
 def _faults(value: Any, duration: int, r: _Reader) -> tuple[Fault, ...]:
@@ -496,6 +689,21 @@ def _faults(value: Any, duration: int, r: _Reader) -> tuple[Fault, ...]:
 
 
 # ---------------------------------------------------------------- small helpers
+
+
+def _integral(knots: tuple[tuple[float, float], ...], t: float) -> float:
+    """Return the integral of the piecewise-linear rate from 0 to t (expected arrivals)."""
+    total = 0.0
+    for (t0, r0), (t1, r1) in zip(knots, knots[1:]):
+        if t <= t0:
+            break
+        if t1 > t0:
+            end = min(t, t1)
+            r_end = r0 + (r1 - r0) * (end - t0) / (t1 - t0)
+            total += (r0 + r_end) / 2 * (end - t0)
+    if t > knots[-1][0]:
+        total += knots[-1][1] * (t - knots[-1][0])
+    return total
 
 
 def _type_name(value: Any) -> str:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,13 +145,18 @@ class _Children:
         self.collector: subprocess.Popen | None = None
         self.logs: list = []
 
-    def popen(self, cmd, log_path: Path, **kwargs) -> subprocess.Popen:
+    def popen(self, cmd, log_path: Path, cpus: list[int] | None = None, **kwargs) -> subprocess.Popen:
         log = open(log_path, "ab")
         self.logs.append(log)
+
+        def preexec():
+            die_with_parent()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         return subprocess.Popen(cmd, stdin=kwargs.pop("stdin", subprocess.DEVNULL),
-                                stdout=kwargs.pop("stdout", log),
-                                stderr=log, start_new_session=True, preexec_fn=die_with_parent,
-                                **kwargs)
+                                stdout=kwargs.pop("stdout", log), stderr=log, start_new_session=True,
+                                preexec_fn=preexec, **kwargs)
 
     @staticmethod
     def _stop(proc: subprocess.Popen | None, timeout: float) -> None:
@@ -195,6 +201,32 @@ def _locust_commands(opts: RunOptions, host: str, master_port: int) -> list[list
     workers = [base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
                for _ in range(opts.workers)]
     return [master] + workers
+
+
+def cpu_placement(available: set[int] | None = None) -> tuple[list[int] | None, list[int] | None]:
+    """Return (load generator CPUs, target CPUs): the first and the last half of ours; None on one CPU.
+
+    Apart, the target's capacity does not move with the load generator's CPU use.
+    """
+    cpus = sorted(os.sched_getaffinity(0) if available is None else available)
+    if len(cpus) < 2:
+        return None, None
+    half = len(cpus) // 2
+    return cpus[:half], cpus[half:]
+
+
+@contextmanager
+def _started_on(cpus: list[int] | None):
+    """Run the block with this thread on `cpus`: processes it starts inherit them (before exec)."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)   # pid 0 is this thread on Linux
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 class _FaultScheduler(threading.Thread):
@@ -268,9 +300,10 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     started_at = time.time()
     meta = {
         "run_id": run_id, "status": "failed", "scenario": scenario.to_dict(),
-        "seed": scenario.seed, "started_at": utc_iso(started_at), "ended_at": None,
+        "seed": scenario.seed, "load_model": scenario.load_model,
+        "started_at": utc_iso(started_at), "ended_at": None,
         "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
-                                  "locustfile": "loadtests/locustfile.py"},
+                                  "locustfile": "loadtests/locustfile.py", "cpus": None},
         "collector": {"source": "prometheus" if prometheus_url else "direct-scrape",
                       "prometheus_url": prometheus_url,
                       **({"prometheus_version": prometheus_info.get("version")} if prometheus_url else {})},
@@ -291,18 +324,22 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     try:
         # ---- target
         token = opts.admin_token or os.environ.get("LAB_ADMIN_TOKEN")
+        loadgen_cpus, target_cpus = cpu_placement() if host is None else (None, None)
         if host is None:
             tcfg = TargetConfig(port=free_port(), seed=scenario.seed or 0,
                                 workers=opts.target_workers or scenario.target.workers or 2,
                                 threads=opts.target_threads or scenario.target.threads or 4,
                                 metrics_port=free_port())
             status(f"starting target ({tcfg.workers} workers x {tcfg.threads} threads)")
-            children.target = Target(tcfg, log_path=run_dir / "target.log").start()
+            # gunicorn's master and every worker it ever forks inherit the placement.
+            with _started_on(target_cpus):
+                children.target = Target(tcfg, log_path=run_dir / "target.log").start()
             host, token = children.target.url, tcfg.token
             metrics_url = tcfg.metrics_url
             meta["target"] = {"embedded": True, "url": host, "workers": tcfg.workers,
                               "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread",
-                              "metrics_url": metrics_url}
+                              "metrics_url": metrics_url, "cpus": target_cpus}
+            meta["loadgen"]["cpus"] = loadgen_cpus
         else:
             meta["target"] = {"embedded": False, "url": host}
             metrics_url = host + "/metrics"
@@ -326,11 +363,13 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         # ---- Locust
         env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / SCENARIO_JSON),
                    LAB_SEED=str(scenario.seed or 0), LAB_OUT=str(locust_dir),
+                   LAB_LOCUST_PROCESSES=str(max(1, opts.workers)),
                    PYTHONPATH=str(ROOT), **opts.extra_env)
         commands = _locust_commands(opts, host, free_port())
         status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})")
         for n, cmd in enumerate(commands):
-            children.locust.append(children.popen(cmd, run_dir / f"locust-{n}.log", env=env, cwd=run_dir))
+            children.locust.append(children.popen(cmd, run_dir / f"locust-{n}.log", cpus=loadgen_cpus,
+                                                  env=env, cwd=run_dir))
 
         # ---- collector
         collector_cfg = {
@@ -410,6 +449,10 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     meta["rows"] = rows_written
     summary = summarize_run(run_dir, scenario)
     meta["summary"] = summary
+    if summary.get("dropped"):
+        meta["warnings"].append(
+            f"arrivals_dropped: {summary['dropped']} arrivals were not sent because "
+            f"{scenario.load.max_in_flight} requests were outstanding ([load] max_in_flight)")
     write_run_json(run_dir, meta)
     result = RunResult(run_dir, meta["status"], meta, summary)
     if interrupted:
@@ -489,4 +532,9 @@ def summarize_run(run_dir: Path, scenario: Scenario) -> dict:
             summary["latency_p95_ms_mean"] = round(float(frame["latency_p95_ms"].mean()), 1)
         if "autoscale_action" in frame.columns:
             summary["autoscale_actions"] = int((frame["autoscale_action"] != "none").sum())
+        if "dropped" in frame.columns:
+            summary["dropped"] = int(frame["dropped"].fillna(0).sum())
+        if "incident" in frame.columns:
+            incidents = frame["incident"].fillna("none").astype(str)
+            summary["incidents"] = {str(k): int(v) for k, v in incidents[incidents != "none"].value_counts().items()}
     return summary

@@ -179,7 +179,7 @@ def test_load_runs_from_folders_and_csv(tmp_path):
     write_run(synthetic_run("smoke", seed=4), tmp_path / "runs" / "two")
     loaded = load_runs([tmp_path / "runs", tmp_path / "runs" / "one"])   # the duplicate is read once
     assert [r.attrs["run_id"] for r in loaded] == ["synthetic-smoke-s3", "synthetic-smoke-s4"]
-    assert loaded[0].attrs["slo"] == {"latency_p95_ms": 2000.0, "error_rate": 0.02}
+    assert loaded[0].attrs["slo"] == {"latency_p95_ms": 2000.0, "error_rate": 0.02, "window_s": 1}
     assert len(loaded[0]) == 20
     csv = tmp_path / "imported.csv"
     run[["timestamp", *KEY_METRICS]].to_csv(csv, index=False)

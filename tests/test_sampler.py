@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from collector.clientstats import SAMPLE_HEADERS, SecondBinner
+from collector.clientstats import SAMPLE_HEADERS
 from collector.sampler import Collector, CollectorConfig
 from contract.schema import COLUMNS
 from contract.scenario import parse_scenario
@@ -76,11 +76,7 @@ def collector(tmp_path, *views, faults_enabled=True, loadgen=None):
     c = Collector(config, out=io.StringIO())
     c.view = CannedView(*views)
     c.loadgen = CannedLoadgen(loadgen if loadgen is not None else {101: 12.5})
-    c.t0 = T0
-    c.binner = SecondBinner(T0)
-    c.csv_file = open(tmp_path / "metrics.csv", "w", newline="")
-    c.writer = csv.writer(c.csv_file)
-    c.writer.writerow(c.columns)
+    c.start_rows(T0)
     return c
 
 
@@ -145,7 +141,12 @@ def test_rows_join_server_process_client_and_labels_per_second(tmp_path):
     assert set(empty) == {"error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "srv_rps",
                           "srv_error_rate", "srv_latency_p95_ms", "srv_latency_p50_ms", "srv_latency_p99_ms",
                           "srv_in_flight", "cpu_percent", "rss_mb", "threads", "fds", "target_workers",
-                          "sys_cpu_percent", "sys_mem_percent", "loadgen_cpu_percent"}
+                          "sys_cpu_percent", "sys_mem_percent", "loadgen_cpu_percent",
+                          # closed model, old-style status lines: no plan rate, no outstanding counts
+                          "planned_rate", "outstanding", "dropped", "arrivals", "srv_queue_p95_ms",
+                          "latency_p95_window_ms", "latency_p99_window_ms", "error_rate_window"}
+    assert [r["planned_users"] for r in rows] == ["2", "2", "5", "5"]
+    assert [r["incident"] for r in rows] == ["none"] * 4
 
 
 def test_each_row_is_also_one_json_line_on_stdout(tmp_path):
@@ -178,3 +179,62 @@ def test_a_saturated_load_generator_is_warned_about_once_after_ten_seconds(tmp_p
     assert c.warnings == ["loadgen_saturated: Locust process 101 held more than 90% of a core for 10 s "
                           "from second 0"]
     c.csv_file.close()
+
+
+OPEN = parse_scenario("""
+name = "open-rows"
+duration_s = 4
+
+[slo]
+latency_p95_ms = 500
+error_rate = 0.5
+window_s = 3
+
+[[stages]]
+name = "steady"
+until_s = 2
+rate = 10
+
+[[stages]]
+name = "up"
+until_s = 4
+rate = 30
+ramp_s = 2
+""")
+
+
+def test_open_model_rows_carry_the_plan_outstanding_drops_pooled_slo_and_incidents(tmp_path):
+    config = CollectorConfig(out_dir=str(tmp_path), duration_s=4, scenario=OPEN.to_dict(), t0=T0)
+    c = Collector(config, out=io.StringIO())
+    c.view = CannedView(*[({**UP, "srv_queue_p95_ms": 12.0, "incident": "none"}, PROCESS)] * 2,
+                        ({**UP, "srv_queue_p95_ms": 900.0, "incident": "worker_killed"}, PROCESS),
+                        (DOWN, NO_PROCESS))
+    c.loadgen = CannedLoadgen({101: 10.0})
+    c.start_rows(T0)
+    folder = tmp_path / "locust"
+    folder.mkdir()
+    # One slow second (2): pooled over 3 s its p95 is above the SLO for seconds 2..4.
+    samples = [(0.5, 100), (1.5, 100), (2.2, 2000), (2.4, 2100), (3.5, 100)]
+    (folder / "samples-1.csv").write_text(SAMPLE_HEADERS[1] + "\n" + "".join(
+        f"{T0 + t},{ms},1,/products,{ms / 2},{T0 + t - ms / 1000}\n" for t, ms in samples))
+    # ts,users,outstanding,dropped,sent: cumulative dropped and sent.
+    status = [(0.9, 1, 2, 0, 10), (1.9, 1, 3, 0, 20), (2.9, 1, 40, 5, 45), (3.9, 1, 60, 9, 75)]
+    (folder / "status-1.csv").write_text("ts,users,outstanding,dropped,sent\n" + "".join(
+        f"{T0 + t},{u},{o},{d},{s}\n" for t, u, o, d, s in status))
+    for second in range(4):
+        c.sample_second(second, T0 + second + 1)
+    c.drain_client()
+    for second in range(4):
+        c.finalise(second)
+    c.csv_file.close()
+    rows = rows_of(tmp_path)
+    assert [r["users"] for r in rows] == [""] * 4                  # the open model has no user count
+    assert [r["planned_users"] for r in rows] == [""] * 4
+    assert [float(r["planned_rate"]) for r in rows] == [10.0, 10.0, 15.0, 25.0]   # ramp 10 -> 30 over 2 s
+    assert [r["outstanding"] for r in rows] == ["2", "3", "40", "60"]
+    assert [r["dropped"] for r in rows] == ["0", "0", "5", "4"]
+    assert [r["arrivals"] for r in rows] == ["10", "10", "25", "30"]
+    assert [r["slo_violation"] for r in rows] == ["0", "0", "1", "1"]   # pooled: second 3 still sees second 2
+    assert rows[3]["latency_p95_ms"] == "100"                       # ... though its own second is fast
+    assert [r["incident"] for r in rows] == ["none", "none", "worker_killed", "none"]
+    assert [r["srv_queue_p95_ms"] for r in rows] == ["12", "12", "900", ""]

@@ -113,7 +113,8 @@ def good(tmp_path) -> Scenario:
 def test_good_file_loads_with_every_field(good, tmp_path):
     assert good.name == "t" and good.description == "a test plan"
     assert good.duration_s == 60 and good.seed == 3
-    assert good.slo == Slo(latency_p95_ms=900, error_rate=0.05)
+    assert good.slo == Slo(latency_p95_ms=900, error_rate=0.05, window_s=1)
+    assert good.load_model == "closed"
     assert good.target == TargetSettings(workers=1, threads=4)
     assert (good.load.wait_min_s, good.load.wait_max_s) == (0.1, 0.2)
     assert good.load.mix == {"browse": 1, "stress": 0}, "a given mix replaces the default one"
@@ -127,8 +128,9 @@ def test_good_file_loads_with_every_field(good, tmp_path):
 def test_optional_tables_take_their_defaults(tmp_path):
     s = read_scenario(write(tmp_path, MINIMAL))
     assert s.description == "" and s.seed is None and s.faults == ()
-    assert s.slo == Slo(latency_p95_ms=800, error_rate=0.02)
-    assert s.target == TargetSettings(workers=None, threads=None)
+    # A closed file without window_s keeps the per-second SLO rule of older runs.
+    assert s.slo == Slo(latency_p95_ms=800, error_rate=0.02, window_s=1)
+    assert s.target == TargetSettings(workers=None, threads=None, max_worker_rss_mb=None)
     assert (s.load.wait_min_s, s.load.wait_max_s) == (0.5, 1.5)
     assert s.load.mix == DEFAULT_MIX == {"browse": 5, "product": 4, "search": 2, "checkout": 1,
                                          "stress": 1}
@@ -435,3 +437,207 @@ def test_load_shapes_tell_their_story():
     assert {f.kind for f in load_scenario("soak").faults} == {"memory"}
     mixed = load_scenario("mixed")
     assert len(mixed.faults) >= 2 and len({s.users for s in mixed.stages}) >= 3
+
+
+# ---------------------------------------------------------------- the open model
+
+OPEN = """\
+name = "o"
+duration_s = 60
+seed = 4
+
+[slo]
+latency_p95_ms = 500
+
+[target]
+max_worker_rss_mb = 300
+
+[load]
+max_in_flight = 50
+
+[load.mix]
+browse = 3
+search = 1
+
+[[stages]]
+name = "steady"
+until_s = 20
+rate = 10
+
+[[stages]]
+name = "climb"
+until_s = 40
+rate = 30
+ramp_s = 10
+
+[[stages]]
+name = "drop"
+until_s = 60
+rate = 0
+
+[[faults]]
+kind = "threads"
+start_s = 25
+duration_s = 10
+intensity = 0.5
+"""
+
+
+@pytest.fixture
+def open_scenario(tmp_path) -> Scenario:
+    return read_scenario(write(tmp_path, OPEN, "open.toml"))
+
+
+def test_open_file_loads_with_its_own_settings(open_scenario):
+    s = open_scenario
+    assert s.load_model == "open"
+    assert [(st.name, st.until_s, st.rate, st.ramp_s, st.users) for st in s.stages] == [
+        ("steady", 20, 10.0, 0, None), ("climb", 40, 30.0, 10, None), ("drop", 60, 0.0, 0, None)]
+    assert s.load.max_in_flight == 50 and s.load.mix == {"browse": 3, "search": 1}
+    assert s.slo.window_s == 10, "the open model pools over 10 s unless the file says otherwise"
+    assert s.target.max_worker_rss_mb == 300.0
+    assert s.faults == (Fault("threads", 25, 10, 0.5),)
+    assert s.users_at(5) is None
+
+
+def test_open_defaults_leave_stress_out_and_bound_in_flight(tmp_path):
+    s = read_scenario(write(tmp_path, 'name = "o"\nduration_s = 5\n[[stages]]\nname = "a"\n'
+                            'until_s = 5\nrate = 2\n'))
+    assert s.load.max_in_flight == 1000 and "stress" not in s.load.mix
+    assert s.slo == Slo(window_s=10)
+
+
+def test_window_s_is_read_in_both_models(tmp_path):
+    closed = read_scenario(write(tmp_path, edited("error_rate = 0.05", "error_rate = 0.05\nwindow_s = 20")))
+    assert closed.slo.window_s == 20
+    per_second = read_scenario(write(tmp_path, edited("latency_p95_ms = 500", "latency_p95_ms = 500\n"
+                                                      "window_s = 1", OPEN)))
+    assert per_second.slo.window_s == 1
+
+
+def test_rate_follows_steps_and_linear_ramps(open_scenario):
+    s = open_scenario
+    assert s.rate_knots() == ((0, 10), (20, 10), (20, 10), (30, 30), (40, 30), (40, 0), (60, 0))
+    assert [s.rate_at(t) for t in (0, 19.9, 20, 25, 30, 39.9, 40, 59, 60, 100)] == [
+        10, 10, 10, 20, 30, 30, 0, 0, 0, 0]
+    assert s.expected_arrivals(0, 20) == pytest.approx(200)
+    assert s.expected_arrivals(20, 30) == pytest.approx(200), "mean 20/s over the 10 s ramp"
+    assert s.expected_arrivals(0, 60) == pytest.approx(200 + 200 + 300)
+
+
+def test_plan_gives_every_second_its_mean_rate(open_scenario):
+    plan = open_scenario.plan()
+    assert len(plan) == 60 and [p.second for p in plan] == list(range(60))
+    assert all(p.users is None for p in plan)
+    assert plan[0].phase == "steady" and plan[20].phase == "climb" and plan[59].phase == "drop"
+    # Second 20 is [20, 21): the ramp goes 10 -> 12/s, so its mean (and expected arrivals) is 11.
+    assert [p.rate for p in plan[18:23]] == pytest.approx([10, 10, 11, 13, 15])
+    assert plan[29].rate == pytest.approx(29) and plan[30].rate == pytest.approx(30)
+    assert plan[40].rate == 0
+    assert sum(p.rate for p in plan) == pytest.approx(open_scenario.expected_arrivals(0, 60))
+
+
+def test_plan_of_a_closed_file_gives_users_and_no_rate(good):
+    plan = good.plan()
+    assert [p.users for p in plan] == [good.users_at(t) for t in range(60)]
+    assert all(p.rate is None for p in plan)
+    assert good.rate_knots() == () and good.rate_at(3) is None and good.expected_arrivals(0, 5) is None
+
+
+def test_a_first_stage_ramp_starts_from_zero(tmp_path):
+    s = read_scenario(write(tmp_path, 'name = "o"\nduration_s = 10\n[[stages]]\nname = "a"\n'
+                            'until_s = 10\nrate = 10\nramp_s = 4\n'))
+    assert [round(p.rate, 6) for p in s.plan()[:5]] == [1.25, 3.75, 6.25, 8.75, 10]
+
+
+def test_open_round_trips_through_dict_json_and_toml(open_scenario, tmp_path):
+    data = json.loads(json.dumps(open_scenario.to_dict()))
+    assert data["load_model"] == "open"
+    assert data["stages"][1] == {"name": "climb", "until_s": 40, "rate": 30.0, "ramp_s": 10}
+    assert data["load"] == {"max_in_flight": 50, "mix": {"browse": 3, "search": 1}}
+    assert data["slo"]["window_s"] == 10 and data["target"]["max_worker_rss_mb"] == 300.0
+    assert Scenario.from_dict(data) == open_scenario
+    again = read_scenario(write(tmp_path, open_scenario.to_toml(), "again.toml"))
+    assert again == open_scenario and again.to_toml() == open_scenario.to_toml()
+
+
+def test_closed_dict_keeps_its_shape(good):
+    data = good.to_dict()
+    assert data["load_model"] == "closed"
+    assert set(data["load"]) == {"wait_min_s", "wait_max_s", "mix"}
+    assert all(set(st) == {"name", "until_s", "users", "spawn_rate"} for st in data["stages"])
+    assert data["slo"] == {"latency_p95_ms": 900.0, "error_rate": 0.05, "window_s": 1}
+
+
+def test_from_dict_checks_the_stated_load_model(open_scenario):
+    data = open_scenario.to_dict()
+    data["load_model"] = "closed"
+    with pytest.raises(BadInput, match="load_model: 'closed' does not match the stages, which use the open"):
+        Scenario.from_dict(data)
+
+
+def test_scaled_open_scenario_scales_its_ramps(open_scenario):
+    half = open_scenario.scaled(30)
+    assert [(st.until_s, st.ramp_s) for st in half.stages] == [(10, 0), (20, 5), (30, 0)]
+    assert half.expected_arrivals(10, 15) == pytest.approx(100), "mean 20/s over the halved ramp"
+    tiny = open_scenario.scaled(3)
+    assert [(st.until_s, st.ramp_s) for st in tiny.stages] == [(1, 0), (2, 1), (3, 0)]
+    assert Scenario.from_dict(tiny.to_dict()) == tiny
+
+
+def test_truncated_inside_a_ramp_keeps_the_plan_of_the_kept_seconds(open_scenario):
+    cut = open_scenario.truncated(25)
+    assert [(st.name, st.until_s, st.rate, st.ramp_s) for st in cut.stages] == [
+        ("steady", 20, 10.0, 0), ("climb", 25, 20.0, 5)]
+    assert [p.rate for p in cut.plan()] == pytest.approx([p.rate for p in open_scenario.plan()[:25]])
+    assert Scenario.from_dict(cut.to_dict()) == cut
+    assert open_scenario.truncated(60) == open_scenario
+
+
+OPEN_BAD_EDITS = [
+    (("rate = 30\n", "rate = 30\nusers = 3\n"), "stages[1]", "gives both users (closed model) and rate"),
+    (("rate = 30\n", ""), "stages[1].users", "required key is missing: a stage gives users"),
+    (("rate = 0\n", "users = 0\nspawn_rate = 1\n"), "stages[2].users",
+     "uses the closed model but stages[0] uses the open model; one file uses one model"),
+    (("ramp_s = 10", "ramp_s = 10\nspawn_rate = 2"), "stages[1].spawn_rate", "is for closed-model stages"),
+    (("ramp_s = 10", "ramp_s = 21"), "stages[1].ramp_s", "21 s is longer than the stage (20..40 s)"),
+    (("ramp_s = 10", "ramp_s = -1"), "stages[1].ramp_s", "is negative"),
+    (("ramp_s = 10", "ramp_s = 1.5"), "stages[1].ramp_s", "not a whole number of seconds"),
+    (("rate = 30", "rate = -3"), "stages[1].rate", "-3 is negative"),
+    (("rate = 30", 'rate = "30"'), "stages[1].rate", "expected a number, got a string"),
+    (("rate = 30", "rate = 1e9"), "stages[1].rate", "above the maximum"),
+    (("max_in_flight = 50", "max_in_flight = 0"), "load.max_in_flight", "below the minimum 1"),
+    (("max_in_flight = 50", "max_in_flight = 5.5"), "load.max_in_flight", "expected an integer"),
+    (("max_in_flight = 50", "max_in_flight = 50\nwait_min_s = 1"), "load.wait_min_s",
+     "is for the closed model (stages with users); this file's stages give rate"),
+    (("latency_p95_ms = 500", "latency_p95_ms = 500\nwindow_s = 0"), "slo.window_s", "at least 1 s"),
+    (("latency_p95_ms = 500", "latency_p95_ms = 500\nwindow_s = 2.5"), "slo.window_s",
+     "not a whole number of seconds"),
+    (("latency_p95_ms = 500", "latency_p95_ms = 500\nwindow_s = 7200"), "slo.window_s",
+     "above the maximum 3600"),
+    (("max_worker_rss_mb = 300", "max_worker_rss_mb = 0"), "target.max_worker_rss_mb", "greater than 0"),
+    (("max_worker_rss_mb = 300", "max_worker_rss_mb = true"), "target.max_worker_rss_mb",
+     "expected a number, got a boolean"),
+    (('kind = "threads"', 'kind = "disk"'), "faults[0].kind", "kinds are latency, errors, cpu, memory, threads"),
+]
+
+
+@pytest.mark.parametrize("edit, key, reason", OPEN_BAD_EDITS, ids=[f"{k}:{r}" for _, k, r in OPEN_BAD_EDITS])
+def test_bad_open_file_names_file_key_and_reason(tmp_path, edit, key, reason):
+    path = write(tmp_path, edited(*edit, base=OPEN))
+    with pytest.raises(BadInput) as caught:
+        read_scenario(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert reason in message, message
+    assert "\n" not in message
+
+
+def test_closed_file_refuses_open_model_keys(tmp_path):
+    assert "stages[1].ramp_s: is for open-model stages" in _bad(
+        tmp_path, edited("users = 10", "users = 10\nramp_s = 3"))
+    assert "load.max_in_flight: is for the open model" in _bad(
+        tmp_path, edited("wait_min_s = 0.1", "wait_min_s = 0.1\nmax_in_flight = 5"))
+    assert "stages[1].rate: this stage uses the open model but stages[0] uses the closed" in _bad(
+        tmp_path, edited("users = 10\nspawn_rate = 5", "rate = 10"))
+    assert "stages[0].spawn_rate: required key is missing" in _bad(tmp_path, edited("spawn_rate = 1\n", ""))

@@ -7,6 +7,20 @@ import pytest
 from contract.scenario import load_scenario, parse_scenario
 from loadtests.shapes import shape_tick
 
+OPEN = """\
+name = "o"
+duration_s = 30
+[[stages]]
+name = "low"
+until_s = 10
+rate = 5
+[[stages]]
+name = "high"
+until_s = 30
+rate = 50
+ramp_s = 5
+"""
+
 
 STEPS = parse_scenario("""
 name = "steps"
@@ -64,9 +78,9 @@ def test_locust_shape_class_in_a_subprocess(tmp_path):
         "import time, loadtests.locustfile as lf\n"
         "shape = lf.ScenarioShape()\n"
         "first = shape.tick()\n"
-        "shape._t0 -= 7\n"
+        "shape.t0 -= 7\n"
         "later = shape.tick()\n"
-        "shape._t0 -= 100\n"
+        "shape.t0 -= 100\n"
         "print(first, later, shape.tick())\n"
     )
     env = {"LAB_SCENARIO": "smoke", "LAB_OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -77,3 +91,12 @@ def test_locust_shape_class_in_a_subprocess(tmp_path):
     s0, s1 = smoke.stage_at(0), smoke.stage_at(7)
     assert proc.stdout.split("\n")[0] == f"({s0.users}, {float(s0.spawn_rate)}) ({s1.users}, {float(s1.spawn_rate)}) None"
     assert float((tmp_path / "t0").read_text()) > 0
+
+
+def test_open_model_runs_one_driver_per_process_for_the_whole_run():
+    sc = parse_scenario(OPEN)
+    for processes in (1, 2, 5):
+        ticks = {shape_tick(sc, t / 2, processes) for t in range(60)}
+        assert ticks == {(processes, float(processes))}, "the rate plan lives in the drivers' schedules"
+        assert shape_tick(sc, 30, processes) is None
+    assert shape_tick(sc, 0) == (1, 1.0)
