@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import os
 import secrets
 import tempfile
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from lab_errors import BadInput
 
 from .catalogue import make_catalogue, search
 from .costs import SeededRandom, burn_cpu, wait_io
@@ -27,6 +30,23 @@ DEFAULTS = {
     "METRICS": True,              # False only to measure the exporter's overhead
 }
 
+# The only environment variables create_app reads (gunicorn workers are configured this
+# way), each with its parser: anything else named LAB_* (LAB_DEBUG, LAB_SCENARIO, ...)
+# never reaches the config, and a token like "1e3" stays a string.
+ENV_KEYS = {
+    "LAB_SEED": ("SEED", "int"),
+    "LAB_STATE_DIR": ("STATE_DIR", "str"),
+    "LAB_ADMIN_TOKEN": ("ADMIN_TOKEN", "str"),
+    "LAB_ADMIN_ALLOW_REMOTE": ("ADMIN_ALLOW_REMOTE", "bool"),
+    "LAB_STRESS_WAIT_MIN_S": ("STRESS_WAIT_MIN_S", "float"),
+    "LAB_STRESS_WAIT_MAX_S": ("STRESS_WAIT_MAX_S", "float"),
+    "LAB_CATALOGUE_SIZE": ("CATALOGUE_SIZE", "int"),
+    "LAB_METRICS": ("METRICS", "bool"),
+}
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False, "": False}
+
 LIMITS = {"wait_min": 30.0, "wait_max": 30.0, "cpu_ms": 5000.0, "io_ms": 30000.0}
 
 api = Blueprint("api", __name__)
@@ -34,10 +54,10 @@ admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the target app: defaults, then LAB_* environment variables, then `config`."""
+    """Build the target app: defaults, then the LAB_* variables of ENV_KEYS, then `config`."""
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env("LAB")
+    app.config.from_mapping(config_from_env(os.environ))
     if config:
         app.config.from_mapping(config)
     app.config["DEBUG"] = bool(app.config.get("DEBUG", False))
@@ -58,6 +78,29 @@ def create_app(config: dict | None = None) -> Flask:
     app.before_request(_inject_faults)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def config_from_env(environ) -> dict:
+    """Read the known LAB_* variables, each parsed as its type; BadInput names a bad one."""
+    out = {}
+    for name, (key, kind) in ENV_KEYS.items():
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            if kind == "int":
+                out[key] = int(raw)
+            elif kind == "float":
+                out[key] = float(raw)
+                if not math.isfinite(out[key]):
+                    raise ValueError(raw)
+            elif kind == "bool":
+                out[key] = _BOOLS[raw.strip().lower()]
+            else:
+                out[key] = raw
+        except (ValueError, KeyError):
+            raise BadInput(f"environment: {name}: expected {kind}, got {raw!r}") from None
+    return out
 
 
 def new_token() -> str:

@@ -191,3 +191,40 @@ def test_low_intensity_memory_leak_still_grows(tmp_path):
     engine.stop()
     assert leaked >= 0.5 * 2.0 * 0.1 * MEMORY_RATE_MB_S
     assert engine.leaked_mb == 0.0
+
+
+# ------------------------------------------------------------------ configuration from the environment
+
+
+def test_only_known_lab_variables_reach_the_config(tmp_path, monkeypatch):
+    """LAB_DEBUG must not turn Flask's debugger on under gunicorn; other LAB_* keys stay out."""
+    from target_app.app import create_app
+
+    monkeypatch.setenv("LAB_DEBUG", "true")
+    monkeypatch.setenv("LAB_SCENARIO", "spike")
+    monkeypatch.setenv("LAB_TESTING", "1")
+    monkeypatch.setenv("LAB_SEED", "7")
+    app = create_app({"STATE_DIR": str(tmp_path)})
+    assert app.config["DEBUG"] is False and app.debug is False
+    assert "SCENARIO" not in app.config and app.config["TESTING"] is False
+    assert app.config["SEED"] == 7
+
+
+@pytest.mark.parametrize("raw", ["1e3", "true", "null", "1.50"])
+def test_a_token_from_the_environment_stays_the_string_given(tmp_path, monkeypatch, raw):
+    from target_app.app import create_app
+
+    monkeypatch.setenv("LAB_ADMIN_TOKEN", raw)
+    client = create_app({"STATE_DIR": str(tmp_path)}).test_client()
+    assert client.get("/admin/faults", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+
+
+@pytest.mark.parametrize("name,raw", [("LAB_SEED", "abc"), ("LAB_METRICS", "maybe"),
+                                      ("LAB_STRESS_WAIT_MIN_S", "nan")])
+def test_a_bad_known_variable_is_one_line_naming_it(tmp_path, monkeypatch, name, raw):
+    from lab_errors import BadInput
+    from target_app.app import create_app
+
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(BadInput, match=f"^environment: {name}: expected"):
+        create_app({"STATE_DIR": str(tmp_path)})
