@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
 import math
 import os
 import secrets
-import tempfile
+import shutil
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -18,6 +19,7 @@ from .catalogue import make_catalogue, search
 from .costs import SeededRandom, burn_cpu, wait_io
 from .faults import KINDS, MAX_ADDED_LATENCY_S, FaultEngine, FaultSpecError, FaultStore, parse_fault
 from .metrics import init_metrics
+from .statedir import new_state_dir
 
 DEFAULTS = {
     "SEED": 0,
@@ -62,7 +64,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.from_mapping(config)
     app.config["DEBUG"] = bool(app.config.get("DEBUG", False))
     if not app.config["STATE_DIR"]:
-        app.config["STATE_DIR"] = tempfile.mkdtemp(prefix="lab-target-")
+        own = new_state_dir()
+        atexit.register(shutil.rmtree, own, ignore_errors=True)
+        app.config["STATE_DIR"] = str(own)
     if not app.config["ADMIN_TOKEN"]:
         app.config["ADMIN_TOKEN"] = new_token()
 

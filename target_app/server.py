@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import requests
 from lab_errors import LabError
 
 from .app import new_token
+from .statedir import new_state_dir
 
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 2
@@ -32,13 +32,32 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this child if the lab process dies (no orphans)."""
+_spawner_pid = os.getpid()
+
+
+def _remember_spawner() -> None:
+    global _spawner_pid
+    _spawner_pid = os.getpid()
+
+
+# Runs in the parent just before every fork (subprocess with a preexec_fn included), so a
+# child knows which process spawned it even if that one dies before the child looks.
+os.register_at_fork(before=_remember_spawner)
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to send SIGTERM to this child if the lab process dies (no orphans).
+
+    Meant as a preexec_fn. The death signal is armed only from here on: a parent that
+    died between the fork and now would leave an orphan, so exit if it is already gone.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
-        pass
+        return
+    if os.getppid() != (_spawner_pid if parent_pid is None else parent_pid):
+        os._exit(1)
 
 
 def _has_control_socket() -> bool:
@@ -55,7 +74,7 @@ class TargetConfig:
     threads: int = DEFAULT_THREADS
     seed: int = 0
     token: str = field(default_factory=new_token)
-    state_dir: Path | None = None
+    state_dir: Path | None = None        # keep state here; None: a temporary folder, removed at stop
     admin_allow_remote: bool = False
     access_log: bool = False
     max_workers: int = 16
@@ -84,7 +103,8 @@ class Target:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._own_state = config.state_dir is None
-        self.state_dir = Path(config.state_dir or tempfile.mkdtemp(prefix="lab-target-"))
+        self.state_dir = Path(config.state_dir) if config.state_dir else new_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self._log = None
 
     @property
@@ -208,6 +228,9 @@ class Target:
             self._log = None
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        else:
+            # The caller's folder keeps the state files; the metrics files are scratch.
+            shutil.rmtree(self.state_dir / "prometheus", ignore_errors=True)
         return self.proc.returncode
 
     def __enter__(self) -> "Target":
