@@ -66,18 +66,26 @@ def serve(
     dev: Annotated[bool, typer.Option("--dev", help="Flask's development server with debug on (never for load tests).")] = False,
 ):
     """Run the instrumented target app under gunicorn in the foreground."""
+    from lab_errors import BadInput
     from target_app.server import TargetConfig, serve_foreground
 
+    if dev and bind_all:
+        # Werkzeug's debugger runs any code typed into an error page.
+        raise BadInput("--dev: refused with --bind-all: the debugger would run code for anyone who reaches it")
     host = "0.0.0.0" if bind_all else "127.0.0.1"
     config = TargetConfig(port=port, host=host, workers=workers, threads=threads, seed=seed,
                           access_log=access_log, metrics_port=metrics_port,
                           admin_allow_remote=admin_allow_remote)
     if token:
         config.token = token
+    # A token the user chose stays out of stdout (container logs); a generated one is shown once.
+    token_line = ("admin token: the one given (--token or LAB_ADMIN_TOKEN)" if token
+                  else f"admin token: {config.token}")
     if dev:
         from target_app.app import create_app
 
         err.print("[yellow]--dev: Flask development server, debug on, one process; not for load tests[/]")
+        out.print(token_line)
         create_app({"SEED": seed, "ADMIN_TOKEN": config.token, "DEBUG": True,
                     "ADMIN_ALLOW_REMOTE": admin_allow_remote}).run(
             host=host, port=port, debug=True, use_reloader=False)
@@ -85,7 +93,7 @@ def serve(
 
     def ready(target):
         out.print(f"target serving on [bold]{target.url}[/] (pid {target.pid}, {workers} workers x {threads} threads)")
-        out.print(f"admin token: {config.token}")
+        out.print(token_line)
         if metrics_port:
             out.print(f"metrics listener: {config.metrics_url}")
         out.print(f"try: curl {target.url}/stress   |   metrics: {target.url}/metrics   |   Ctrl-C stops")
