@@ -228,3 +228,54 @@ def test_a_bad_known_variable_is_one_line_naming_it(tmp_path, monkeypatch, name,
     monkeypatch.setenv(name, raw)
     with pytest.raises(BadInput, match=f"^environment: {name}: expected"):
         create_app({"STATE_DIR": str(tmp_path)})
+
+
+# ------------------------------------------------------------------ queue time (X-Request-Start)
+
+
+@pytest.mark.parametrize("header,expected", [
+    ("t=1700000000123456", 1700000000.123456),      # epoch microseconds: what the lab sends
+    ("t=1700000000.123456", 1700000000.123456),     # seconds with a fraction
+    ("1700000000123456", 1700000000.123456),        # plain digits, unit from the magnitude
+    ("1700000000123", 1700000000.123),
+    ("1700000000", 1700000000.0),
+    ("t=1700000000123456789", 1700000000.123456789),
+    (" t=1700000000.5 ", 1700000000.5),
+    ("t=", None), ("t=abc", None), ("1e9", None), ("-5", None), ("", None), (None, None),
+])
+def test_request_start_formats(header, expected):
+    from target_app.metrics import parse_request_start
+
+    got = parse_request_start(header)
+    assert got == (None if expected is None else pytest.approx(expected, abs=1e-6))
+
+
+def queue_histogram(client) -> tuple[float, float, dict]:
+    m = samples(client)
+    buckets = {dict(lab)["le"]: v for (n, lab), v in m.items() if n == "lab_request_queue_seconds_bucket"}
+    return m[("lab_request_queue_seconds_count", ())], m[("lab_request_queue_seconds_sum", ())], buckets
+
+
+def test_queue_time_is_observed_from_a_sane_stamp_only(client):
+    now = time.time()
+    client.get("/products/1", headers={"X-Request-Start": f"t={int((now - 0.5) * 1e6)}"})
+    count, total_s, buckets = queue_histogram(client)
+    assert count == 1 and 0.5 <= total_s < 1.5
+    assert buckets["0.4"] == 0 and buckets["1.1"] == 1
+
+    client.get("/products/1", headers={"X-Request-Start": f"t={now + 5:.6f}"})   # clock ahead: 0
+    client.get("/products/1")                                                       # no stamp
+    client.get("/products/1", headers={"X-Request-Start": f"t={int((now - 7200) * 1e6)}"})
+    client.get("/products/1", headers={"X-Request-Start": "garbage"})
+    client.get("/healthz", headers={"X-Request-Start": f"t={int(now * 1e6)}"})    # not traffic
+    count2, total2, buckets2 = queue_histogram(client)
+    assert count2 == 2 and total2 == pytest.approx(total_s)
+    assert buckets2["0.001"] == 1
+
+
+def test_queue_buckets_cover_1ms_to_30s_about_20_percent_apart():
+    from target_app.metrics import QUEUE_BUCKETS
+
+    assert QUEUE_BUCKETS[0] == 0.001 and QUEUE_BUCKETS[-1] == 30.0
+    ratios = [b / a for a, b in zip(QUEUE_BUCKETS, QUEUE_BUCKETS[1:])]
+    assert min(ratios) >= 1.1 and max(ratios) <= 1.3

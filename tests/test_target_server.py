@@ -162,3 +162,41 @@ def test_metrics_listener_answers_while_every_worker_thread_is_busy(make_target)
         assert "lab_fault_active" in resp.text
         for f in busy:
             f.result()
+
+
+def stamped_get(url: str) -> int:
+    stamp = f"t={int(time.time() * 1e6)}"
+    return requests.get(url, headers={"X-Request-Start": stamp}, timeout=30).status_code
+
+
+def queue_totals(url: str) -> tuple[float, float]:
+    """(count, sum) of lab_request_queue_seconds at a metrics URL."""
+    count = total = None
+    for family in text_string_to_metric_families(requests.get(url, timeout=5).text):
+        for s in family.samples:
+            if s.name == "lab_request_queue_seconds_count":
+                count = s.value
+            elif s.name == "lab_request_queue_seconds_sum":
+                total = s.value
+    assert count is not None and total is not None, "lab_request_queue_seconds missing"
+    return count, total
+
+
+def test_queue_time_rises_under_saturation(make_target):
+    """More concurrent slow requests than threads: later ones wait for a thread, and it shows."""
+    from target_app.server import free_port
+
+    target = make_target(workers=1, threads=2, metrics_port=free_port())
+    url = target.url + "/stress?wait_min=0.4&wait_max=0.4"
+    for _ in range(4):
+        assert stamped_get(url) == 200
+    light_n, light_sum = queue_totals(target.config.metrics_url)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        assert set(pool.map(lambda _: stamped_get(url), range(12))) == {200}
+    for metrics_url in (target.config.metrics_url, target.url + "/metrics"):
+        n, total_s = queue_totals(metrics_url)
+        assert n == light_n + 12
+        light_mean, heavy_mean = light_sum / light_n, (total_s - light_sum) / 12
+        print(f"{metrics_url}: queue mean light {light_mean * 1000:.1f} ms, saturated {heavy_mean * 1000:.0f} ms")
+        # 12 requests of 0.4 s on 2 threads: the n-th pair waits about (n-1) x 0.4 s, mean ~1 s
+        assert light_mean < 0.05 and heavy_mean >= 0.5
