@@ -18,6 +18,7 @@ from lab_errors import BadInput
 from .catalogue import make_catalogue, search
 from .costs import SeededRandom, burn_cpu, wait_io
 from .faults import KINDS, MAX_ADDED_LATENCY_S, FaultEngine, FaultSpecError, FaultStore, parse_fault
+from .incidents import IncidentLog
 from .metrics import init_metrics
 from .statedir import new_state_dir
 
@@ -30,6 +31,7 @@ DEFAULTS = {
     "STRESS_WAIT_MAX_S": 2.0,
     "CATALOGUE_SIZE": 500,
     "METRICS": True,              # False only to measure the exporter's overhead
+    "INCIDENT_LOG": None,         # also append incident lines here (the run's events.jsonl)
 }
 
 # The only environment variables create_app reads (gunicorn workers are configured this
@@ -44,6 +46,7 @@ ENV_KEYS = {
     "LAB_STRESS_WAIT_MAX_S": ("STRESS_WAIT_MAX_S", "float"),
     "LAB_CATALOGUE_SIZE": ("CATALOGUE_SIZE", "int"),
     "LAB_METRICS": ("METRICS", "bool"),
+    "LAB_INCIDENT_LOG": ("INCIDENT_LOG", "str"),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -70,13 +73,15 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config["ADMIN_TOKEN"]:
         app.config["ADMIN_TOKEN"] = new_token()
 
+    incidents = IncidentLog(app.config["STATE_DIR"], app.config["INCIDENT_LOG"])
     engine = FaultEngine(FaultStore(app.config["STATE_DIR"]))
     app.extensions["lab_faults"] = engine
+    app.extensions["lab_incidents"] = incidents
     app.extensions["lab_rng"] = SeededRandom(int(app.config["SEED"]))
     app.extensions["lab_catalogue"] = make_catalogue(int(app.config["CATALOGUE_SIZE"]),
                                                      int(app.config["SEED"]))
     if app.config["METRICS"]:
-        init_metrics(app, engine)
+        init_metrics(app, engine, incidents)
     app.register_blueprint(api)
     app.register_blueprint(admin)
     app.before_request(_inject_faults)

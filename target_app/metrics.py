@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_flask_exporter import PrometheusMetrics
 
 from .faults import KINDS, FaultEngine, FaultStore
+from .incidents import IncidentCollector, IncidentLog
 
 # Fine enough to read p50/p95/p99 between 5 ms and 30 s: about 20% apart, so linear
 # interpolation inside a bucket is off by at most ~10% of the value.
@@ -125,7 +126,7 @@ class ProcessTreeCollector:
                                 value=rss)
 
 
-def init_metrics(app: Flask, engine: FaultEngine) -> None:
+def init_metrics(app: Flask, engine: FaultEngine, incidents: IncidentLog) -> None:
     """Instrument the app and register its /metrics endpoint."""
     registry = CollectorRegistry(auto_describe=True)
     exporter = PrometheusMetrics(
@@ -175,6 +176,7 @@ def init_metrics(app: Flask, engine: FaultEngine) -> None:
             scrape = CollectorRegistry()
             scrape.register(_RegistryView(registry))
         scrape.register(faults)
+        scrape.register(IncidentCollector(incidents))
         return Response(generate_latest(scrape), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -202,5 +204,6 @@ def start_metrics_server(port: int, host: str, state_dir: str) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
     registry.register(FaultCollector(FaultStore(state_dir)))
+    registry.register(IncidentCollector(IncidentLog(state_dir)))
     registry.register(ProcessTreeCollector(os.getpid()))   # runs in the master
     start_http_server(port, addr=host, registry=registry)

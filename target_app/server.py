@@ -80,6 +80,7 @@ class TargetConfig:
     max_workers: int = 16
     metrics: bool = True
     metrics_port: int | None = None      # a listener of its own for /metrics (master process)
+    incident_log: Path | None = None     # also append incident lines here (the run's events.jsonl)
 
     @property
     def url(self) -> str:
@@ -150,6 +151,9 @@ class Target:
             "PYTHONUNBUFFERED": "1",
             "LAB_METRICS": "true" if c.metrics else "false",
         })
+        env.pop("LAB_INCIDENT_LOG", None)   # the config decides, not the caller's environment
+        if c.incident_log:
+            env["LAB_INCIDENT_LOG"] = str(Path(c.incident_log).absolute())
         if c.metrics_port:
             env["LAB_METRICS_PORT"] = str(c.metrics_port)
             env["LAB_METRICS_HOST"] = "127.0.0.1" if c.host in ("127.0.0.1", "localhost") else c.host
