@@ -32,6 +32,7 @@ DEFAULTS = {
     "CATALOGUE_SIZE": 500,
     "METRICS": True,              # False only to measure the exporter's overhead
     "INCIDENT_LOG": None,         # also append incident lines here (the run's events.jsonl)
+    "THREADS": 4,                 # request threads per process: what a threads fault exhausts
 }
 
 # The only environment variables create_app reads (gunicorn workers are configured this
@@ -47,6 +48,7 @@ ENV_KEYS = {
     "LAB_CATALOGUE_SIZE": ("CATALOGUE_SIZE", "int"),
     "LAB_METRICS": ("METRICS", "bool"),
     "LAB_INCIDENT_LOG": ("INCIDENT_LOG", "str"),
+    "LAB_THREADS": ("THREADS", "int"),            # set per worker from gunicorn's --threads
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -74,7 +76,8 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["ADMIN_TOKEN"] = new_token()
 
     incidents = IncidentLog(app.config["STATE_DIR"], app.config["INCIDENT_LOG"])
-    engine = FaultEngine(FaultStore(app.config["STATE_DIR"]))
+    engine = FaultEngine(FaultStore(app.config["STATE_DIR"]), threads=int(app.config["THREADS"]),
+                         incidents=incidents)
     app.extensions["lab_faults"] = engine
     app.extensions["lab_incidents"] = incidents
     app.extensions["lab_rng"] = SeededRandom(int(app.config["SEED"]))
@@ -130,9 +133,10 @@ def _rng() -> SeededRandom:
 
 
 def _inject_faults():
-    """Apply request-path faults (latency, errors) to tracked endpoints."""
+    """Apply request-path faults (threads, latency, errors) to tracked endpoints."""
     if request.path.startswith(("/metrics", "/healthz", "/admin")):
         return None
+    _engine().hold_if_stuck()      # a stuck thread returns only when the fault is gone
     faults = _engine().current()
     latency = faults.get("latency")
     if latency is not None:

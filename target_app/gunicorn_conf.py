@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 
 
 def on_starting(server):
@@ -24,6 +25,30 @@ def when_ready(server):
 def post_fork(server, worker):
     # Seeds per worker: the same seed and worker number draw the same numbers.
     os.environ["LAB_WORKER_INDEX"] = str(worker.age)
+    # The pool a threads fault exhausts: gunicorn's own setting, whoever started it.
+    os.environ["LAB_THREADS"] = str(server.cfg.threads)
+
+
+def post_worker_init(worker):
+    # Stuck threads (threads fault) would hold a stopping worker until its graceful timeout
+    # and the interpreter's exit forever: release them when the worker is told to stop.
+    from target_app.faults import release_stuck_threads
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _stop(signum, frame):
+        release_stuck_threads()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.siginterrupt(signal.SIGTERM, False)   # signal() reset what gunicorn had set
+
+
+def worker_int(worker):
+    from target_app.faults import release_stuck_threads
+
+    release_stuck_threads()
 
 
 def child_exit(server, worker):

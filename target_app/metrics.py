@@ -143,6 +143,10 @@ def init_metrics(app: Flask, engine: FaultEngine, incidents: IncidentLog) -> Non
     started = Gauge("lab_target_start_time_seconds", "Start time of the worker process",
                     registry=registry, multiprocess_mode="livemin")
     started.set(time.time())
+    stuck = Gauge("lab_fault_stuck_threads", "Request threads held by the threads fault",
+                  registry=registry, multiprocess_mode="livesum")
+    stuck.set(0)
+    engine.on_stuck = stuck.set
     queue = Histogram("lab_request_queue_seconds",
                       "Time from the client's X-Request-Start stamp to the handler's start",
                       registry=registry, buckets=QUEUE_BUCKETS)

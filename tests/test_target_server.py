@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -200,3 +202,85 @@ def test_queue_time_rises_under_saturation(make_target):
         print(f"{metrics_url}: queue mean light {light_mean * 1000:.1f} ms, saturated {heavy_mean * 1000:.0f} ms")
         # 12 requests of 0.4 s on 2 threads: the n-th pair waits about (n-1) x 0.4 s, mean ~1 s
         assert light_mean < 0.05 and heavy_mean >= 0.5
+
+
+def metric_values(url: str) -> dict[tuple[str, str | None], float]:
+    text = requests.get(url, timeout=5).text
+    return {(s.name, s.labels.get("kind")): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_threads_fault_shrinks_capacity_until_exhausted_and_no_worker_timeout_hides_it(
+        make_target, tmp_path, monkeypatch):
+    """1 x 2 target, threads fault at 1.0 for 6 s: one thread stuck, then both; then all back.
+
+    The worker timeout is cut to 2 s: gthread's heartbeat comes from the main thread, so an
+    exhausted pool for 3 s must not make the master abort and replace the worker.
+    """
+    from target_app.server import Target, free_port
+
+    command = Target.command
+
+    def short_timeout(self):
+        cmd = command(self)
+        cmd[cmd.index("--timeout") + 1] = "2"
+        return cmd
+
+    monkeypatch.setattr(Target, "command", short_timeout)
+    events = tmp_path / "events.jsonl"
+    target = make_target(workers=1, threads=2, metrics_port=free_port(), incident_log=events)
+    workers = target.worker_pids()
+    done, stop = [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                if requests.get(target.url + "/products/1", timeout=15).status_code == 200:
+                    done.append(time.monotonic())
+            except requests.RequestException:
+                pass
+
+    inject(target, kind="threads", intensity=1.0, duration_s=6)
+    t0 = time.monotonic()
+    stuck_seen = []
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(6):
+            pool.submit(client)
+        while time.monotonic() - t0 < 8.0:
+            v = metric_values(target.config.metrics_url)
+            stuck_seen.append((time.monotonic() - t0, v[("lab_fault_stuck_threads", None)]))
+            time.sleep(0.25)
+        stop.set()
+    served = [t - t0 for t in done]
+    half = sum(0.3 <= t <= 2.7 for t in served)
+    exhausted = sum(3.4 <= t <= 5.7 for t in served)
+    after = sum(t >= 6.3 for t in served)
+    print(f"served: one thread stuck {half}, exhausted {exhausted}, after {after}; stuck {stuck_seen}")
+    assert half > 50 and exhausted == 0 and after > 0
+    assert max(n for t, n in stuck_seen if 0.5 <= t <= 2.7) == 1.0
+    assert min(n for t, n in stuck_seen if 3.4 <= t <= 5.7) == 2.0
+    assert stuck_seen[-1][1] == 0.0
+    v = metric_values(target.config.metrics_url)
+    assert v[("lab_incidents_total", "pool_exhausted")] == 1.0
+    assert metric_values(target.url + "/metrics")[("lab_incidents_total", "pool_exhausted")] == 1.0
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["event"], e["kind"]) for e in lines] == [("incident", "pool_exhausted")]
+    assert lines[0]["pid"] == workers[0]
+    assert target.worker_pids() == workers
+    assert "WORKER TIMEOUT" not in target.log_path.read_text()
+
+
+def test_a_stopping_target_releases_its_stuck_threads(make_target):
+    """SIGTERM lets stuck threads go: the held request is answered and stop is quick."""
+    target = make_target(workers=1, threads=2)
+    inject(target, kind="threads", intensity=1.0, duration_s=60)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(timed_get, target.url + "/products/1")
+        time.sleep(1.0)
+        assert not held.done()
+        started = time.perf_counter()
+        code = target.stop()
+        stopped_in = time.perf_counter() - started
+        _elapsed, status = held.result(timeout=5)
+    print(f"stopped in {stopped_in:.2f} s")
+    assert status == 200 and code == 0 and stopped_in < 5.0
