@@ -64,6 +64,7 @@ def serve(
     admin_allow_remote: Annotated[bool, typer.Option("--admin-allow-remote", help="Let /admin answer clients that are not on loopback (containers, a lab runner on another machine); the bearer token is still required.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Print one line per request.")] = False,
     dev: Annotated[bool, typer.Option("--dev", help="Flask's development server with debug on (never for load tests).")] = False,
+    max_worker_rss_mb: Annotated[Optional[float], typer.Option(min=1, help="Kill (SIGKILL) a worker whose resident memory passes this many MB, as a container's OOM kill does; gunicorn starts a replacement.")] = None,
 ):
     """Run the instrumented target app under gunicorn in the foreground."""
     from lab_errors import BadInput
@@ -75,7 +76,7 @@ def serve(
     host = "0.0.0.0" if bind_all else "127.0.0.1"
     config = TargetConfig(port=port, host=host, workers=workers, threads=threads, seed=seed,
                           access_log=access_log, metrics_port=metrics_port,
-                          admin_allow_remote=admin_allow_remote)
+                          admin_allow_remote=admin_allow_remote, max_worker_rss_mb=max_worker_rss_mb)
     if token:
         config.token = token
     # A token the user chose stays out of stdout (container logs); a generated one is shown once.

@@ -33,6 +33,7 @@ DEFAULTS = {
     "METRICS": True,              # False only to measure the exporter's overhead
     "INCIDENT_LOG": None,         # also append incident lines here (the run's events.jsonl)
     "THREADS": 4,                 # request threads per process: what a threads fault exhausts
+    "MAX_WORKER_RSS_MB": None,    # the master's kill limit: a memory fault leaks until it
 }
 
 # The only environment variables create_app reads (gunicorn workers are configured this
@@ -49,6 +50,7 @@ ENV_KEYS = {
     "LAB_METRICS": ("METRICS", "bool"),
     "LAB_INCIDENT_LOG": ("INCIDENT_LOG", "str"),
     "LAB_THREADS": ("THREADS", "int"),            # set per worker from gunicorn's --threads
+    "LAB_MAX_WORKER_RSS_MB": ("MAX_WORKER_RSS_MB", "float"),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -77,7 +79,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     incidents = IncidentLog(app.config["STATE_DIR"], app.config["INCIDENT_LOG"])
     engine = FaultEngine(FaultStore(app.config["STATE_DIR"]), threads=int(app.config["THREADS"]),
-                         incidents=incidents)
+                         incidents=incidents, rss_limit_mb=app.config["MAX_WORKER_RSS_MB"])
     app.extensions["lab_faults"] = engine
     app.extensions["lab_incidents"] = incidents
     app.extensions["lab_rng"] = SeededRandom(int(app.config["SEED"]))

@@ -32,8 +32,9 @@ KINDS = ("latency", "errors", "cpu", "memory", "threads")
 
 # What intensity 1.0 means, per kind (documented in /admin/faults and README).
 MAX_ADDED_LATENCY_S = 2.0          # latency: added delay per request
-MEMORY_RATE_MB_S = 20.0            # memory: leak rate per worker process
-MEMORY_CAP_MB = 1024.0             # memory: never leak more than this per worker
+MEMORY_RATE_MB_S = 10.0            # memory: leak rate per worker process
+MEMORY_CAP_MB = 1024.0             # memory: never leak more than this per worker, unless
+                                   # max_worker_rss_mb is higher: then up to it (a kill ends it)
 CPU_PERIOD_S = 0.02                # cpu: duty-cycle period of the burner thread
 
 
@@ -153,6 +154,16 @@ class FaultStore:
 _engines: "weakref.WeakSet[FaultEngine]" = weakref.WeakSet()
 
 
+def start_watchers() -> None:
+    """Start every engine's watcher in this process now, not at its first request.
+
+    A worker that gets no request (or a replacement booting during a fault) must still
+    apply the CPU and memory faults to itself.
+    """
+    for engine in list(_engines):
+        engine.start()
+
+
 def release_stuck_threads() -> None:
     """Let every stuck thread of this process go (the worker is shutting down)."""
     for engine in list(_engines):
@@ -164,14 +175,17 @@ class FaultEngine:
 
     `threads` is the size of this process's request pool (the threads fault's 100%);
     `incidents` receives `pool_exhausted` when stuck threads leave it no free thread;
-    `on_stuck(n)` is called whenever the number of stuck threads changes.
+    `on_stuck(n)` is called whenever the number of stuck threads changes;
+    `rss_limit_mb` is the master's kill limit, which a memory leak must be able to reach.
     """
 
     def __init__(self, store: FaultStore, poll_s: float = 0.05, threads: int = 4,
                  incidents: IncidentLog | None = None,
-                 on_stuck: Callable[[int], None] | None = None):
+                 on_stuck: Callable[[int], None] | None = None,
+                 rss_limit_mb: float | None = None):
         self.store = store
         self.poll_s = poll_s
+        self.leak_cap_mb = max(MEMORY_CAP_MB, rss_limit_mb or 0.0)
         self.threads = max(1, int(threads))
         self.incidents = incidents
         self.on_stuck = on_stuck
@@ -293,7 +307,7 @@ class FaultEngine:
             return
         # Owed growth accumulates across polls: at low intensity one poll is far below 1 MB.
         self._leak_due_mb += MEMORY_RATE_MB_S * fault.intensity * dt
-        grow = min(self._leak_due_mb, MEMORY_CAP_MB - self._leak_mb)
+        grow = min(self._leak_due_mb, self.leak_cap_mb - self._leak_mb)
         if grow >= 1.0:
             n = int(grow * 1024 * 1024)
             # Fill with non-zero bytes so the pages are really resident.

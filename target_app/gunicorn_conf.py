@@ -20,6 +20,15 @@ def when_ready(server):
 
         start_metrics_server(int(port), os.environ.get("LAB_METRICS_HOST", "127.0.0.1"),
                              os.environ["LAB_STATE_DIR"])
+    limit = os.environ.get("LAB_MAX_WORKER_RSS_MB")
+    if limit:
+        # In the master, like a container runtime's OOM killer outside the process it kills.
+        from target_app.incidents import IncidentLog
+        from target_app.watchdog import RssWatchdog
+
+        incidents = IncidentLog(os.environ["LAB_STATE_DIR"], os.environ.get("LAB_INCIDENT_LOG"))
+        RssWatchdog(lambda: list(server.WORKERS), float(limit), incidents,
+                    log=server.log.warning).start()
 
 
 def post_fork(server, worker):
@@ -30,10 +39,11 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
+    from target_app.faults import release_stuck_threads, start_watchers
+
+    start_watchers()   # faults apply to this worker from its boot, traffic or not
     # Stuck threads (threads fault) would hold a stopping worker until its graceful timeout
     # and the interpreter's exit forever: release them when the worker is told to stop.
-    from target_app.faults import release_stuck_threads
-
     previous = signal.getsignal(signal.SIGTERM)
 
     def _stop(signum, frame):

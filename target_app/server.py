@@ -81,6 +81,7 @@ class TargetConfig:
     metrics: bool = True
     metrics_port: int | None = None      # a listener of its own for /metrics (master process)
     incident_log: Path | None = None     # also append incident lines here (the run's events.jsonl)
+    max_worker_rss_mb: float | None = None   # the master SIGKILLs a worker above this RSS
 
     @property
     def url(self) -> str:
@@ -151,9 +152,12 @@ class Target:
             "PYTHONUNBUFFERED": "1",
             "LAB_METRICS": "true" if c.metrics else "false",
         })
-        env.pop("LAB_INCIDENT_LOG", None)   # the config decides, not the caller's environment
+        for name in ("LAB_INCIDENT_LOG", "LAB_MAX_WORKER_RSS_MB"):
+            env.pop(name, None)   # the config decides, not the caller's environment
         if c.incident_log:
             env["LAB_INCIDENT_LOG"] = str(Path(c.incident_log).absolute())
+        if c.max_worker_rss_mb:
+            env["LAB_MAX_WORKER_RSS_MB"] = f"{float(c.max_worker_rss_mb):g}"
         if c.metrics_port:
             env["LAB_METRICS_PORT"] = str(c.metrics_port)
             env["LAB_METRICS_HOST"] = "127.0.0.1" if c.host in ("127.0.0.1", "localhost") else c.host

@@ -59,3 +59,11 @@ def test_a_token_the_user_gave_is_never_printed(served, how):
     assert served[-1].token == secret
     assert secret not in result.output and secret not in result.stderr
     assert "admin token" in result.output
+
+
+def test_max_worker_rss_mb_reaches_the_target_config(served):
+    assert invoke().exit_code == 0 and served[-1].max_worker_rss_mb is None
+    result = invoke("--max-worker-rss-mb", "450")
+    assert result.exit_code == 0, result.output
+    assert served[-1].max_worker_rss_mb == 450.0
+    assert invoke("--max-worker-rss-mb", "0").exit_code == 2

@@ -126,7 +126,7 @@ def test_each_fault_kind_shows_its_effect_on_all_workers(make_target):
 
     before = rss_mb()
     inject(target, kind="memory", intensity=1.0)
-    time.sleep(2.5)
+    time.sleep(3.5)   # 10 MB/s per worker
     leaked = rss_mb()
     assert leaked >= before + 50, (before, leaked)
     clear(target)
@@ -284,3 +284,27 @@ def test_a_stopping_target_releases_its_stuck_threads(make_target):
         _elapsed, status = held.result(timeout=5)
     print(f"stopped in {stopped_in:.2f} s")
     assert status == 200 and code == 0 and stopped_in < 5.0
+
+
+def booted_workers(target, n: int) -> list[int]:
+    """Worker pids once all `n` have booted (/healthz answered from the first one only)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(target.worker_pids()) != n:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    pids = target.worker_pids()
+    assert len(pids) == n
+    return pids
+
+
+def test_a_worker_that_got_no_request_still_applies_the_memory_fault(make_target):
+    """Only one worker receives the admin call; the other must leak too, from its own watcher."""
+    target = make_target(workers=2, threads=1)
+    workers = [psutil.Process(pid) for pid in booted_workers(target, 2)]
+    before = [p.memory_info().rss / 2**20 for p in workers]
+    inject(target, kind="memory", intensity=1.0, duration_s=10)
+    time.sleep(2.0)
+    grown = [p.memory_info().rss / 2**20 - b for p, b in zip(workers, before)]
+    clear(target)
+    print(f"grown per worker: {grown} MB")
+    assert min(grown) >= 10
