@@ -164,3 +164,26 @@ def test_a_named_state_folder_holds_the_state_and_no_temporary_one_is_made(tmp_p
         assert (named / "faults.json").exists() and (named / "prometheus").is_dir()
     assert (named / "faults.json").exists() and not (named / "prometheus").exists()
     assert list(scratch.iterdir()) == []
+
+
+SPAWN_FROM_A_FORK = textwrap.dedent("""
+    import os, subprocess, sys
+    from target_app.server import die_with_parent
+
+    marker = sys.argv[1]
+    child = os.fork()          # a process that imported the module long before it spawns
+    if child == 0:
+        proc = subprocess.Popen([sys.executable, "-c", f"open({marker!r}, 'w').write('ok')"],
+                                preexec_fn=die_with_parent)
+        os._exit(proc.wait())
+    _, status = os.waitpid(child, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+""")
+
+
+def test_die_with_parent_knows_its_spawner_in_a_forked_process(tmp_path):
+    """The spawner is the process that forks the child, not the one that imported the module."""
+    marker = tmp_path / "ran"
+    done = subprocess.run([sys.executable, "-c", SPAWN_FROM_A_FORK, str(marker)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=30)
+    assert done.returncode == 0 and marker.read_text() == "ok"
