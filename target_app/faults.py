@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .incidents import IncidentLog
+from .incidents import POOL_EXHAUSTED, IncidentLog
 
 KINDS = ("latency", "errors", "cpu", "memory", "threads")
 
@@ -36,6 +36,7 @@ MEMORY_RATE_MB_S = 10.0            # memory: leak rate per worker process
 MEMORY_CAP_MB = 1024.0             # memory: never leak more than this per worker, unless
                                    # max_worker_rss_mb is higher: then up to it (a kill ends it)
 CPU_PERIOD_S = 0.02                # cpu: duty-cycle period of the burner thread
+# threads: every request thread of a worker stuck by the end of the duration (stuck_target)
 
 
 class FaultSpecError(ValueError):
@@ -242,7 +243,7 @@ class FaultEngine:
             self._exhausted = self._exhausted or exhausted
         self._stuck_changed(stuck)
         if exhausted and self.incidents is not None:
-            self.incidents.record("pool_exhausted", f"{stuck} of {self.threads} threads stuck "
+            self.incidents.record(POOL_EXHAUSTED, f"{stuck} of {self.threads} threads stuck "
                                   f"(threads fault, intensity {fault.intensity:g})")
         try:
             while not self._release.wait(self.poll_s):
@@ -265,7 +266,7 @@ class FaultEngine:
         if self.on_stuck is not None:
             self.on_stuck(stuck)
 
-    # -- the watcher thread, one per worker process (started lazily after fork)
+    # -- the watcher thread, one per worker process (after fork: at worker boot or first use)
     def _ensure_thread(self) -> None:
         if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
             return
