@@ -91,22 +91,27 @@ def serve(
     admin_allow_remote: Annotated[bool, typer.Option("--admin-allow-remote", help="Let /admin answer clients that are not on loopback (containers, a lab runner on another machine); the bearer token is still required.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Print one line per request.")] = False,
     dev: Annotated[bool, typer.Option("--dev", help="Flask's development server with debug on (never for load tests).")] = False,
+    max_worker_rss_mb: Annotated[Optional[float], typer.Option(min=1, help="Kill (SIGKILL) a worker whose resident memory passes this many MB, as a container's OOM kill does; gunicorn starts a replacement.")] = None,
 ):
     """Run the instrumented target app under gunicorn in the foreground."""
     from target_app.server import TargetConfig, serve_dev, serve_foreground
 
     config = TargetConfig(port=port, host="0.0.0.0" if bind_all else "127.0.0.1", workers=workers,
                           threads=threads, seed=seed, access_log=access_log, metrics_port=metrics_port,
-                          admin_allow_remote=admin_allow_remote)
+                          admin_allow_remote=admin_allow_remote, max_worker_rss_mb=max_worker_rss_mb)
     if token:
         config.token = token
+    # A token the user chose stays out of stdout (container logs); a generated one is shown once.
+    token_line = ("admin token: the one given (--token or LAB_ADMIN_TOKEN)" if token
+                  else f"admin token: {config.token}")
     if dev:
-        err.print("[yellow]--dev: Flask development server, debug on, one process; not for load tests[/]")
-        return serve_dev(config)
+        return serve_dev(config, on_ready=lambda: (
+            err.print("[yellow]--dev: Flask development server, debug on, one process; not for load tests[/]"),
+            out.print(token_line)))
 
     def ready(target):
         out.print(f"target serving on [bold]{target.url}[/] (pid {target.pid}, {workers} workers x {threads} threads)")
-        out.print(f"admin token: {config.token}")
+        out.print(token_line)
         if metrics_port:
             out.print(f"metrics listener: {config.metrics_url}")
         out.print(f"try: curl {target.url}/stress   |   metrics: {target.url}/metrics   |   Ctrl-C stops")

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, LOCUST_DIR, METRICS_CSV,
+from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, TARGET_STATE_DIR, LOCUST_DIR, METRICS_CSV,
                                 SCENARIO_JSON, T0_FILE, atomic_write_json, host_facts, package_versions,
                                 read_samples, utc_iso, write_run_json)
 from contract.errors import BadInput, Interrupted, LabError
@@ -329,7 +329,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             tcfg = TargetConfig(port=free_port(), seed=scenario.seed or 0,
                                 workers=opts.target_workers or scenario.target.workers or 2,
                                 threads=opts.target_threads or scenario.target.threads or 4,
-                                metrics_port=free_port())
+                                metrics_port=free_port(), state_dir=run_dir / TARGET_STATE_DIR,
+                                incident_log=run_dir / EVENTS_JSONL,
+                                max_worker_rss_mb=scenario.target.max_worker_rss_mb)
             status(f"starting target ({tcfg.workers} workers x {tcfg.threads} threads)")
             # gunicorn's master and every worker it ever forks inherit the placement.
             with _started_on(target_cpus):
@@ -338,7 +340,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             metrics_url = tcfg.metrics_url
             meta["target"] = {"embedded": True, "url": host, "workers": tcfg.workers,
                               "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread",
-                              "metrics_url": metrics_url, "cpus": target_cpus}
+                              "metrics_url": metrics_url, "cpus": target_cpus,
+                              "max_worker_rss_mb": tcfg.max_worker_rss_mb}
             meta["loadgen"]["cpus"] = loadgen_cpus
         else:
             meta["target"] = {"embedded": False, "url": host}

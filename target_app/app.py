@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
+import math
 import os
 import secrets
-import tempfile
+import shutil
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from contract.errors import BadInput
+
 from .catalogue import make_catalogue, search
 from .costs import SeededRandom, burn_cpu, wait_io
 from .faults import KINDS, MAX_ADDED_LATENCY_S, FaultEngine, FaultSpecError, FaultStore, parse_fault
+from .incidents import IncidentLog
 from .metrics import init_metrics
+from .statedir import new_state_dir
 
 DEFAULTS = {
     "SEED": 0,
@@ -25,7 +31,30 @@ DEFAULTS = {
     "STRESS_WAIT_MAX_S": 2.0,
     "CATALOGUE_SIZE": 500,
     "METRICS": True,              # False only to measure the exporter's overhead
+    "INCIDENT_LOG": None,         # also append incident lines here (the run's events.jsonl)
+    "THREADS": 4,                 # request threads per process: what a threads fault exhausts
+    "MAX_WORKER_RSS_MB": None,    # the master's kill limit: a memory fault leaks until it
 }
+
+# The only environment variables create_app reads (gunicorn workers are configured this
+# way), each with its parser: anything else named LAB_* (LAB_DEBUG, LAB_SCENARIO, ...)
+# never reaches the config, and a token like "1e3" stays a string.
+ENV_KEYS = {
+    "LAB_SEED": ("SEED", "int"),
+    "LAB_STATE_DIR": ("STATE_DIR", "str"),
+    "LAB_ADMIN_TOKEN": ("ADMIN_TOKEN", "str"),
+    "LAB_ADMIN_ALLOW_REMOTE": ("ADMIN_ALLOW_REMOTE", "bool"),
+    "LAB_STRESS_WAIT_MIN_S": ("STRESS_WAIT_MIN_S", "float"),
+    "LAB_STRESS_WAIT_MAX_S": ("STRESS_WAIT_MAX_S", "float"),
+    "LAB_CATALOGUE_SIZE": ("CATALOGUE_SIZE", "int"),
+    "LAB_METRICS": ("METRICS", "bool"),
+    "LAB_INCIDENT_LOG": ("INCIDENT_LOG", "str"),
+    "LAB_THREADS": ("THREADS", "int"),            # set per worker from gunicorn's --threads
+    "LAB_MAX_WORKER_RSS_MB": ("MAX_WORKER_RSS_MB", "float"),
+}
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False, "": False}
 
 LIMITS = {"wait_min": 30.0, "wait_max": 30.0, "cpu_ms": 5000.0, "io_ms": 30000.0}
 
@@ -34,30 +63,58 @@ admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the target app: defaults, then LAB_* environment variables, then `config`."""
+    """Build the target app: defaults, then the LAB_* variables of ENV_KEYS, then `config`."""
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env("LAB")
+    app.config.from_mapping(config_from_env(os.environ))
     if config:
         app.config.from_mapping(config)
     app.config["DEBUG"] = bool(app.config.get("DEBUG", False))
     if not app.config["STATE_DIR"]:
-        app.config["STATE_DIR"] = tempfile.mkdtemp(prefix="lab-target-")
+        own = new_state_dir()
+        atexit.register(shutil.rmtree, own, ignore_errors=True)
+        app.config["STATE_DIR"] = str(own)
     if not app.config["ADMIN_TOKEN"]:
         app.config["ADMIN_TOKEN"] = new_token()
 
-    engine = FaultEngine(FaultStore(app.config["STATE_DIR"]))
+    incidents = IncidentLog(app.config["STATE_DIR"], app.config["INCIDENT_LOG"])
+    engine = FaultEngine(FaultStore(app.config["STATE_DIR"]), threads=int(app.config["THREADS"]),
+                         incidents=incidents, rss_limit_mb=app.config["MAX_WORKER_RSS_MB"])
     app.extensions["lab_faults"] = engine
+    app.extensions["lab_incidents"] = incidents
     app.extensions["lab_rng"] = SeededRandom(int(app.config["SEED"]))
     app.extensions["lab_catalogue"] = make_catalogue(int(app.config["CATALOGUE_SIZE"]),
                                                      int(app.config["SEED"]))
     if app.config["METRICS"]:
-        init_metrics(app, engine)
+        init_metrics(app, engine, incidents)
     app.register_blueprint(api)
     app.register_blueprint(admin)
     app.before_request(_inject_faults)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def config_from_env(environ) -> dict:
+    """Read the known LAB_* variables, each parsed as its type; BadInput names a bad one."""
+    out = {}
+    for name, (key, kind) in ENV_KEYS.items():
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            if kind == "int":
+                out[key] = int(raw)
+            elif kind == "float":
+                out[key] = float(raw)
+                if not math.isfinite(out[key]):
+                    raise ValueError(raw)
+            elif kind == "bool":
+                out[key] = _BOOLS[raw.strip().lower()]
+            else:
+                out[key] = raw
+        except (ValueError, KeyError):
+            raise BadInput(f"environment: {name}: expected {kind}, got {raw!r}") from None
+    return out
 
 
 def new_token() -> str:
@@ -78,9 +135,10 @@ def _rng() -> SeededRandom:
 
 
 def _inject_faults():
-    """Apply request-path faults (latency, errors) to tracked endpoints."""
+    """Apply request-path faults (threads, latency, errors) to tracked endpoints."""
     if request.path.startswith(("/metrics", "/healthz", "/admin")):
         return None
+    _engine().hold_if_stuck()      # a stuck thread returns only when the fault is gone
     faults = _engine().current()
     latency = faults.get("latency")
     if latency is not None:

@@ -5,6 +5,12 @@ atomically by whichever worker received the admin request). Every worker runs
 a watcher thread that re-reads it on change, applies CPU and memory faults to
 its own process, and lets timed faults expire; request handlers read the
 watcher's cached copy, so the per-request cost is a dict lookup.
+
+The threads fault makes request threads that never return: over the fault's
+duration the number of stuck threads per worker grows to intensity x threads
+(a request arriving while fewer are stuck becomes one), so capacity shrinks
+until, at intensity 1, the pool is exhausted. They are released when the fault
+clears or is deleted, and when the worker shuts down.
 """
 
 from __future__ import annotations
@@ -15,16 +21,22 @@ import os
 import tempfile
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-KINDS = ("latency", "errors", "cpu", "memory")
+from .incidents import POOL_EXHAUSTED, IncidentLog
+
+KINDS = ("latency", "errors", "cpu", "memory", "threads")
 
 # What intensity 1.0 means, per kind (documented in /admin/faults and README).
 MAX_ADDED_LATENCY_S = 2.0          # latency: added delay per request
-MEMORY_RATE_MB_S = 20.0            # memory: leak rate per worker process
-MEMORY_CAP_MB = 1024.0             # memory: never leak more than this per worker
+MEMORY_RATE_MB_S = 10.0            # memory: leak rate per worker process
+MEMORY_CAP_MB = 1024.0             # memory: never leak more than this per worker, unless
+                                   # max_worker_rss_mb is higher: then up to it (a kill ends it)
 CPU_PERIOD_S = 0.02                # cpu: duty-cycle period of the burner thread
+# threads: every request thread of a worker stuck by the end of the duration (stuck_target)
 
 
 class FaultSpecError(ValueError):
@@ -63,8 +75,21 @@ def parse_fault(body: object, now: float | None = None) -> Fault:
             raise FaultSpecError(f"duration_s must be a positive number, got {duration!r}")
         if duration <= 0:
             raise FaultSpecError(f"duration_s must be positive, got {duration}")
+    if kind == "threads" and duration is None:
+        # The stuck threads grow over the duration; once the pool is exhausted no thread is
+        # left to answer the admin call that would clear the fault, so it must end by itself.
+        raise FaultSpecError("threads: duration_s is required (an exhausted pool cannot answer the admin API)")
     now = time.time() if now is None else now
     return Fault(kind, float(intensity), now, None if duration is None else now + float(duration))
+
+
+def stuck_target(fault: Fault, threads: int, now: float) -> int:
+    """Stuck threads a threads fault wants in one worker at `now`: ceil(i x threads x elapsed/duration)."""
+    if fault.expires_at is None or fault.expires_at <= fault.started_at:
+        share = 1.0
+    else:
+        share = min(1.0, max(0.0, (now - fault.started_at) / (fault.expires_at - fault.started_at)))
+    return min(threads, math.ceil(fault.intensity * threads * share - 1e-9))
 
 
 class FaultStore:
@@ -127,12 +152,49 @@ class FaultStore:
             raise
 
 
-class FaultEngine:
-    """Per-process view of the shared faults, and the effects that need a thread."""
+_engines: "weakref.WeakSet[FaultEngine]" = weakref.WeakSet()
 
-    def __init__(self, store: FaultStore, poll_s: float = 0.05):
+
+def start_watchers() -> None:
+    """Start every engine's watcher in this process now, not at its first request.
+
+    A worker that gets no request (or a replacement booting during a fault) must still
+    apply the CPU and memory faults to itself.
+    """
+    for engine in list(_engines):
+        engine.start()
+
+
+def release_stuck_threads() -> None:
+    """Let every stuck thread of this process go (the worker is shutting down)."""
+    for engine in list(_engines):
+        engine.release()
+
+
+class FaultEngine:
+    """Per-process view of the shared faults, and the effects that need a thread.
+
+    `threads` is the size of this process's request pool (the threads fault's 100%);
+    `incidents` receives `pool_exhausted` when stuck threads leave it no free thread;
+    `on_stuck(n)` is called whenever the number of stuck threads changes;
+    `rss_limit_mb` is the master's kill limit, which a memory leak must be able to reach.
+    """
+
+    def __init__(self, store: FaultStore, poll_s: float = 0.05, threads: int = 4,
+                 incidents: IncidentLog | None = None,
+                 on_stuck: Callable[[int], None] | None = None,
+                 rss_limit_mb: float | None = None):
         self.store = store
         self.poll_s = poll_s
+        self.leak_cap_mb = max(MEMORY_CAP_MB, rss_limit_mb or 0.0)
+        self.threads = max(1, int(threads))
+        self.incidents = incidents
+        self.on_stuck = on_stuck
+        self._stuck = 0
+        self._exhausted = False
+        self._stuck_lock = threading.Lock()
+        self._release = threading.Event()
+        _engines.add(self)
         self._faults: dict[str, Fault] = {}
         self._seen_mtime = -1
         self._pid = None
@@ -162,7 +224,49 @@ class FaultEngine:
     def leaked_mb(self) -> float:
         return self._leak_mb
 
-    # -- the watcher thread, one per worker process (started lazily after fork)
+    @property
+    def stuck_threads(self) -> int:
+        return self._stuck
+
+    # -- the threads fault, on the request path
+    def hold_if_stuck(self) -> bool:
+        """Become a stuck thread if the threads fault wants more of them; return once released."""
+        fault = self.current().get("threads")
+        if fault is None or self._release.is_set():
+            return False
+        with self._stuck_lock:
+            if self._stuck >= stuck_target(fault, self.threads, time.time()):
+                return False
+            self._stuck += 1
+            stuck = self._stuck
+            exhausted = stuck >= self.threads and not self._exhausted
+            self._exhausted = self._exhausted or exhausted
+        self._stuck_changed(stuck)
+        if exhausted and self.incidents is not None:
+            self.incidents.record(POOL_EXHAUSTED, f"{stuck} of {self.threads} threads stuck "
+                                  f"(threads fault, intensity {fault.intensity:g})")
+        try:
+            while not self._release.wait(self.poll_s):
+                if self.current().get("threads") != fault:   # cleared, expired or replaced
+                    break
+        finally:
+            with self._stuck_lock:
+                self._stuck -= 1
+                stuck = self._stuck
+                if stuck < self.threads:
+                    self._exhausted = False
+            self._stuck_changed(stuck)
+        return True
+
+    def release(self) -> None:
+        """Release every stuck thread now and make no new ones (shutdown)."""
+        self._release.set()
+
+    def _stuck_changed(self, stuck: int) -> None:
+        if self.on_stuck is not None:
+            self.on_stuck(stuck)
+
+    # -- the watcher thread, one per worker process (after fork: at worker boot or first use)
     def _ensure_thread(self) -> None:
         if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
             return
@@ -204,7 +308,7 @@ class FaultEngine:
             return
         # Owed growth accumulates across polls: at low intensity one poll is far below 1 MB.
         self._leak_due_mb += MEMORY_RATE_MB_S * fault.intensity * dt
-        grow = min(self._leak_due_mb, MEMORY_CAP_MB - self._leak_mb)
+        grow = min(self._leak_due_mb, self.leak_cap_mb - self._leak_mb)
         if grow >= 1.0:
             n = int(grow * 1024 * 1024)
             # Fill with non-zero bytes so the pages are really resident.

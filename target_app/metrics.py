@@ -9,14 +9,16 @@ registry is exposed.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_flask_exporter import PrometheusMetrics
 
 from .faults import KINDS, FaultEngine, FaultStore
+from .incidents import IncidentCollector, IncidentLog
 
 # Fine enough to read p50/p95/p99 between 5 ms and 30 s: about 20% apart, so linear
 # interpolation inside a bucket is off by at most ~10% of the value.
@@ -27,7 +29,43 @@ LATENCY_BUCKETS = (
     18.0, 22.0, 26.0, 30.0,
 )
 
+# Time from the load generator's X-Request-Start stamp to the handler's start: mostly well
+# under 1 ms when a thread is free, seconds when requests wait for one.
+QUEUE_BUCKETS = (0.001, 0.0012, 0.0015, 0.0018, 0.0022, 0.0027, 0.0033, 0.004) + LATENCY_BUCKETS
+MAX_STAMP_SKEW_S = 3600.0          # a stamp further than this from now is not believed
+
 UNTRACKED = r"^/(metrics|healthz|admin)(/.*)?$"
+_STAMP = re.compile(r"(?:t=)?(\d{1,20})(\.\d{1,9})?")
+
+
+def parse_request_start(value: str | None) -> float | None:
+    """Return an X-Request-Start stamp as epoch seconds, or None when there is none.
+
+    Accepts `t=<epoch microseconds>` (what the load generator sends), `t=<epoch seconds
+    with a fraction>` and plain digits; a whole number's unit (s, ms, us, ns) is read
+    from its magnitude, as queue-time autoscalers and APM agents do.
+    """
+    if not value:
+        return None
+    match = _STAMP.fullmatch(value.strip())
+    if match is None:
+        return None
+    whole, fraction = match.groups()
+    if fraction:
+        return float(whole + fraction)
+    number = int(whole)
+    for scale in (1e9, 1e6, 1e3):
+        if number >= scale * 1e8:         # 1e8 s is 1973: anything larger is in smaller units
+            return number / scale
+    return float(number)
+
+
+def queue_seconds(value: str | None, now: float) -> float | None:
+    """Return the time a request waited before its handler started (clamped at 0), if known."""
+    stamp = parse_request_start(value)
+    if stamp is None or abs(now - stamp) > MAX_STAMP_SKEW_S:
+        return None
+    return max(0.0, now - stamp)
 
 
 class FaultCollector:
@@ -88,7 +126,7 @@ class ProcessTreeCollector:
                                 value=rss)
 
 
-def init_metrics(app: Flask, engine: FaultEngine) -> None:
+def init_metrics(app: Flask, engine: FaultEngine, incidents: IncidentLog) -> None:
     """Instrument the app and register its /metrics endpoint."""
     registry = CollectorRegistry(auto_describe=True)
     exporter = PrometheusMetrics(
@@ -105,11 +143,21 @@ def init_metrics(app: Flask, engine: FaultEngine) -> None:
     started = Gauge("lab_target_start_time_seconds", "Start time of the worker process",
                     registry=registry, multiprocess_mode="livemin")
     started.set(time.time())
+    stuck = Gauge("lab_fault_stuck_threads", "Request threads held by the threads fault",
+                  registry=registry, multiprocess_mode="livesum")
+    stuck.set(0)
+    engine.on_stuck = stuck.set
+    queue = Histogram("lab_request_queue_seconds",
+                      "Time from the client's X-Request-Start stamp to the handler's start",
+                      registry=registry, buckets=QUEUE_BUCKETS)
     app.extensions["lab_registry"] = registry
 
     @app.before_request
     def _count_in():
         if not request.path.startswith(("/metrics", "/healthz", "/admin")):
+            waited = queue_seconds(request.headers.get("X-Request-Start"), time.time())
+            if waited is not None:
+                queue.observe(waited)
             in_flight.inc()
             g.lab_in_flight = True
 
@@ -132,6 +180,7 @@ def init_metrics(app: Flask, engine: FaultEngine) -> None:
             scrape = CollectorRegistry()
             scrape.register(_RegistryView(registry))
         scrape.register(faults)
+        scrape.register(IncidentCollector(incidents))
         return Response(generate_latest(scrape), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -159,5 +208,6 @@ def start_metrics_server(port: int, host: str, state_dir: str) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
     registry.register(FaultCollector(FaultStore(state_dir)))
+    registry.register(IncidentCollector(IncidentLog(state_dir)))
     registry.register(ProcessTreeCollector(os.getpid()))   # runs in the master
     start_http_server(port, addr=host, registry=registry)

@@ -9,16 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from contract.errors import LabError
+from contract.errors import BadInput, LabError
 
 from .app import new_token
+from .statedir import new_state_dir
 
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 2
@@ -32,13 +32,32 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this child if the lab process dies (no orphans)."""
+_spawner_pid = os.getpid()
+
+
+def _remember_spawner() -> None:
+    global _spawner_pid
+    _spawner_pid = os.getpid()
+
+
+# Runs in the parent just before every fork (subprocess with a preexec_fn included), so a
+# child knows which process spawned it even if that one dies before the child looks.
+os.register_at_fork(before=_remember_spawner)
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to send SIGTERM to this child if the lab process dies (no orphans).
+
+    Meant as a preexec_fn. The death signal is armed only from here on: a parent that
+    died between the fork and now would leave an orphan, so exit if it is already gone.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
-        pass
+        return
+    if os.getppid() != (_spawner_pid if parent_pid is None else parent_pid):
+        os._exit(1)
 
 
 def _has_control_socket() -> bool:
@@ -55,12 +74,14 @@ class TargetConfig:
     threads: int = DEFAULT_THREADS
     seed: int = 0
     token: str = field(default_factory=new_token)
-    state_dir: Path | None = None
+    state_dir: Path | None = None        # keep state here; None: a temporary folder, removed at stop
     admin_allow_remote: bool = False
     access_log: bool = False
     max_workers: int = 16
     metrics: bool = True
     metrics_port: int | None = None      # a listener of its own for /metrics (master process)
+    incident_log: Path | None = None     # also append incident lines here (the run's events.jsonl)
+    max_worker_rss_mb: float | None = None   # the master SIGKILLs a worker above this RSS
 
     @property
     def url(self) -> str:
@@ -84,7 +105,8 @@ class Target:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._own_state = config.state_dir is None
-        self.state_dir = Path(config.state_dir or tempfile.mkdtemp(prefix="lab-target-"))
+        self.state_dir = Path(config.state_dir) if config.state_dir else new_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self._log = None
 
     @property
@@ -130,6 +152,12 @@ class Target:
             "PYTHONUNBUFFERED": "1",
             "LAB_METRICS": "true" if c.metrics else "false",
         })
+        for name in ("LAB_INCIDENT_LOG", "LAB_MAX_WORKER_RSS_MB"):
+            env.pop(name, None)   # the config decides, not the caller's environment
+        if c.incident_log:
+            env["LAB_INCIDENT_LOG"] = str(Path(c.incident_log).absolute())
+        if c.max_worker_rss_mb:
+            env["LAB_MAX_WORKER_RSS_MB"] = f"{float(c.max_worker_rss_mb):g}"
         if c.metrics_port:
             env["LAB_METRICS_PORT"] = str(c.metrics_port)
             env["LAB_METRICS_HOST"] = "127.0.0.1" if c.host in ("127.0.0.1", "localhost") else c.host
@@ -208,6 +236,9 @@ class Target:
             self._log = None
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        else:
+            # The caller's folder keeps the state files; the metrics files are scratch.
+            shutil.rmtree(self.state_dir / "prometheus", ignore_errors=True)
         return self.proc.returncode
 
     def __enter__(self) -> "Target":
@@ -251,10 +282,17 @@ def serve_foreground(config: TargetConfig, on_ready=None) -> int:
         target.stop()
 
 
-def serve_dev(config: TargetConfig) -> None:
-    """Flask's development server with debug on, one process: for working on the app, never for load."""
+def serve_dev(config: TargetConfig, on_ready=None) -> None:
+    """Flask's development server with debug on, one process: for working on the app, never for load.
+
+    Refused on anything but loopback: Werkzeug's debugger runs any code typed into an error page.
+    """
     from .app import create_app
 
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        raise BadInput("--dev: refused with --bind-all: the debugger would run code for anyone who reaches it")
+    if on_ready:
+        on_ready()
     create_app({"SEED": config.seed, "ADMIN_TOKEN": config.token, "DEBUG": True,
                 "ADMIN_ALLOW_REMOTE": config.admin_allow_remote}).run(
         host=config.host, port=config.port, debug=True, use_reloader=False)

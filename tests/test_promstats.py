@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import replace
+
 import pytest
 
 from collector.promstats import (
-    SERVER_KEYS, ScrapeError, Snapshot, histogram_quantile, increase, parse_snapshot,
+    SERVER_KEYS, ScrapeError, Snapshot, histogram_quantile, incidents_between, increase, parse_snapshot,
     server_stats,
 )
 
@@ -254,7 +256,26 @@ def test_parse_the_real_target_exposition(client):
     assert snap.count == 4.0 and snap.buckets[INF] == 4.0
     assert snap.endpoint_counts["api.index"] == 2.0
     assert snap.workers == 1.0 and snap.in_flight == 0.0
-    assert set(snap.fault_active) == {"latency", "errors", "cpu", "memory"}
+    assert set(snap.fault_active) == {"latency", "errors", "cpu", "memory", "threads"}
+    assert snap.incidents == {"worker_killed": 0.0, "pool_exhausted": 0.0}
+
+
+def test_queue_time_and_incidents_between_real_scrapes(client):
+    import time
+
+    first = parse_snapshot(client.get("/metrics").get_data(as_text=True), 1.0)
+    stamp = int((time.time() - 0.25) * 1e6)          # sent a quarter of a second ago
+    for _ in range(4):
+        client.get("/", headers={"X-Request-Start": f"t={stamp}"})
+    second = parse_snapshot(client.get("/metrics").get_data(as_text=True), 2.0)
+    stats = server_stats(first, second)
+    assert 200.0 <= stats["srv_queue_p95_ms"] <= 400.0
+    assert incidents_between(first, second) == "none"
+    killed = replace(second, incidents={**second.incidents, "worker_killed": 1.0})
+    assert incidents_between(second, killed) == "worker_killed"
+    assert incidents_between(None, killed) is None              # a missing scrape: unknown
+    restarted = replace(killed, incidents={"worker_killed": 0.0, "pool_exhausted": 1.0})
+    assert incidents_between(killed, restarted) == "pool_exhausted"   # a reset counts from zero
 
 
 # ------------------------------------------------------------------ server_stats

@@ -191,3 +191,91 @@ def test_low_intensity_memory_leak_still_grows(tmp_path):
     engine.stop()
     assert leaked >= 0.5 * 2.0 * 0.1 * MEMORY_RATE_MB_S
     assert engine.leaked_mb == 0.0
+
+
+# ------------------------------------------------------------------ configuration from the environment
+
+
+def test_only_known_lab_variables_reach_the_config(tmp_path, monkeypatch):
+    """LAB_DEBUG must not turn Flask's debugger on under gunicorn; other LAB_* keys stay out."""
+    from target_app.app import create_app
+
+    monkeypatch.setenv("LAB_DEBUG", "true")
+    monkeypatch.setenv("LAB_SCENARIO", "spike")
+    monkeypatch.setenv("LAB_TESTING", "1")
+    monkeypatch.setenv("LAB_SEED", "7")
+    app = create_app({"STATE_DIR": str(tmp_path)})
+    assert app.config["DEBUG"] is False and app.debug is False
+    assert "SCENARIO" not in app.config and app.config["TESTING"] is False
+    assert app.config["SEED"] == 7
+
+
+@pytest.mark.parametrize("raw", ["1e3", "true", "null", "1.50"])
+def test_a_token_from_the_environment_stays_the_string_given(tmp_path, monkeypatch, raw):
+    from target_app.app import create_app
+
+    monkeypatch.setenv("LAB_ADMIN_TOKEN", raw)
+    client = create_app({"STATE_DIR": str(tmp_path)}).test_client()
+    assert client.get("/admin/faults", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+
+
+@pytest.mark.parametrize("name,raw", [("LAB_SEED", "abc"), ("LAB_METRICS", "maybe"),
+                                      ("LAB_STRESS_WAIT_MIN_S", "nan")])
+def test_a_bad_known_variable_is_one_line_naming_it(tmp_path, monkeypatch, name, raw):
+    from contract.errors import BadInput
+    from target_app.app import create_app
+
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(BadInput, match=f"^environment: {name}: expected"):
+        create_app({"STATE_DIR": str(tmp_path)})
+
+
+# ------------------------------------------------------------------ queue time (X-Request-Start)
+
+
+@pytest.mark.parametrize("header,expected", [
+    ("t=1700000000123456", 1700000000.123456),      # epoch microseconds: what the lab sends
+    ("t=1700000000.123456", 1700000000.123456),     # seconds with a fraction
+    ("1700000000123456", 1700000000.123456),        # plain digits, unit from the magnitude
+    ("1700000000123", 1700000000.123),
+    ("1700000000", 1700000000.0),
+    ("t=1700000000123456789", 1700000000.123456789),
+    (" t=1700000000.5 ", 1700000000.5),
+    ("t=", None), ("t=abc", None), ("1e9", None), ("-5", None), ("", None), (None, None),
+])
+def test_request_start_formats(header, expected):
+    from target_app.metrics import parse_request_start
+
+    got = parse_request_start(header)
+    assert got == (None if expected is None else pytest.approx(expected, abs=1e-6))
+
+
+def queue_histogram(client) -> tuple[float, float, dict]:
+    m = samples(client)
+    buckets = {dict(lab)["le"]: v for (n, lab), v in m.items() if n == "lab_request_queue_seconds_bucket"}
+    return m[("lab_request_queue_seconds_count", ())], m[("lab_request_queue_seconds_sum", ())], buckets
+
+
+def test_queue_time_is_observed_from_a_sane_stamp_only(client):
+    now = time.time()
+    client.get("/products/1", headers={"X-Request-Start": f"t={int((now - 0.5) * 1e6)}"})
+    count, total_s, buckets = queue_histogram(client)
+    assert count == 1 and 0.5 <= total_s < 1.5
+    assert buckets["0.4"] == 0 and buckets["1.1"] == 1
+
+    client.get("/products/1", headers={"X-Request-Start": f"t={now + 5:.6f}"})   # clock ahead: 0
+    client.get("/products/1")                                                       # no stamp
+    client.get("/products/1", headers={"X-Request-Start": f"t={int((now - 7200) * 1e6)}"})
+    client.get("/products/1", headers={"X-Request-Start": "garbage"})
+    client.get("/healthz", headers={"X-Request-Start": f"t={int(now * 1e6)}"})    # not traffic
+    count2, total2, buckets2 = queue_histogram(client)
+    assert count2 == 2 and total2 == pytest.approx(total_s)
+    assert buckets2["0.001"] == 1
+
+
+def test_queue_buckets_cover_1ms_to_30s_about_20_percent_apart():
+    from target_app.metrics import QUEUE_BUCKETS
+
+    assert QUEUE_BUCKETS[0] == 0.001 and QUEUE_BUCKETS[-1] == 30.0
+    ratios = [b / a for a, b in zip(QUEUE_BUCKETS, QUEUE_BUCKETS[1:])]
+    assert min(ratios) >= 1.1 and max(ratios) <= 1.3
