@@ -21,15 +21,20 @@ LIMITATIONS = [
     "results describe this machine's capacity, not a production system's.",
     "Loopback network: requests never leave the host; there is no network latency, loss "
     "or bandwidth limit in the data.",
-    "The load generator shares the CPU with the target: under heavy load or a `cpu` fault, "
-    "Locust itself slows down, which raises client-side latency (see `loadgen_cpu_percent` "
-    "and the runs' `loadgen_saturated` warnings).",
+    "On a machine with two or more CPUs the target and Locust run on separate CPU sets "
+    "(`run.json`: target.cpus, loadgen.cpus); on one CPU they share it, and under heavy "
+    "load Locust itself slows down (see `loadgen_cpu_percent` and `loadgen_saturated`).",
     "Client-side latency includes Locust's own overhead (gevent scheduling, HTTP client), "
     "so it is higher than the server-side latency for the same request.",
+    "Open-model latency is timed from each request's intended send: it shows a stall in "
+    "full. While the target answers nothing, no request completes, so the pooled window "
+    "of those seconds is empty and `slo_violation` is 0 until the backlog's first answers "
+    "arrive; `outstanding` shows the stall as it happens.",
     "Server-side quantiles (`srv_latency_*`) are interpolated within Prometheus histogram "
     "buckets (as `histogram_quantile` does): their precision is the bucket width.",
     "Per-second client quantiles come from the requests completed in that second; a second "
-    "with few requests has noisy quantiles, and a second with none has empty values.",
+    "with few requests has noisy quantiles (use the pooled `*_window` columns, which the "
+    "SLO label reads), and a second with none has empty values.",
     "Labels are the injected ground truth (`fault`) and a threshold rule (`slo_violation`); "
     "a fault's effect can lag its label, and load alone can violate the SLO.",
     "A second the collector could not observe is a row with empty measurements and "
@@ -109,16 +114,30 @@ def _labels(scenarios: Sequence[dict]) -> list[str]:
              "- `phase`: the name of the scenario stage in force in that second (stages are "
              "a piecewise load plan; see Scenarios).",
              "- `fault`: the fault kind the scenario injected in that second (`latency`, "
-             "`errors`, `cpu`, `memory`) or `none`; `fault_intensity` its intensity (0..1). "
-             "This is the schedule sent to the target, i.e. ground truth of the cause.",
-             "- `slo_violation`: 1 when that second's client-side `latency_p95_ms` exceeds the "
-             "scenario's `slo.latency_p95_ms` or its `error_rate` exceeds `slo.error_rate`, "
-             "else 0 (a second without requests is 0).",
+             "`errors`, `cpu`, `memory`, `threads`) or `none`; `fault_intensity` its intensity "
+             "(0..1). This is the schedule sent to the target, i.e. ground truth of the cause.",
+             "- `incident`: a consequence the target saw happen in that second: `worker_killed` "
+             "(a worker above `[target] max_worker_rss_mb`, killed like an OOM kill), "
+             "`pool_exhausted` (every handler thread of a worker stuck), or `none`. Recorded "
+             "when it happened, from the target's own counters, not from the plan.",
+             "- `slo_violation`: 1 when the client-side p95 pooled over the trailing "
+             "`slo.window_s` seconds (`latency_p95_window_ms`) exceeds `slo.latency_p95_ms`, or "
+             "the pooled error rate (`error_rate_window`) exceeds `slo.error_rate`, else 0 (a "
+             "window without requests is 0). With `window_s = 1` this is the per-second rule.",
+             "- `planned_users` / `planned_rate`: the scenario's plan for the second (closed / "
+             "open model): the only columns a model may read ahead of time.",
+             "- Load models: closed runs (stages with `users`) have Locust users who wait for "
+             "each answer, so a stall sends less load and the queue is bounded by the user "
+             "count; open runs (stages with `rate`) send Poisson arrivals at the planned rate "
+             "whatever the answers, and time latency from each request's intended send, so a "
+             "stall shows in full and the backlog (`outstanding`) keeps growing while arrivals "
+             "exceed capacity. `run.json` names the model (`load_model`).",
              "- `target_up`: 1 when the target's `/metrics` answered within the second.", "",
              "SLO thresholds per scenario:", ""]
-    lines += _table(["scenario", "latency_p95_ms", "error_rate"],
-                    [(s.get("name"), (s.get("slo") or {}).get("latency_p95_ms"),
-                      (s.get("slo") or {}).get("error_rate")) for s in scenarios])
+    lines += _table(["scenario", "load model", "latency_p95_ms", "error_rate", "window_s"],
+                    [(s.get("name"), s.get("load_model", "closed"), (s.get("slo") or {}).get("latency_p95_ms"),
+                      (s.get("slo") or {}).get("error_rate"), (s.get("slo") or {}).get("window_s", 1))
+                     for s in scenarios])
     return lines + [""]
 
 
@@ -135,9 +154,9 @@ def _scenarios(scenarios: Sequence[dict], included: Sequence[dict]) -> list[str]
                   f"{', '.join(str(x) for x in sorted(set(seeds), key=str)) or '-'}",
                   f"- source: {s.get('source') or '-'}", ""]
         if s.get("stages"):
-            lines += _table(["stage", "until_s", "users", "spawn_rate"],
-                            [(st.get("name"), st.get("until_s"), st.get("users"), st.get("spawn_rate"))
-                             for st in s["stages"]])
+            lines += _table(["stage", "until_s", "users", "spawn_rate", "rate", "ramp_s"],
+                            [(st.get("name"), st.get("until_s"), st.get("users"), st.get("spawn_rate"),
+                              st.get("rate"), st.get("ramp_s")) for st in s["stages"]])
             lines += [""]
         if s.get("faults"):
             lines += _table(["fault", "start_s", "duration_s", "intensity"],

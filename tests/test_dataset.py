@@ -87,9 +87,10 @@ def test_card_documents_columns_labels_scenarios_and_reproduction(dataset):
     card = (dataset / "CARD.md").read_text()
     for col, (unit, meaning) in COLUMN_DOCS.items():
         assert f"| `{col}` | {unit} | {meaning}" in card
-    assert "| steady | 500.0 | 0.05 |" in card  # the steady scenario's SLO thresholds
+    assert "| steady | closed | 500.0 | 0.05 | 1 |" in card  # the steady scenario's model and SLO
     assert "### spike" in card and "### steady" in card
     assert "| errors | 10 | 5 | 0.5 |" in card
+    assert "## Labels" in card and "`incident`" in card and "intended send" in card
     assert "lab generate-dataset --name ds --repeats 2" in card
     assert "## Known limitations" in card and "Loopback network" in card
     assert "Synthetic CPU" in card  # the machine the runs were recorded on
