@@ -21,7 +21,7 @@ ramp_s = 5
 
 
 def test_tick_follows_stages_and_ends():
-    smoke = load_scenario("smoke")
+    smoke = load_scenario("smoke-closed")
     stages = smoke.stages
     assert shape_tick(smoke, 0.0) == (stages[0].users, float(stages[0].spawn_rate))
     for prev, stage in zip(stages, stages[1:]):
@@ -39,8 +39,9 @@ def test_tick_every_second_of_every_builtin_matches_the_plan():
 
     for sc in builtin_scenarios():
         for t in range(sc.duration_s):
-            users, _rate = shape_tick(sc, t + 0.5)
-            assert users == sc.users_at(t + 0.5), (sc.name, t)
+            users, _rate = shape_tick(sc, t + 0.5, processes=2)
+            expected = 2 if sc.load_model == "open" else sc.users_at(t + 0.5)
+            assert users == expected, (sc.name, t)
 
 
 def test_locust_shape_class_in_a_subprocess(tmp_path):
@@ -59,11 +60,11 @@ def test_locust_shape_class_in_a_subprocess(tmp_path):
         "shape.t0 -= 100\n"
         "print(first, later, shape.tick())\n"
     )
-    env = {"LAB_SCENARIO": "smoke", "LAB_OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"LAB_SCENARIO": "smoke-closed", "LAB_OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    smoke = load_scenario("smoke")
+    smoke = load_scenario("smoke-closed")
     s0, s1 = smoke.stage_at(0), smoke.stage_at(7)
     assert proc.stdout.split("\n")[0] == f"({s0.users}, {float(s0.spawn_rate)}) ({s1.users}, {float(s1.spawn_rate)}) None"
     assert float((tmp_path / "t0").read_text()) > 0
