@@ -224,9 +224,9 @@ def part_throughput(tmp: Path, args) -> None:
     try:
         wrk = wrk_rps(target.url + "/products/1", 16, args.wrk_seconds, loadgen_cpus)
         rows = []
-        for fraction in (0.5, 0.9, 1.2):
+        for fraction in args.rate_fractions:
             plan = (wrk or 800) * fraction
-            toml = (f'name = "rate"\nduration_s = 30\nseed = 3\n[load]\nmax_in_flight = 200\n'
+            toml = (f'name = "rate"\nduration_s = 30\nseed = 3\n[load]\nmax_in_flight = {args.max_in_flight}\n'
                     f'[load.mix]\nproduct = 1\n[[stages]]\nname = "full"\nuntil_s = 30\nrate = {plan:.0f}\n')
             result = record(toml, tmp, f"rate-{fraction}", host=target.url, admin_token=config.token)
             frame = read_run(result.run_dir).frame.iloc[5:]
@@ -348,6 +348,10 @@ def main() -> int:
                         help="req/s the default 2x4 target serves with the open mix (see the scenario files)")
     parser.add_argument("--stage-seconds", type=int, default=75)
     parser.add_argument("--wrk-seconds", type=int, default=15)
+    parser.add_argument("--rate-fractions", type=lambda s: [float(x) for x in s.split(",")], default=[0.5, 0.9, 1.0, 1.2],
+                        help="planned rates as fractions of wrk's")
+    parser.add_argument("--max-in-flight", type=int, default=32,
+                        help="the throughput runs' [load] max_in_flight (connections, like wrk's -c)")
     parser.add_argument("--lead-runs", type=Path, help="recorded runs or a dataset instead of new runs")
     parser.add_argument("--lead-duration", type=int, help="scale each built-in to this many seconds")
     parser.add_argument("--repeat-scenario", default="spike")

@@ -16,6 +16,7 @@ at a planned rate, independent of the answers, as k6's `ramping-arrival-rate` ex
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import tomllib
@@ -213,7 +214,8 @@ class Scenario:
         knots = self.rate_knots()
         if not knots:
             return None
-        return _integral(knots, t_to) - _integral(knots, t_from)
+        arrivals = _Cumulative(knots)
+        return arrivals(t_to) - arrivals(t_from)
 
     def planned(self, second: int) -> PlannedSecond:
         """Return the plan of second [second, second + 1); the rate is the mean over that second."""
@@ -223,7 +225,16 @@ class Scenario:
 
     def plan(self) -> tuple[PlannedSecond, ...]:
         """Return the plan of every second 0 .. duration_s - 1."""
-        return tuple(self.planned(second) for second in range(self.duration_s))
+        knots = self.rate_knots()
+        arrivals = _Cumulative(knots) if knots else None
+        plan, stages = [], iter(self.stages)
+        stage = next(stages)
+        for second in range(self.duration_s):
+            while second >= stage.until_s:
+                stage = next(stages)
+            rate = arrivals(second + 1) - arrivals(second) if arrivals else None
+            plan.append(PlannedSecond(second=second, phase=stage.name, users=stage.users, rate=rate))
+        return tuple(plan)
 
     # ------------------------------------------------------------ derived scenarios
 
@@ -691,19 +702,26 @@ def _faults(value: Any, duration: int, r: _Reader) -> tuple[Fault, ...]:
 # ---------------------------------------------------------------- small helpers
 
 
-def _integral(knots: tuple[tuple[float, float], ...], t: float) -> float:
-    """Return the integral of the piecewise-linear rate from 0 to t (expected arrivals)."""
-    total = 0.0
-    for (t0, r0), (t1, r1) in zip(knots, knots[1:]):
-        if t <= t0:
-            break
-        if t1 > t0:
-            end = min(t, t1)
-            r_end = r0 + (r1 - r0) * (end - t0) / (t1 - t0)
-            total += (r0 + r_end) / 2 * (end - t0)
-    if t > knots[-1][0]:
-        total += knots[-1][1] * (t - knots[-1][0])
-    return total
+class _Cumulative:
+    """The integral from 0 to t of a piecewise-linear rate given as knots (expected arrivals)."""
+
+    def __init__(self, knots: tuple[tuple[float, float], ...]):
+        self.t = [t for t, _ in knots]
+        self.r = [r for _, r in knots]
+        self.c = [0.0]
+        for i in range(1, len(knots)):
+            self.c.append(self.c[-1] + (self.r[i - 1] + self.r[i]) / 2 * (self.t[i] - self.t[i - 1]))
+
+    def __call__(self, t: float) -> float:
+        # The last knot at or before t: after a step (two knots at one time) that is the later one.
+        i = bisect.bisect_right(self.t, t) - 1
+        if i < 0:
+            return 0.0
+        if i == len(self.t) - 1:
+            return self.c[-1] + self.r[-1] * (t - self.t[-1])
+        t0, t1, r0, r1 = self.t[i], self.t[i + 1], self.r[i], self.r[i + 1]
+        r_t = r0 + (r1 - r0) * (t - t0) / (t1 - t0)
+        return self.c[i] + (r0 + r_t) / 2 * (t - t0)
 
 
 def _type_name(value: Any) -> str:

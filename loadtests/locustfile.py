@@ -23,8 +23,9 @@ Raw files in LAB_OUT (docs/contract.md), one pair per process that sends request
         actual send (closed); service_ms: from the actual send; intended_ts: the scheduled
         send (epoch s; closed: the actual send).
     status-<pid>.csv   ts,users,outstanding,dropped,sent
-        every 0.2 s: Locust's user count (open: the drivers), requests sent and not yet
-        answered, and this process's cumulative dropped arrivals and sent requests.
+        every 0.2 s and once at exit: Locust's user count (open model: its drivers),
+        requests sent and not yet answered, and this process's cumulative dropped
+        arrivals and sent requests.
     t0                 the scenario's t=0 (epoch s), written by the shape at its first tick.
 """
 
@@ -97,7 +98,7 @@ class SampleLog:
     def request(self, done: float, response_ms: float, ok: bool, name: str, service_ms: float,
                 intended: float) -> None:
         self.samples.write(f"{done:.4f},{response_ms:.2f},{int(ok)},{name},{service_ms:.2f},"
-                           f"{intended:.4f}\n")
+                           f"{intended:.6f}\n")
 
     def tick(self, users: int) -> None:
         self.status.write(f"{time.time():.4f},{users},{Counts.outstanding},{Counts.dropped},"
@@ -150,8 +151,11 @@ def _on_request(name, response_time, exception, start_time=None, context=None, *
 
 
 @events.quitting.add_listener
-def _on_quit(**_kwargs):
+def _on_quit(environment=None, **_kwargs):
     if _log is not None:
+        # A last status line: the final counts, after the stopped users' requests ended.
+        runner = environment.runner if environment is not None else None
+        _log.tick(runner.user_count if runner is not None else 0)
         _log.close()
 
 

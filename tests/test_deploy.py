@@ -577,7 +577,7 @@ def test_target_cpu_and_memory_metrics_track_the_process_tree(make_target):
 def test_distributed_smoke_run_both_workers_generate_load_and_rows_are_complete(tmp_path):
     env = dict(os.environ)
     env.pop("LAB_ADMIN_TOKEN", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "lab.py"), "run-scenario", "smoke", "--workers", "2",
+    proc = subprocess.run([sys.executable, str(ROOT / "lab.py"), "run-scenario", "smoke-closed", "--workers", "2",
                            "--out", str(tmp_path), "--quiet"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -174,11 +174,11 @@ def test_split_by_run_and_holdout():
 
 
 def test_load_runs_from_folders_and_csv(tmp_path):
-    run = synthetic_run("smoke", seed=3)
+    run = synthetic_run("smoke-closed", seed=3)
     write_run(run, tmp_path / "runs" / "one")
-    write_run(synthetic_run("smoke", seed=4), tmp_path / "runs" / "two")
+    write_run(synthetic_run("smoke-closed", seed=4), tmp_path / "runs" / "two")
     loaded = load_runs([tmp_path / "runs", tmp_path / "runs" / "one"])   # the duplicate is read once
-    assert [r.attrs["run_id"] for r in loaded] == ["synthetic-smoke-s3", "synthetic-smoke-s4"]
+    assert [r.attrs["run_id"] for r in loaded] == ["synthetic-smoke-closed-s3", "synthetic-smoke-closed-s4"]
     assert loaded[0].attrs["slo"] == {"latency_p95_ms": 2000.0, "error_rate": 0.02, "window_s": 1}
     assert len(loaded[0]) == 20
     csv = tmp_path / "imported.csv"
@@ -198,8 +198,8 @@ def test_dataset_folder_loads_only_the_runs_its_manifest_includes(tmp_path):
     import json
 
     for name, seed in (("a", 1), ("b", 2)):
-        write_run(synthetic_run("smoke", seed=seed), tmp_path / "ds" / "runs" / name)
+        write_run(synthetic_run("smoke-closed", seed=seed), tmp_path / "ds" / "runs" / name)
     manifest = {"runs": [{"path": "runs/a", "included": True},
                          {"path": "runs/b", "included": False, "excluded_reason": "checksum"}]}
     (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
-    assert [r.attrs["run_id"] for r in load_runs([tmp_path / "ds"])] == ["synthetic-smoke-s1"]
+    assert [r.attrs["run_id"] for r in load_runs([tmp_path / "ds"])] == ["synthetic-smoke-closed-s1"]

@@ -16,8 +16,8 @@ from modeling.synthetic import synthetic_run
 
 @pytest.mark.slow
 def test_evaluate_scores_the_model_and_every_baseline_on_held_out_scenarios(tmp_path):
-    runs = [synthetic_run(s, seed=2, duration_s=120) for s in ("spike", "fault-errors", "step", "mixed")]
-    train, test = split_runs(runs, holdout=["mixed"])
+    runs = [synthetic_run(s, seed=2, duration_s=120) for s in ("spike-closed", "fault-errors-closed", "step-closed", "mixed-closed")]
+    train, test = split_runs(runs, holdout=["mixed-closed"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = LSTMForecaster(preset="tiny", window=10, horizon=5, epochs=2, seed=1).fit(train)
@@ -25,7 +25,7 @@ def test_evaluate_scores_the_model_and_every_baseline_on_held_out_scenarios(tmp_
         result = evaluate(LSTMForecaster.load(model.save(tmp_path / "m")), test, regimes)
     text = json.dumps(result, allow_nan=False)                  # ready for metrics.json
     assert json.loads(text) == result
-    assert result["data"]["scenarios"] == ["mixed"] and result["data"]["horizon_s"] == 5
+    assert result["data"]["scenarios"] == ["mixed-closed"] and result["data"]["horizon_s"] == 5
     assert set(result["forecast"]) == {"lstm", "persistence", "moving_average", "ewma", "linear"}
     lat = result["forecast"]["lstm"]["latency_p95_ms"]
     assert len(lat["mae"]) == len(lat["rmse"]) == len(lat["mase"]) == 5

@@ -28,7 +28,7 @@ def test_importing_the_modelling_code_does_not_import_tensorflow():
 
 def test_unfitted_model_and_bad_parameters_are_refused():
     with pytest.raises(LabError, match="not fitted"):
-        LSTMForecaster().predict([synthetic_run("smoke")])
+        LSTMForecaster().predict([synthetic_run("smoke-closed")])
     with pytest.raises(BadInput, match="preset must be one of"):
         LSTMForecaster(preset="huge").resolved_params()
     with pytest.raises(BadInput, match="window must be at least 1"):
@@ -39,7 +39,7 @@ def test_unfitted_model_and_bad_parameters_are_refused():
 
 @pytest.fixture(scope="module")
 def runs():
-    return [synthetic_run(s, seed=1, duration_s=90) for s in ("spike", "fault-latency", "fault-errors")]
+    return [synthetic_run(s, seed=1, duration_s=90) for s in ("spike-closed", "fault-latency-closed", "fault-errors-closed")]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from modeling.synthetic import TargetModel, _slo_violation, synthetic_run, synth
 
 
 def test_contract_columns_one_row_per_second():
-    run = synthetic_run("mixed", seed=5)
+    run = synthetic_run("mixed-closed", seed=5)
     assert list(run.columns) == COLUMNS
     assert run["elapsed_s"].tolist() == list(range(300))
     assert run["timestamp"].iloc[0] == "2026-01-01T00:00:00Z"
@@ -56,26 +56,26 @@ def test_labels_follow_the_scenario_slo_and_no_data_is_no_violation():
 
 
 def test_same_seed_same_run_other_seed_other_run():
-    a, b, c = synthetic_run("spike", seed=1), synthetic_run("spike", seed=1), synthetic_run("spike", seed=2)
+    a, b, c = synthetic_run("spike-closed", seed=1), synthetic_run("spike-closed", seed=1), synthetic_run("spike-closed", seed=2)
     pd.testing.assert_frame_equal(a, b)
     assert not a["latency_p95_ms"].equals(c["latency_p95_ms"])
 
 
 def test_latency_rises_nonlinearly_past_capacity_and_under_faults():
-    run = synthetic_run("ramp", seed=3, gaps=False)
+    run = synthetic_run("ramp-closed", seed=3, gaps=False)
     by_phase = run.groupby("phase", sort=False)[["users", "rps", "latency_p95_ms"]].median()
     assert by_phase.loc["level-35", "latency_p95_ms"] < 1.3 * by_phase.loc["level-10", "latency_p95_ms"]
     assert by_phase.loc["level-60", "latency_p95_ms"] < 1.3 * by_phase.loc["level-35", "latency_p95_ms"]
     assert by_phase.loc["level-160", "latency_p95_ms"] > 2.5 * by_phase.loc["level-60", "latency_p95_ms"]
     # Throughput saturates while users keep climbing.
     assert by_phase.loc["level-160", "rps"] < 1.5 * by_phase.loc["level-110", "rps"]
-    errors = synthetic_run("fault-errors", seed=3, gaps=False)
+    errors = synthetic_run("fault-errors-closed", seed=3, gaps=False)
     during = errors[errors["fault"] == "errors"]
     assert during["error_rate"].median() > 0.1 and during["slo_violation"].mean() > 0.9
 
 
 def test_written_run_reads_back_through_runio(tmp_path):
-    run = synthetic_run("smoke", seed=1)
+    run = synthetic_run("smoke-closed", seed=1)
     back = read_run(write_run(run, tmp_path / "r"))
     assert back.meta["status"] == "complete" and len(back.frame) == 20
     np.testing.assert_allclose(back.frame["rps"], run["rps"], atol=1e-4)

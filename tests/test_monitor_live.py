@@ -24,7 +24,7 @@ def live_model(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("live")
     runs = []
-    for n, (scenario, seed) in enumerate([("spike", 1), ("ramp", 2), ("spike", 3)]):
+    for n, (scenario, seed) in enumerate([("spike-closed", 1), ("ramp-closed", 2), ("spike-closed", 3)]):
         runs.append(write_run(synthetic_run(scenario, seed), base / "runs" / f"r{n}"))
     out = base / "model"
     train_bundle([str(r) for r in runs], out, preset="tiny", profile="live", seed=0)
@@ -103,7 +103,7 @@ def test_monitor_refuses_a_lab_profile_model(tmp_path, make_target):
     from modeling.pipeline import train_bundle
     from modeling.synthetic import synthetic_run, write_run
 
-    runs = [write_run(synthetic_run("spike", s), tmp_path / f"r{s}") for s in (1, 2)]
+    runs = [write_run(synthetic_run("spike-closed", s), tmp_path / f"r{s}") for s in (1, 2)]
     train_bundle([str(r) for r in runs], tmp_path / "m", preset="tiny", profile="lab")
     target = make_target()
     proc = subprocess.run([sys.executable, str(ROOT / "lab.py"), "monitor", "--target", target.url,

@@ -17,7 +17,7 @@ from modeling.synthetic import synthetic_run, synthetic_samples
 
 @pytest.fixture(scope="module")
 def runs():
-    return [synthetic_run(s, seed=1) for s in ("spike", "fault-errors", "fault-memory")]
+    return [synthetic_run(s, seed=1) for s in ("spike-closed", "fault-errors-closed", "fault-memory-closed")]
 
 
 def test_features_are_level_spread_and_trend_over_the_span():

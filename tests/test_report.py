@@ -104,7 +104,7 @@ def test_model_report_on_a_tiny_model_computes_metrics_and_draws_every_figure(tm
     from modeling.synthetic import synthetic_run, synthetic_samples, write_run
 
     runs = tmp_path / "runs"
-    for scenario in ("spike", "fault-latency", "fault-errors"):
+    for scenario in ("spike-closed", "fault-latency-closed", "fault-errors-closed"):
         folder = write_run(synthetic_run(scenario, seed=2, duration_s=100), runs / f"{scenario}-s2")
         (folder / "locust").mkdir()
         synthetic_samples(duration_s=30, rps=20, seed=len(scenario)).to_csv(
@@ -112,7 +112,7 @@ def test_model_report_on_a_tiny_model_computes_metrics_and_draws_every_figure(tm
     model = tmp_path / "model"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train_bundle([runs], model, holdout=["fault-latency"], preset="tiny", seed=1, regimes_k=3)
+        train_bundle([runs], model, holdout=["fault-latency-closed"], preset="tiny", seed=1, regimes_k=3)
     assert not (model / METRICS_JSON).exists()
 
     out = tmp_path / "rep"
@@ -130,6 +130,6 @@ def test_model_report_on_a_tiny_model_computes_metrics_and_draws_every_figure(tm
         assert goal.replace("_", " ") in html                      # and the goals table
     # Scored and drawn on the held-out scenario, which training never saw.
     trained_on = re.search(r"<th>trained on</th><td>([^<]*)</td>", html).group(1)
-    assert sorted(trained_on.split(", ")) == ["synthetic-fault-errors-s2", "synthetic-spike-s2"]
-    assert "<th>evaluated on</th><td>synthetic-fault-latency-s2 (" in html
-    assert "on run synthetic-fault-latency-s2, which the model never saw in training" in html
+    assert sorted(trained_on.split(", ")) == ["synthetic-fault-errors-closed-s2", "synthetic-spike-closed-s2"]
+    assert "<th>evaluated on</th><td>synthetic-fault-latency-closed-s2 (" in html
+    assert "on run synthetic-fault-latency-closed-s2, which the model never saw in training" in html

@@ -45,7 +45,7 @@ def only_run(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = lab("run-scenario", "smoke", "--out", str(out), "--seed", "3", "--quiet")
+    proc = lab("run-scenario", "smoke-closed", "--out", str(out), "--seed", "3", "--quiet")
     stdout, stderr = proc.communicate(timeout=120)
     return proc.returncode, stdout, stderr, only_run(out)
 
@@ -77,7 +77,7 @@ def test_smoke_run_labels_phases_and_faults_at_the_right_seconds(smoke_run):
     _, _, _, run_dir = smoke_run
     from contract.scenario import load_scenario
 
-    scenario = load_scenario("smoke").with_seed(3)
+    scenario = load_scenario("smoke-closed").with_seed(3)
     frame = pd.read_csv(run_dir / "metrics.csv")
     for _, row in frame.iterrows():
         t = int(row["elapsed_s"])
@@ -102,7 +102,7 @@ def test_smoke_run_json(smoke_run):
     _, _, _, run_dir = smoke_run
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "complete"
-    assert meta["seed"] == 3 and meta["scenario"]["name"] == "smoke"
+    assert meta["seed"] == 3 and meta["scenario"]["name"] == "smoke-closed"
     assert meta["started_at"].endswith("Z") and meta["ended_at"].endswith("Z")
     assert meta["host"]["cpu_count"] if "cpu_count" in meta["host"] else meta["host"]
     assert "locust" in meta["versions"]

@@ -87,8 +87,12 @@ users = 1
 spawn_rate = 1
 """
 
-BUILTINS = {"smoke", "ramp", "spike", "step", "wave", "soak", "fault-latency", "fault-errors",
-            "fault-cpu", "fault-memory", "mixed"}
+STORIES = {"smoke", "ramp", "spike", "step", "wave", "soak", "fault-latency", "fault-errors",
+           "fault-cpu", "fault-memory", "mixed"}
+# Every story in the open model under its plain name, the closed originals as <name>-closed.
+BUILTINS = STORIES | {f"{name}-closed" for name in STORIES} | {"fault-threads"}
+# The 2 x 4 target's capacity in the open model (measured; see the built-in files' comments).
+CAPACITY_RPS = 150
 
 
 def write(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
@@ -397,7 +401,8 @@ def test_each_builtin_loads_and_round_trips(name, tmp_path):
     assert s.name == name == Path(s.source).stem
     assert s.description and "\n" not in s.description
     assert s.seed is not None
-    if name == "smoke":
+    assert s.load_model == ("closed" if name.endswith("-closed") else "open")
+    if name.startswith("smoke"):
         assert s.duration_s == 20
     else:
         assert 120 <= s.duration_s <= 300
@@ -406,37 +411,87 @@ def test_each_builtin_loads_and_round_trips(name, tmp_path):
 
 
 def test_smoke_is_small_and_has_one_latency_fault():
+    closed = load_scenario("smoke-closed")
+    assert [(s.until_s, s.users) for s in closed.stages] == [(6, 3), (14, 8), (20, 3)]
+    assert closed.faults == (Fault("latency", 8, 4, 0.5),)
     smoke = load_scenario("smoke")
-    assert [(s.until_s, s.users) for s in smoke.stages] == [(6, 3), (14, 8), (20, 3)]
-    assert smoke.faults == (Fault("latency", 8, 4, 0.5),)
+    assert [(s.until_s, s.rate) for s in smoke.stages] == [(6, 4), (14, 10), (20, 4)]
+    assert smoke.faults == closed.faults
+    assert smoke.expected_arrivals(0, 20) < 200, "a few requests per second, like the closed one"
+
+
+def test_closed_builtins_are_the_originals_under_a_new_name():
+    for name in STORIES:
+        closed = load_scenario(f"{name}-closed")
+        text = Path(closed.source).read_text(encoding="utf-8")
+        assert f'name = "{name}-closed"' in text
+        assert closed.slo.window_s == 1, "no window_s: the per-second rule of the original"
+        assert "stress" in closed.load.mix
+
+
+def test_open_builtins_leave_stress_out_and_pool_the_slo():
+    for name in STORIES | {"fault-threads"}:
+        s = load_scenario(name)
+        assert "stress" not in s.load.mix, name
+        assert "/stress" in Path(s.source).read_text(encoding="utf-8"), f"{name}: say why in a comment"
+        assert s.slo.window_s == 10 and s.slo.latency_p95_ms == 500
+        assert (s.target.workers, s.target.threads) == (2, 4)
 
 
 def test_default_scenario_is_stable_then_saturated_then_recovering():
     s = load_scenario(DEFAULT_SCENARIO)
-    users = [s.users_at(t) for t in range(s.duration_s)]
-    peak = users.index(max(users))
-    assert max(users) >= 120, "past the 60-80 user capacity"
-    assert any(u <= 30 for u in users[:peak]), "stable seconds before the spike"
-    assert sum(1 for u in users[peak:] if u <= 30) >= 30, "time to recover after it"
+    assert s.load_model == "open"
+    rates = [p.rate for p in s.plan()]
+    peak = rates.index(max(rates))
+    assert max(rates) >= 1.5 * CAPACITY_RPS, "a spike well past capacity"
+    steady = rates[10:s.stages[0].until_s]
+    assert len(steady) >= 30 and peak > s.stages[0].until_s and all(0.4 * CAPACITY_RPS <= r <= 0.6 * CAPACITY_RPS for r in steady)
+    assert sum(1 for r in rates[peak:] if r <= 0.6 * CAPACITY_RPS) >= 30, "time to recover after it"
 
 
 def test_load_shapes_tell_their_story():
-    assert max(s.users for s in load_scenario("ramp").stages) >= 120
-    ramp = [s.users for s in load_scenario("ramp").stages]
-    assert ramp[:-1] == sorted(ramp[:-1])
-    wave = [s.users for s in load_scenario("wave").stages]
+    ramp = load_scenario("ramp-closed")
+    users = [s.users for s in ramp.stages]
+    assert max(users) >= 120 and users[:-1] == sorted(users[:-1])
+    wave = [s.users for s in load_scenario("wave-closed").stages]
     crests = [i for i in range(1, len(wave) - 1) if wave[i - 1] < wave[i] >= wave[i + 1]]
     assert len(crests) >= 3 and max(wave) > 80 and min(wave) <= 30
     for name, kind in [("fault-latency", "latency"), ("fault-errors", "errors"),
                        ("fault-cpu", "cpu"), ("fault-memory", "memory")]:
-        s = load_scenario(name)
+        s = load_scenario(f"{name}-closed")
         (fault,) = s.faults
         assert fault.kind == kind
         assert fault.start_s > s.duration_s / 5 and fault.end_s < s.duration_s * 4 / 5
         assert {st.users for st in s.stages} <= set(range(10, 41))
-    assert {f.kind for f in load_scenario("soak").faults} == {"memory"}
-    mixed = load_scenario("mixed")
+    assert {f.kind for f in load_scenario("soak-closed").faults} == {"memory"}
+    mixed = load_scenario("mixed-closed")
     assert len(mixed.faults) >= 2 and len({s.users for s in mixed.stages}) >= 3
+
+
+def test_open_load_shapes_tell_their_story():
+    ramp = [s.rate for s in load_scenario("ramp").stages]
+    assert ramp[:-1] == sorted(ramp[:-1]) and ramp[0] < 0.2 * CAPACITY_RPS
+    assert max(ramp) >= 1.5 * CAPACITY_RPS
+    step = [s.rate for s in load_scenario("step").stages]
+    assert step == step[::-1] and max(step) >= 1.5 * CAPACITY_RPS and min(step) <= 0.5 * CAPACITY_RPS
+    wave = load_scenario("wave")
+    rates = [p.rate for p in wave.plan()]
+    above = [r > CAPACITY_RPS for r in rates]
+    rises = sum(1 for a, b in zip(above, above[1:]) if b and not a)
+    assert rises == 4 and min(rates[10:]) < 0.3 * CAPACITY_RPS
+    assert all(s.ramp_s == 5 for s in wave.stages), "a smooth rate: linear ramps between samples"
+    for name, kind in [("fault-latency", "latency"), ("fault-errors", "errors"), ("fault-cpu", "cpu"),
+                       ("fault-memory", "memory"), ("fault-threads", "threads")]:
+        s = load_scenario(name)
+        (fault,) = s.faults
+        assert fault.kind == kind
+        assert fault.start_s > s.duration_s / 5 and fault.end_s < s.duration_s * 4 / 5
+        assert {st.rate for st in s.stages} == {0.5 * CAPACITY_RPS}, "steady at half capacity"
+    assert load_scenario("fault-memory").target.max_worker_rss_mb is not None, "the leak ends in a kill"
+    assert load_scenario("fault-threads").faults[0].intensity == 1.0, "the pool runs dry"
+    mixed = load_scenario("mixed")
+    assert {f.kind for f in mixed.faults} == {"latency", "cpu", "errors", "memory"}
+    assert max(s.rate for s in mixed.stages) >= 1.5 * CAPACITY_RPS
 
 
 # ---------------------------------------------------------------- the open model

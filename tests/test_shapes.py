@@ -83,11 +83,11 @@ def test_locust_shape_class_in_a_subprocess(tmp_path):
         "shape.t0 -= 100\n"
         "print(first, later, shape.tick())\n"
     )
-    env = {"LAB_SCENARIO": "smoke", "LAB_OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"LAB_SCENARIO": "smoke-closed", "LAB_OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    smoke = load_scenario("smoke")
+    smoke = load_scenario("smoke-closed")
     s0, s1 = smoke.stage_at(0), smoke.stage_at(7)
     assert proc.stdout.split("\n")[0] == f"({s0.users}, {float(s0.spawn_rate)}) ({s1.users}, {float(s1.spawn_rate)}) None"
     assert float((tmp_path / "t0").read_text()) > 0
