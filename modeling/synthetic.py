@@ -35,6 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from contract.scenario import load_scenario
 from contract.schema import COLUMNS, slo_limits, violates_slo
 from contract.errors import BadInput
 
@@ -74,18 +75,21 @@ class TargetModel:
 
 def _scenario_dict(scenario: Any) -> dict[str, Any]:
     if isinstance(scenario, str):
-        from contract.scenario import load_scenario
-
-        return load_scenario(scenario).to_dict()
-    if hasattr(scenario, "to_dict"):
-        return scenario.to_dict()
-    if isinstance(scenario, Mapping):
+        data = load_scenario(scenario).to_dict()
+    elif hasattr(scenario, "to_dict"):
+        data = scenario.to_dict()
+    elif isinstance(scenario, Mapping):
         data = dict(scenario)
         for key in ("duration_s", "stages"):
             if key not in data:
                 raise BadInput(f"<scenario>: {key}: missing")
-        return data
-    raise BadInput(f"<scenario>: expected a name, a Scenario or a dict, got {type(scenario).__name__}")
+    else:
+        raise BadInput(f"<scenario>: expected a name, a Scenario or a dict, got {type(scenario).__name__}")
+    if data.get("load_model") == "open" or any("rate" in st for st in data["stages"]):
+        # The generator's users think between requests: the closed model only, for now.
+        raise BadInput(f"{data.get('name', '<scenario>')}: the synthetic generator simulates the closed "
+                       f"model (stages with users); use a closed scenario such as spike-closed")
+    return data
 
 
 def _erlang_c_wait_s(rate: float, capacity: float, servers: int) -> float:
@@ -104,7 +108,7 @@ def _jittered(value: float, rng: np.random.Generator, rel: float) -> float:
     return float(value * (1 + rng.uniform(-rel, rel)))
 
 
-def synthetic_run(scenario: Any = "spike", seed: int | None = None, *,
+def synthetic_run(scenario: Any = "spike-closed", seed: int | None = None, *,
                   model: TargetModel | None = None, duration_s: int | None = None,
                   gaps: bool = True) -> pd.DataFrame:
     """Simulate one run of `scenario`; return its metrics.csv frame (run metadata in `.attrs`).

@@ -93,3 +93,8 @@ def test_samples_follow_the_locust_format():
     assert list(s.columns) == ["ts", "response_time_ms", "ok", "name"]
     assert s["ts"].is_monotonic_increasing and set(s["ok"]) <= {0, 1}
     assert s.groupby("name")["response_time_ms"].median()["/stress"] > 500
+
+
+def test_an_open_model_scenario_is_refused_with_one_line():
+    with pytest.raises(BadInput, match="closed model"):
+        synthetic_run("spike", seed=1)
