@@ -56,14 +56,19 @@ def raw_files(run_dir: Path) -> tuple[float, list[pd.DataFrame], list[pd.DataFra
     return t0, samples, status
 
 
-def assert_sent_on_schedule(samples: pd.DataFrame, t0: float, schedule: np.ndarray, end_s: float) -> None:
-    """Every arrival of the schedule was sent at its time and answered (in-flight ones at the end aside)."""
+def assert_sent_on_schedule(samples: pd.DataFrame, t0: float, schedule: np.ndarray, end_s: float,
+                            tail_s: float = 3.0) -> None:
+    """Every arrival of the schedule was sent at its time and answered, but for the last `tail_s`.
+
+    The run stops Locust once the collector's last row is in: arrivals of the final
+    seconds may still be in flight then, more of them when a busy machine slows Locust.
+    """
     intended = np.sort(samples["intended_ts"].to_numpy()) - t0
     assert len(intended) <= len(schedule)
-    early = schedule[schedule < end_s - 1]
+    early = schedule[schedule < end_s - tail_s]
     np.testing.assert_allclose(intended[:len(early)], early, atol=2e-4)
     late = intended[len(early):]
-    assert len(late) == 0 or late.min() >= end_s - 1 - 2e-4
+    assert len(late) == 0 or late.min() >= end_s - tail_s - 2e-4
 
 
 def run(path: Path, out: Path, **kwargs) -> Path:
