@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -19,12 +20,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from lab_errors import BadInput
+from lab_errors import BadInput, read_text_file
 
 from .schema import COLUMNS, NUMERIC_COLUMNS
 
 RUN_JSON = "run.json"
 METRICS_CSV = "metrics.csv"
+MANIFEST_JSON = "manifest.json"
 
 # Label columns that are integers (0/1), not measurements.
 INT_COLUMNS = ("elapsed_s", "slo_violation", "target_up")
@@ -126,6 +128,72 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------- names and paths from files
+
+# Characters a name keeps when it becomes a file name; everything else becomes "_".
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_CHARS = 120
+
+
+def safe_name(name: Any, fallback: str = "unnamed") -> str:
+    """Return `name` (a run id, a column, a scenario name read from a file) as one safe file name.
+
+    Path separators and every character outside letters, digits, `.`, `_` and `-` become
+    `_`; leading and trailing dots go, so the result is never `.`, `..` or hidden, never
+    a path, and at most MAX_NAME_CHARS long. `fallback` stands in for an empty result.
+    """
+    clean = _UNSAFE_NAME.sub("_", str(name))[:MAX_NAME_CHARS].strip(".")
+    return clean or fallback
+
+
+def contained_path(base: str | os.PathLike, relative: str | os.PathLike, what: str) -> Path:
+    """Return base/relative, or BadInput when it resolves outside base.
+
+    `..`, an absolute path and a symbolic link that leads out are all caught, because the
+    check compares fully resolved paths. `what` names the file or option the path came
+    from, for the message.
+    """
+    base = Path(base)
+    try:
+        path = base / relative
+        root, real = base.resolve(), path.resolve()
+    except (ValueError, OSError) as exc:   # a NUL byte, a symlink loop
+        raise BadInput(f"{what}: {str(relative)!r}: not a usable path ({exc})") from None
+    if real != root and not real.is_relative_to(root):
+        raise BadInput(f"{what}: {str(relative)!r} leads outside {base}")
+    return path
+
+
+# ---------------------------------------------------------------- JSON files
+
+
+def parse_json(text: str, origin: str) -> dict[str, Any]:
+    """Parse JSON text that must hold an object; BadInput names `origin` otherwise."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise BadInput(f"{origin}: not valid JSON ({reason})") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{origin}: expected a JSON object, got {_json_type(value)}")
+    return value
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict[str, Any]:
+    """Read a JSON object from a file (run.json, a manifest, a model's JSON, ...).
+
+    Every failure is one BadInput line naming the file: `<path>: file not found`,
+    `<path>: not valid JSON (<reason>)`, `<path>: expected a JSON object, got <type>`
+    (and read_text_file's lines for a folder, an unreadable file or bytes that are not UTF-8).
+    """
+    return parse_json(read_text_file(path, what), str(path))
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
 # ---------------------------------------------------------------- time and facts
 
 
@@ -213,13 +281,7 @@ def read_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
         raise BadInput(f"{path}: missing (not a run folder)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(meta, dict):
-        raise BadInput(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    return meta
+    return read_json(path, RUN_JSON)
 
 
 def read_metrics(path: str | os.PathLike, columns: list[str] | None = None):
@@ -325,3 +387,43 @@ def list_runs(path: str | os.PathLike) -> list[Path]:
     if not runs:
         raise BadInput(f"{path}: no run folders found (a run folder holds {RUN_JSON} and {METRICS_CSV})")
     return runs
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a dataset folder's manifest.json; every run `path` must stay inside the folder.
+
+    The manifest is an object; `runs`, when present, a list of objects whose `path` is a
+    non-empty string that resolves inside `dataset_dir`; `dataset` an object. A file that
+    breaks this is BadInput naming the manifest and the entry.
+    """
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / MANIFEST_JSON
+    manifest = read_json(path, MANIFEST_JSON)
+    runs = manifest.get("runs", [])
+    if not isinstance(runs, list):
+        raise BadInput(f"{path}: runs: expected a list of run entries, got {_json_type(runs)}")
+    for i, entry in enumerate(runs):
+        if not isinstance(entry, dict):
+            raise BadInput(f"{path}: runs[{i}]: expected an object, got {_json_type(entry)}")
+        rel = entry.get("path")
+        if rel is None:
+            continue
+        if not isinstance(rel, str) or not rel.strip():
+            raise BadInput(f"{path}: runs[{i}].path: expected a folder name, got {_json_type(rel)} {rel!r}")
+        contained_path(dataset_dir, rel, f"{path}: runs[{i}].path")
+    for key, kind in (("dataset", dict), ("created_at", str)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise BadInput(f"{path}: {key}: expected {'an object' if kind is dict else 'a string'}, "
+                           f"got {_json_type(manifest[key])}")
+    return manifest
+
+
+def included_runs(path: str | os.PathLike) -> list[Path]:
+    """Return a dataset's included runs per its manifest (each inside the folder), else `list_runs(path)`."""
+    path = Path(path)
+    if path.is_dir() and (path / MANIFEST_JSON).is_file():
+        entries = read_manifest(path).get("runs", [])
+        runs = [path / e["path"] for e in entries if e.get("included") and e.get("path")]
+        if runs:
+            return runs
+    return list_runs(path)

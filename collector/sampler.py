@@ -27,7 +27,7 @@ from pathlib import Path
 from .clientstats import SampleTailer, SecondBinner, client_stats, slo_violation
 from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
-from .runio import utc_iso
+from .runio import read_json, utc_iso
 from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, csv_cell
 
 LOADGEN_SATURATED_PCT = 90.0
@@ -55,7 +55,7 @@ class CollectorConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CollectorConfig":
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**read_json(path, "collector config"))
 
 
 class StatusTailer:

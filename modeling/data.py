@@ -86,21 +86,10 @@ def _from_run_folder(path: Path) -> pd.DataFrame:
 
 
 def run_folders(path: Path) -> list[Path]:
-    """Return a dataset's included runs (per its manifest), else every run folder found."""
-    import json
+    """Return a dataset's included runs (per its manifest, inside the folder), else every run folder found."""
+    from collector.runio import included_runs
 
-    from collector.runio import list_runs
-
-    manifest = path / "manifest.json"
-    if path.is_dir() and manifest.is_file():
-        try:
-            entries = json.loads(manifest.read_text(encoding="utf-8")).get("runs") or []
-        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-            raise BadInput(f"{manifest}: not a valid manifest: {exc}") from None
-        runs = [path / e["path"] for e in entries if isinstance(e, dict) and e.get("included") and e.get("path")]
-        if runs:
-            return runs
-    return list_runs(path)
+    return included_runs(path)
 
 
 def read_csv_run(path: str | Path, slo: dict[str, float] | None = None) -> pd.DataFrame:

@@ -448,20 +448,16 @@ class LSTMForecaster(BaseEstimator):
     @classmethod
     def load(cls, folder: str | Path) -> LSTMForecaster:
         """Load a saved forecaster, refusing model files with code-carrying or unknown layers."""
-        from collector.runio import sha256_file
+        from collector.runio import read_json, sha256_file
 
         folder = Path(folder)
         params_path, model_path = folder / PARAMS_FILE, folder / MODEL_FILE
         for path in (params_path, model_path):
             if not path.is_file():
                 raise BadInput(f"{path}: missing (not a saved LSTMForecaster folder)")
-        try:
-            meta = json.loads(params_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BadInput(f"{params_path}: not valid JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise BadInput(f"{params_path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                           f"expected {FORMAT!r}")
+        meta = read_json(params_path, PARAMS_FILE)
+        if meta.get("format") != FORMAT:
+            raise BadInput(f"{params_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
         check_model_file(model_path)
         if meta.get("model_sha256") != sha256_file(model_path):
             raise BadInput(f"{model_path}: sha256 differs from params.json (the files do not belong together)")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from collector.runio import atomic_write_json
+from collector.runio import atomic_write_json, read_json
 from lab_errors import BadInput, LabError
 
 from .data import DataWarning, load_runs, run_name, split_runs
@@ -129,14 +129,8 @@ def load_bundle(folder: str | Path) -> Bundle:
 
 
 def read_meta_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc})") from None
+    """Read an optional JSON object of a model folder (metrics.json): {} when the file is absent."""
+    return read_json(path, path.name) if path.exists() else {}
 
 
 def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,

@@ -203,3 +203,17 @@ def test_dataset_folder_loads_only_the_runs_its_manifest_includes(tmp_path):
                          {"path": "runs/b", "included": False, "excluded_reason": "checksum"}]}
     (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
     assert [r.attrs["run_id"] for r in load_runs([tmp_path / "ds"])] == ["synthetic-smoke-s1"]
+
+
+def test_manifest_paths_are_kept_inside_the_dataset_folder(tmp_path):
+    import json
+
+    write_run(synthetic_run("smoke", seed=1), tmp_path / "private" / "secret")
+    write_run(synthetic_run("smoke", seed=2), tmp_path / "ds" / "runs" / "a")
+    for path in ("../private/secret", str(tmp_path / "private" / "secret"), "runs/../../private/secret"):
+        (tmp_path / "ds" / "manifest.json").write_text(json.dumps({"runs": [{"path": path, "included": True}]}))
+        with pytest.raises(BadInput, match=r"manifest\.json: runs\[0\]\.path: .* leads outside"):
+            load_runs([tmp_path / "ds"])
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps({"runs": ["runs/a"]}))
+    with pytest.raises(BadInput, match=r"manifest\.json: runs\[0\]: expected an object, got a string"):
+        load_runs([tmp_path / "ds"])
