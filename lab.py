@@ -170,13 +170,14 @@ def import_csv(
     label_col: Annotated[Optional[str], typer.Option(help="Column whose nonzero or true values mark violations; becomes slo_violation.")] = None,
     interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds per row after resampling (default: the median step of the file).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
+    max_rows: Annotated[int, typer.Option(min=1, help="Refuse a file whose timestamps span more rows than this after resampling (a stray date would ask for billions).")] = 2_000_000,
 ):
     """Turn an external metrics CSV into a run folder the modelling commands accept."""
     from collector.importer import import_csv as run_import
     from collector.runio import read_meta
 
     run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir,
-                         interval_s=interval)
+                         interval_s=interval, max_rows=max_rows)
     meta = read_meta(run_dir)
     source = meta["source"]
     out.print(f"imported {source['rows_read']} rows as {meta['rows']} rows of {meta['interval_s']} s "
