@@ -325,7 +325,7 @@ def monitor(
     policy: Annotated[Optional[str], typer.Option(help="Policy preset: default, or guide (scale up when predicted stability < 80%).")] = None,
     policy_file: Annotated[Optional[Path], typer.Option(help="TOML file with a [policy] table (thresholds, cool-downs, bounds).")] = None,
     sinks_file: Annotated[Optional[Path], typer.Option(help="TOML file with [[sinks]] tables.")] = None,
-    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback).")] = None,
+    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback); the environment variable keeps its secret out of process lists.", envvar="LAB_WEBHOOK_URL")] = None,
     alertmanager: Annotated[Optional[str], typer.Option(help="Alertmanager base URL; alerts go to /api/v2/alerts.")] = None,
     scale_target: Annotated[bool, typer.Option("--scale-target", help="Change the lab target's gunicorn worker count for real (TTIN/TTOU).")] = False,
     min_workers: Annotated[int, typer.Option(min=1, help="Lowest worker count when scaling.")] = 1,
@@ -349,7 +349,7 @@ def monitor(
     from monitor.policy import load_policy
     from monitor.sinks import load_sinks
 
-    target = check_host(target, allow_remote)
+    target = check_host(target, allow_remote, option="--target")
     bundle = load_bundle(model)
     if bundle.meta.get("profile", "lab") != "live":
         raise BadInput(f"{model}: this model was trained with --profile lab (it needs the load generator's "

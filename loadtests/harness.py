@@ -8,12 +8,10 @@ then the target).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 import requests
 
 from collector.runio import atomic_write_json, host_facts, package_versions, sha256_file, utc_iso
-from lab_errors import BadInput, Interrupted, LabError
+from lab_errors import BadInput, Interrupted, LabError, is_loopback_host, redact_url
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
 
 from .scenario import Scenario, load_scenario
@@ -67,22 +65,46 @@ class RunResult:
     summary: dict
 
 
-def check_host(url: str, allow_remote: bool) -> str:
-    """Refuse a target that does not resolve to loopback unless allowed; return it normalised."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise BadInput(f"--host: {url!r} is not an http(s) URL like http://127.0.0.1:5000")
-    if allow_remote:
-        return url.rstrip("/")
+def check_host(url: str, allow_remote: bool, option: str = "--host") -> str:
+    """Check a target URL given as `option` (--host, --target) and return it without a trailing /.
+
+    Without `allow_remote` the host must be a loopback literal (127.0.0.0/8, ::1) or
+    `localhost`: no DNS lookup, so a name cannot resolve to loopback when checked and to
+    another machine when requests and Locust resolve it again. User-info
+    (`user:password@`) is refused; a bad port or bracket is a one-line BadInput.
+    """
+    shown = redact_url(url)
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80, proto=socket.IPPROTO_TCP)
-        addresses = {info[4][0] for info in infos}
-    except socket.gaierror:
-        addresses = set()
-    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise BadInput(f"--host: {parsed.hostname} does not resolve to a loopback address; "
-                       f"load against other machines needs --allow-remote")
+        parsed = urlsplit(url)
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError as exc:
+        problem = str(exc)
+        if "port" in problem.lower():
+            port = urlsplit_netloc(url).rpartition(":")[2]
+            problem = f"port {port!r} is not a number from 1 to 65535"
+        elif "ipv6" in problem.lower():
+            problem = "an IPv6 host needs both brackets, like http://[::1]:5000"
+        raise BadInput(f"{option}: {shown!r}: {problem}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{option}: {shown!r} is not an http(s) URL like http://127.0.0.1:5000")
+    if not port_ok:
+        raise BadInput(f"{option}: {shown!r}: port 0 is not a number from 1 to 65535")
+    if "@" in parsed.netloc:
+        raise BadInput(f"{option}: {shown!r}: a user name or password in the URL is refused "
+                       f"(it would show in process lists and logs)")
+    if parsed.query or parsed.fragment:
+        raise BadInput(f"{option}: {shown!r}: expected a base URL without '?' or '#'")
+    if not allow_remote and not is_loopback_host(parsed.hostname):
+        raise BadInput(f"{option}: {parsed.hostname} is not a loopback address (127.0.0.0/8, ::1 or "
+                       f"localhost); load against other machines needs --allow-remote")
     return url.rstrip("/")
+
+
+def urlsplit_netloc(url: str) -> str:
+    """The authority part of a URL by plain string splitting (for messages about a URL urlsplit refused)."""
+    rest = url.partition("://")[2] or url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return rest[:cut].rpartition("@")[2]
 
 
 def check_prometheus(url: str) -> tuple[str, dict]:
@@ -250,7 +272,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
                                   "locustfile": "loadtests/locustfile.py"},
         "collector": {"source": "prometheus" if prometheus_url else "direct-scrape",
-                      "prometheus_url": prometheus_url,
+                      "prometheus_url": redact_url(prometheus_url) if prometheus_url else None,
                       **({"prometheus_version": prometheus_info.get("version")} if prometheus_url else {})},
         "versions": package_versions(), "host": host_facts(), "warnings": [], "files": {},
     }

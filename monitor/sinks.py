@@ -14,10 +14,10 @@ whole fan-out on one background thread (in order) for a loop that must keep 1 Hz
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from lab_errors import BadInput, LabError
+from lab_errors import BadInput, LabError, is_loopback_host, redact_url
 
 from .config import coerce, read_toml
 from .policy import Action, Decision
@@ -139,8 +139,13 @@ def check_url(url: str, what: str, loopback_http_only: bool = True) -> str:
     """Return `url` if it is https, or http to a loopback address; BadInput otherwise."""
     if not isinstance(url, str):
         raise BadInput(f"{what}: expected a URL string, got {type(url).__name__}")
-    parts = urlsplit(url)
-    host = parts.hostname
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        if parts.port == 0:
+            raise ValueError("port 0")
+    except ValueError as exc:
+        raise BadInput(f"{what}: {_safe(url)}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
         raise BadInput(f"{what}: {_safe(url)}: expected an http:// or https:// URL with a host")
     if parts.scheme == "http" and loopback_http_only and not is_loopback(host):
@@ -151,19 +156,16 @@ def check_url(url: str, what: str, loopback_http_only: bool = True) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine's loopback interface (no DNS lookup)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
+
+
+# `//user:secret@` inside an exception's text (a library may quote the URL it was given).
+_USERINFO = re.compile(r"//[^/\s@]+@")
 
 
 def _safe(url: str) -> str:
-    """The URL without path and query: webhook paths are secrets."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…" \
-        if parts.path.strip("/") or parts.query else f"{parts.scheme}://{parts.netloc}"
+    """The URL for a message: no user-info, no path or query (webhook paths are secrets)."""
+    return redact_url(url, keep_path=False)
 
 
 class _Poster:
@@ -564,8 +566,8 @@ class Sinks:
                 outcome = sink.handle(decision)
             except Exception as exc:  # one broken sink must not stop the monitor or the others
                 outcome = "failed"
-                sink.last_result = {"error": str(exc) if isinstance(exc, LabError)
-                                    else f"{type(exc).__name__}: {exc}"[:300]}
+                text = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"[:300]
+                sink.last_result = {"error": _USERINFO.sub("//", text)}
             if outcome is not None:
                 outcomes[sink.name] = outcome
                 if sink.last_result:

@@ -159,6 +159,41 @@ def test_webhook_accepts_https_and_loopback_http_and_hides_the_secret_path():
     assert "SECRET" not in str(err.value)
 
 
+@pytest.mark.parametrize("make", [WebhookSink, AlertmanagerSink])
+@pytest.mark.parametrize("url", ["http://user:s3cret@example.com:0", "https://user:s3cret@hooks.example.com:99999/x",
+                                 "ftp://user:s3cret@127.0.0.1", "https://user:s3cret@[::1/x"])
+def test_a_refused_url_never_shows_its_user_info(make, url):
+    with pytest.raises(BadInput) as err:
+        make(url, timeout_s=0.2, retries=0) if make is WebhookSink else make(url, retries=0, timeout_s=0.2)
+    message = str(err.value)
+    assert "s3cret" not in message and "user" not in message and "\n" not in message, message
+
+
+def test_a_failing_post_never_shows_the_user_info(tmp_path):
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    path = tmp_path / "events.jsonl"
+    sinks = Sinks([WebhookSink(f"http://user:s3cret@127.0.0.1:{port}/hook", retries=0, timeout_s=0.5)],
+                  EventLogSink(path))
+    outcomes = sinks.dispatch(decision("scale_up", 1))
+    sinks.close()
+    assert outcomes["webhook"] == "failed"
+    assert "s3cret" not in path.read_text() and "s3cret" not in json.dumps(sinks.sinks[0].last_result)
+
+
+def test_monitor_takes_the_webhook_from_the_environment():
+    import typer
+
+    from lab import app
+
+    command = typer.main.get_command(app).commands["monitor"]
+    webhook = next(p for p in command.params if p.name == "webhook")
+    assert webhook.envvar == "LAB_WEBHOOK_URL"
+
+
 # ---------------------------------------------------------------- event log and the set of sinks
 
 
