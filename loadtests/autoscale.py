@@ -5,11 +5,17 @@ decides, and `ScaleTargetSink` changes the embedded target's gunicorn worker cou
 real. Each decision is appended to `autoscale.jsonl`, which the collector reads back into
 the `autoscale_action` column of the second in which it was taken, next to
 `target_workers`, so the run records both the cost and the actions.
+
+Scaling waits for gunicorn (seconds), so actions run on a `monitor.sinks.Lane`: while one
+is in progress the newest waits and an older waiting one is dropped (a `dropped` record
+in autoscale.jsonl, counted in run.json); after a failed action the next ones are skipped
+for 2, 4, 8 ... s instead of hammering a target that does not respond.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +29,7 @@ class Autoscaler:
     def __init__(self, mode: str, master_pid: int, run_dir: Path, slo: dict, *,
                  model_dir: Path | None = None, min_workers: int = 1, max_workers: int = 6):
         from monitor.policy import Policy, ReactivePolicy
-        from monitor.sinks import ScaleTargetSink
+        from monitor.sinks import Backoff, Lane, ScaleTargetSink
 
         if mode not in MODES or mode == "off":
             raise BadInput(f"--autoscale: expected reactive or predictive, got {mode!r}")
@@ -51,12 +57,15 @@ class Autoscaler:
         self.sink = ScaleTargetSink(master_pid, min_workers=min_workers, max_workers=max_workers)
         self.path = run_dir / ACTIONS_FILE
         self.path.touch()
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Scaling waits for gunicorn to change its workers (seconds); decisions go on meanwhile.
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoscale")
+        self._write_lock = threading.Lock()   # the decision thread and the action lane both append
+        # Scaling waits for gunicorn to change its workers (seconds); decisions go on meanwhile,
+        # and at most one action waits for the one in progress.
+        self.lane = Lane("autoscale", lambda job: self._act(*job), self._dropped)
+        self.backoff = Backoff()
         self.decisions = 0
         self.actions = 0
+        self.dropped = 0
+        self.skipped = 0
 
     def on_row(self, row: dict) -> None:
         """Decide on the newest row and act (scaling blocks briefly until workers change)."""
@@ -81,23 +90,39 @@ class Autoscaler:
         self._write(record)
         if decision.taken:
             self.actions += 1
-            self.pool.submit(self._act, decision, now)
+            self.lane.submit((decision, now))
 
     def _act(self, decision, decided_at: float) -> None:
         result = {"ts": time.time(), "result_of": decided_at, "action": str(decision.action)}
+        if self.backoff.left() > 0:
+            self.skipped += 1
+            result.update(outcome="skipped", reason=self.backoff.reason())
+            self._write(result)
+            return
         try:
             result["outcome"] = self.sink.handle(decision)
         except Exception as exc:  # a failed scale is recorded, the run goes on
             result["outcome"] = f"failed: {exc}"
+        if str(result["outcome"]).startswith("failed"):
+            self.backoff.failed()
+        else:
+            self.backoff.succeeded()
         result["workers"] = (self.sink.last_result or {}).get("workers")
         self._write(result)
 
+    def _dropped(self, job) -> None:
+        decision, decided_at = job
+        self.dropped += 1
+        self._write({"ts": time.time(), "result_of": decided_at, "action": str(decision.action),
+                     "outcome": "dropped", "reason": "a newer action replaced it while scaling was busy"})
+
     def _write(self, record: dict) -> None:
-        with open(self.path, "a") as fh:
+        with self._write_lock, open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Finish the action in progress; one still waiting when the run ends is dropped (and logged)."""
+        self.lane.close(discard_waiting=True)
 
 
 def _opt(value):

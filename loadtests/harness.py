@@ -390,7 +390,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         try:
             if autoscaler is not None:
                 autoscaler.close()
-                meta["autoscale"].update(decisions=autoscaler.decisions, actions=autoscaler.actions)
+                meta["autoscale"].update(decisions=autoscaler.decisions, actions=autoscaler.actions,
+                                         dropped=autoscaler.dropped, skipped=autoscaler.skipped)
             if scheduler is not None:
                 scheduler.stop_event.set()
             children.stop_collector()
