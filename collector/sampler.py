@@ -5,6 +5,12 @@ second k-1), then finalises the row of second k-2, whose client-side requests ha
 full second to be flushed by Locust. On SIGTERM/SIGINT it finalises every complete second
 and exits, so the CSV always ends on a whole row.
 
+If a row cannot be written (disk full, a file system gone read-only) the collector stops:
+the file is cut back to its last whole row, the reason goes to collector.json as
+`stopped` ("write failed: [Errno 28] No space left on device: .../metrics.csv"), to stderr,
+and as a `{"collector_stopped": reason}` line on stdout, which reaches the harness even
+when no file can be written any more; the exit code is 1.
+
 With `prometheus_url` the server-side columns come from that Prometheus server when the
 row is finalised (its scrapes land later; see promserver.py), and the direct scrape's
 view of the same second is kept in the `*_direct` columns appended after COLUMNS.
@@ -32,6 +38,17 @@ from .schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, csv_cell
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
+STOPPED_KEY = "collector_stopped"   # the stdout line that tells the harness why the collector stopped
+
+
+class WriteFailed(Exception):
+    """A row could not be written; the message is the reason recorded as `stopped`."""
+
+
+def write_failure(exc: OSError, path: Path) -> str:
+    """Describe a failed write in one line: 'write failed: [Errno 28] No space left on device: <path>'."""
+    what = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc) or type(exc).__name__
+    return f"write failed: {what}: {path}"
 
 
 @dataclass
@@ -132,6 +149,8 @@ class Collector:
                         + (["autoscale_action"] if config.autoscale else []))
         self._actions_offset = 0
         self._actions: dict[int, str] = {}
+        self.stopped: str | None = None
+        self._whole_bytes = 0               # metrics.csv up to its last whole row
 
     # ------------------------------------------------------------------ sampling
     def sample_second(self, second: int, now: float) -> None:
@@ -178,13 +197,33 @@ class Collector:
             row["autoscale_action"] = self._actions.pop(second, "none")
         slo = self.scenario.slo
         row["slo_violation"] = slo_violation(row, slo.latency_p95_ms, slo.error_rate)
-        self.writer.writerow([csv_cell(row.get(c)) for c in self.columns])
-        self.csv_file.flush()
-        os.fsync(self.csv_file.fileno())
+        self._write_row([csv_cell(row.get(c)) for c in self.columns])
         self.rows_written += 1
         if self.config.emit_rows:
             print(json.dumps({c: row.get(c) for c in self.columns}), file=self.out, flush=True)
         return row
+
+    def _write_row(self, cells: list) -> None:
+        """Append one row and make it durable; WriteFailed when the file system refuses."""
+        try:
+            self.writer.writerow(cells)
+            self.csv_file.flush()
+            os.fsync(self.csv_file.fileno())
+        except OSError as exc:
+            raise WriteFailed(write_failure(exc, self.csv_path)) from exc
+        self._whole_bytes = self.csv_file.tell()
+
+    def _close_csv(self) -> None:
+        """Close metrics.csv; after a failed write, cut it back to its last whole row."""
+        try:
+            self.csv_file.close()
+        except OSError:
+            pass    # the buffered part of the failed row: it is cut off below
+        if self.stopped:
+            try:
+                os.truncate(self.csv_path, self._whole_bytes)
+            except OSError:
+                pass
 
     def drain_actions(self) -> None:
         """Read the autoscaler's new decisions; a taken action labels the second it was taken in."""
@@ -229,17 +268,16 @@ class Collector:
         self.t0 = self.wait_t0()
         self.binner = SecondBinner(self.t0)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        csv_path = self.out_dir / "metrics.csv"
-        self.csv_file = open(csv_path, "w", newline="")
+        self.csv_path = self.out_dir / "metrics.csv"
+        self.csv_file = open(self.csv_path, "w", newline="")
         self.writer = csv.writer(self.csv_file)
-        self.writer.writerow(self.columns)
-        self.csv_file.flush()
         # Map the wall-clock t0 onto the monotonic clock once: deadlines never drift.
         mono_t0 = time.monotonic() - (time.time() - self.t0)
         self.view.prime(time.time())
         last_sampled = -1
         interrupted = False
         try:
+            self._write_row(self.columns)
             for k in range(1, self.config.duration_s + 1):
                 delay = mono_t0 + k - time.monotonic()
                 if delay > 0 and self.stop_event.wait(delay):
@@ -259,8 +297,13 @@ class Collector:
             self.drain_client()
             for second in range(self.rows_written, last_sampled + 1):
                 self.finalise(second)
+        except WriteFailed as exc:
+            self.stopped = str(exc)
+            # stdout (a pipe to the harness) first: stderr is collector.log, on the same full disk.
+            _say(json.dumps({STOPPED_KEY: self.stopped}), self.out)
+            _say(f"collector: stopped: {self.stopped}")
         finally:
-            self.csv_file.close()
+            self._close_csv()
         if self.target_down_s:
             self.warnings.append(f"target_down: /metrics did not answer in {self.target_down_s} "
                                  f"of {self.rows_written} seconds (rows with target_up=0)")
@@ -273,13 +316,25 @@ class Collector:
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "wall_s": round(time.time() - self.t0, 3),
             "t0": self.t0, "rows": self.rows_written, "interrupted": interrupted,
-            "warnings": self.warnings,
+            "stopped": self.stopped, "warnings": self.warnings,
             "tick_jitter_ms": {"p50": _pct(jitter, 50), "p99": _pct(jitter, 99), "max": jitter[-1]},
         }
         tmp = self.out_dir / ".collector.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.out_dir / "collector.json")
+        try:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            os.replace(tmp, self.out_dir / "collector.json")
+        except OSError as exc:   # the disk that stopped the rows may refuse this too: stdout told why
+            tmp.unlink(missing_ok=True)
+            _say(f"collector: cannot write collector.json: {exc}")
         return summary
+
+
+def _say(line: str, stream=None) -> None:
+    """Write a line that must not itself fail the collector (its log may be on a full disk)."""
+    try:
+        print(line, file=stream or sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -310,5 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = collector.run()
     except TimeoutError as exc:
         print(f"collector: {exc}", file=sys.stderr)
+        return 1
+    if summary["stopped"]:
         return 1
     return 130 if summary["interrupted"] else 0

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from collector.runio import atomic_write_json, host_facts, package_versions, sha256_file, utc_iso
+from collector.runio import atomic_write_json, host_facts, package_versions, read_json, sha256_file, utc_iso
+from collector.sampler import STOPPED_KEY, write_failure
 from lab_errors import BadInput, Interrupted, LabError, is_loopback_host, redact_url
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
 
@@ -213,9 +214,14 @@ class _FaultScheduler(threading.Thread):
 
     def _event(self, **fields) -> None:
         fields = {"ts": utc_iso(time.time(), ms=True), "elapsed_s": round(time.time() - self.t0, 3), **fields}
-        with open(self.events_path, "a") as fh:
-            fh.write(json.dumps(fields) + "\n")
-            fh.flush()
+        try:
+            with open(self.events_path, "a") as fh:
+                fh.write(json.dumps(fields) + "\n")
+                fh.flush()
+        except OSError as exc:   # a full disk must not kill the schedule: the labels come from the plan
+            note = f"events_not_written: {write_failure(exc, self.events_path)}"
+            if note not in self.failures:
+                self.failures.append(note)
 
     def _call(self, method: str, path: str, body=None) -> int | None:
         try:
@@ -281,6 +287,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     autoscaler = None
     interrupted = False
     collector_summary: dict = {}
+    collector_stopped: str | None = None   # why the collector stopped early, from its stdout
     previous = signal.getsignal(signal.SIGTERM)
 
     def _sigterm(_signum, _frame):
@@ -374,6 +381,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                 row = None
             if row is _EOF:
                 break
+            if row is not None and STOPPED_KEY in row:
+                collector_stopped = str(row[STOPPED_KEY])
+                continue
             if row is not None and on_row:
                 on_row(row)
             if row is not None and autoscaler is not None:
@@ -382,8 +392,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                 target_died_at = round(time.time() - t0, 1)
                 meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
                                         f"the run continued with target_up=0 rows")
-            if children.collector.poll() is not None and not reader.is_alive():
-                break
+            if children.collector.poll() is not None and not reader.is_alive() and rows.empty():
+                break   # (a reader that died without its end mark; normally _EOF ends the loop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -405,11 +415,25 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
 
     collector_json = run_dir / "collector.json"
     if collector_json.exists():
-        collector_summary = json.loads(collector_json.read_text())
+        try:
+            collector_summary = read_json(collector_json, "collector summary")
+        except BadInput as exc:
+            meta["warnings"].append(f"collector_summary_unreadable: {exc}")
         meta["warnings"].extend(collector_summary.get("warnings", []))
         meta["collector"]["tick_jitter_ms"] = collector_summary.get("tick_jitter_ms")
-    rows_written = collector_summary.get("rows", 0)
-    if interrupted:
+    # The rows the run has are the whole rows in metrics.csv, whatever the collector managed to say.
+    rows_written = collector_summary.get("rows")
+    if not isinstance(rows_written, int):
+        rows_written = whole_rows(run_dir / "metrics.csv")
+    stopped = collector_summary.get("stopped") or collector_stopped
+    code = children.collector.returncode if children.collector is not None else None
+    if not stopped and not collector_summary and code not in (None, 0, 130, -signal.SIGTERM):
+        stopped = f"collector exited with code {code} without a summary (see collector.log)"
+    if stopped:
+        meta["status"] = "failed"
+        meta["failure"] = stopped
+        meta["warnings"].append(f"collector_stopped: {stopped}")
+    elif interrupted:
         meta["status"] = "interrupted"
     elif rows_written == scenario.duration_s:
         meta["status"] = "complete"
@@ -426,6 +450,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                      and not p.name.startswith(".")}
     atomic_write_json(run_dir / "run.json", meta)
     result = RunResult(run_dir, meta["status"], meta, summary)
+    if stopped:
+        raise LabError(f"run failed: {stopped}; kept {rows_written} complete rows in {run_dir}")
     if interrupted:
         raise Interrupted(f"interrupted: kept {rows_written} complete rows in {run_dir}")
     if meta["status"] == "failed" and rows_written == 0:
@@ -434,6 +460,16 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
 
 
 _EOF = object()
+
+
+def whole_rows(metrics_csv: Path) -> int:
+    """Count the complete data rows of a metrics.csv (header and a cut-off last line excluded)."""
+    try:
+        with open(metrics_csv, "rb") as fh:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return 0
+    return max(0, lines - 1)
 
 
 def _read_rows(stream, rows: queue.Queue) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -225,3 +226,78 @@ def test_train_evaluate_report_on_a_generated_run(smoke_run, tmp_path):
     html = (tmp_path / "report" / "report.html").read_text()
     pngs = list((tmp_path / "report").glob("*.png"))
     assert pngs and all(p.name in html for p in pngs)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (root only: skipped where mount is refused), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+class _Filler(threading.Thread):
+    """Keep a file system full: take every page that comes free (Locust rewrites its stats files)."""
+
+    def __init__(self, disk: Path):
+        super().__init__(daemon=True)
+        self.path, self.stop = disk / "filler", threading.Event()
+        self.full = threading.Event()
+
+    def run(self):
+        with open(self.path, "wb", buffering=0) as fh:
+            while not self.stop.is_set():
+                try:
+                    fh.write(b"\0" * 4096)
+                except OSError:
+                    self.full.set()
+                    time.sleep(0.01)
+        self.path.unlink()
+
+
+def test_a_full_disk_keeps_the_rows_and_marks_the_run_failed_with_the_reason(small_disk):
+    # tmpfs hands out whole pages: the rows go on into the page metrics.csv holds, so the
+    # run is long enough for the collector to need a new one.
+    proc = lab("run-scenario", "smoke", "--duration", "40", "--out", str(small_disk), "--quiet")
+    try:
+        deadline = time.monotonic() + 60
+        run_dir = None
+        while time.monotonic() < deadline:
+            dirs = [p for p in small_disk.iterdir() if p.is_dir()]
+            if dirs and (dirs[0] / "metrics.csv").exists() and \
+                    (dirs[0] / "metrics.csv").read_text().count("\n") >= 4:
+                run_dir = dirs[0]
+                break
+            time.sleep(0.1)
+        assert run_dir is not None
+        collector = next(c for c in psutil.Process(proc.pid).children(recursive=True)
+                         if "collector" in " ".join(c.cmdline()[1:3]))
+        filler = _Filler(small_disk)
+        filler.start()                             # the disk is full from now on
+        assert filler.full.wait(10)
+        collector.wait(30)                         # the collector stops when a row finds no room
+        filler.stop.set()
+        filler.join(10)                            # room again for run.json
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    meta = json.loads((run_dir / "run.json").read_text())
+    text = (run_dir / "metrics.csv").read_text()
+    rows = text.count("\n") - 1
+    assert meta["status"] == "failed" and 3 <= rows < 40 and meta["rows"] == rows, meta["warnings"]
+    assert meta["failure"].startswith("write failed: [Errno 28] No space left on device: ")
+    assert meta["failure"].endswith("metrics.csv")
+    assert f"run failed: {meta['failure']}; kept {rows} complete rows" in stderr
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert text.endswith("\n") and frame["elapsed_s"].tolist() == list(range(rows))
