@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -54,17 +55,18 @@ _UMASK = _read_umask()
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` whole.
 
     Readers see the old file or the new one, never a part: the writer fills the temporary
     file, which is fsynced, made shareable (mkstemp's 0600, then the umask) and renamed
-    over `path`; on any error it is removed and `path` is untouched.
+    over `path`; on any error it is removed and `path` is untouched. `suffix` ends the
+    temporary name (for writers that insist on one, like Keras' `.keras`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder, so os.replace is a rename on one filesystem.
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -77,6 +79,45 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it takes `path`'s place whole.
+
+    For a set of files that belong together (a model folder): the writer fills the
+    temporary folder, which gets the umask's mode (not mkdtemp's 0700) and is renamed to
+    `path`. An existing `path` is first renamed aside and removed only once the new folder
+    is in place, so readers never see a mix of old and new files, and a crash in between
+    leaves the old folder beside it (`.<name>.*.old`). On any error the temporary folder
+    is removed and `path` is untouched.
+    """
+    path = Path(os.path.realpath(path))   # a symbolic link keeps pointing at the new folder
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{path}: exists and is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        _fsync_dir(tmp)
+        aside = None
+        if path.exists():
+            # Renaming onto an empty folder replaces it: mkdtemp reserves a free name.
+            aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, aside)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, path)
+            raise
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

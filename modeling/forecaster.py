@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -407,25 +406,17 @@ class LSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------ persistence
 
     def save(self, folder: str | Path) -> Path:
-        """Write model.keras and params.json into `folder`, each atomically."""
-        from collector.runio import atomic_write_json, sha256_file
+        """Write model.keras and params.json into `folder`, each atomically, with the umask's modes."""
+        from collector.runio import atomic_path, atomic_write_json, sha256_file
 
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".keras", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(folder / MODEL_FILE, suffix=".keras") as tmp:   # Keras wants the suffix
             with warnings.catch_warnings():
                 # Keras' own variable-to-numpy conversion under NumPy 2; nothing we can act on.
                 warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
                 self.model_.save(tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / MODEL_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         import keras
 
         init = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}

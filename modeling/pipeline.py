@@ -7,6 +7,11 @@ A model folder holds:
     products.json    KMeans over endpoints by performance profile (when samples exist)
     train.json       sources, the split (train and held-out runs), settings, data summary
     metrics.json     written by evaluate
+
+The folder is written whole (runio.atomic_folder): training fills a temporary sibling and
+renames it into place, so retraining never leaves a file of the previous model behind
+(a stale products.json or metrics.json), and a failed training leaves the old model as
+it was. train.json is written last inside it; a folder without one is not a model.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from collector.runio import atomic_write_json, read_json
+from collector.runio import atomic_folder, atomic_write_json, read_json
 from lab_errors import BadInput, LabError
 
 from .data import DataWarning, load_runs, run_name, split_runs
@@ -70,6 +75,8 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
     from .forecaster import LSTMForecaster
     from .regimes import RegimeModel
 
+    out = Path(out)
+    _check_model_out(out)     # before the training, not after it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         runs = apply_profile(load_runs(sources), profile)
@@ -86,11 +93,6 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         if on_warning:
             on_warning(note)
 
-    out.mkdir(parents=True, exist_ok=True)
-    forecaster.save(out / "forecaster")
-    regimes.save(out / "regimes.json")
-    if products is not None:
-        products.save(out / "products.json")
     meta = {
         "sources": [str(Path(s).absolute()) for s in sources],
         "split": ("held-out scenarios: " + ", ".join(holdout)) if holdout else
@@ -108,8 +110,23 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         "warnings": notes,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_json(out / TRAIN_JSON, meta)
+    with atomic_folder(out) as tmp:
+        forecaster.save(tmp / "forecaster")
+        regimes.save(tmp / "regimes.json")
+        if products is not None:
+            products.save(tmp / "products.json")
+        atomic_write_json(tmp / TRAIN_JSON, meta)
     return Bundle(out, forecaster, regimes, products, meta)
+
+
+def _check_model_out(out: Path) -> None:
+    """Refuse to replace something that is not a model folder (the whole folder is replaced)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: exists and is a file, not a model folder")
+    if out.is_dir() and any(out.iterdir()) and not ((out / TRAIN_JSON).is_file() or (out / "forecaster").is_dir()):
+        raise BadInput(f"{out}: exists and is not a model folder (no {TRAIN_JSON}, no forecaster/); "
+                       f"training replaces the whole folder, so give a new or a model folder")
 
 
 def load_bundle(folder: str | Path) -> Bundle:
@@ -121,7 +138,10 @@ def load_bundle(folder: str | Path) -> Bundle:
     folder = Path(folder)
     if not (folder / "forecaster").is_dir():
         raise BadInput(f"{folder}: not a model folder (no forecaster/; train one with `lab.py train`)")
-    meta = read_meta_json(folder / TRAIN_JSON)
+    if not (folder / TRAIN_JSON).is_file():
+        raise BadInput(f"{folder / TRAIN_JSON}: missing (an incomplete model folder; train it again "
+                       f"with `lab.py train`)")
+    meta = read_json(folder / TRAIN_JSON, TRAIN_JSON)
     forecaster = LSTMForecaster.load(folder / "forecaster")
     regimes = RegimeModel.load(folder / "regimes.json") if (folder / "regimes.json").exists() else None
     products = ProductClusters.load(folder / "products.json") if (folder / "products.json").exists() else None

@@ -226,3 +226,33 @@ def test_every_json_reader_says_the_same_thing(tmp_path, text, problem):
         with pytest.raises(BadInput) as caught:
             read()
         assert re.fullmatch(rf"{re.escape(str(path))}: {problem}", str(caught.value)), str(caught.value)
+
+
+def test_atomic_folder_replaces_whole_keeps_old_on_error_and_follows_the_umask(tmp_path):
+    import stat
+
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "old.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with runio.atomic_folder(target) as tmp:
+            (tmp / "new.json").write_text("new")
+            raise RuntimeError("training failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"] and (target / "old.json").exists()
+    with runio.atomic_folder(target) as tmp:
+        (tmp / "new.json").write_text("new")
+        assert not (target / "new.json").exists()        # nothing shows until it is complete
+    assert sorted(p.name for p in target.iterdir()) == ["new.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    with runio.atomic_folder(link) as tmp:
+        (tmp / "third.json").write_text("3")
+    assert link.is_symlink() and sorted(p.name for p in link.iterdir()) == ["third.json"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInput, match="exists and is a file"):
+        with runio.atomic_folder(tmp_path / "file"):
+            pass
