@@ -216,12 +216,13 @@ def import_csv(
     label_col: Annotated[Optional[str], typer.Option(help="Column whose nonzero or true values mark violations; becomes slo_violation.")] = None,
     interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds per row after resampling (default: the median step of the file).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
+    max_rows: Annotated[int, typer.Option(min=1, help="Refuse a file whose timestamps span more rows than this after resampling (a stray date would ask for billions).")] = 2_000_000,
 ):
     """Turn an external metrics CSV into a run folder the modelling commands accept."""
     from collector.importer import import_csv as run_import, print_import
 
     run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir,
-                         interval_s=interval)
+                         interval_s=interval, max_rows=max_rows)
     print_import(out, run_dir)
 
 
@@ -332,7 +333,7 @@ def monitor(
     policy: Annotated[Optional[str], typer.Option(help="Policy preset: default, or guide (scale up when predicted stability < 80%).")] = None,
     policy_file: Annotated[Optional[Path], typer.Option(help="TOML file with a [policy] table (thresholds, cool-downs, bounds).")] = None,
     sinks_file: Annotated[Optional[Path], typer.Option(help="TOML file with [[sinks]] tables.")] = None,
-    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback).")] = None,
+    webhook: Annotated[Optional[str], typer.Option(help="Post scale and alert actions to this webhook (https, or http on loopback); the environment variable keeps its secret out of process lists.", envvar="LAB_WEBHOOK_URL")] = None,
     alertmanager: Annotated[Optional[str], typer.Option(help="Alertmanager base URL; alerts go to /api/v2/alerts.")] = None,
     scale_target: Annotated[bool, typer.Option("--scale-target", help="Change the lab target's gunicorn worker count for real (TTIN/TTOU).")] = False,
     min_workers: Annotated[int, typer.Option(min=1, max=64, help="Lowest worker count when scaling.")] = 1,

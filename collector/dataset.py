@@ -18,7 +18,7 @@ from contract.errors import BadInput, LabError
 
 from contract.runfolder import (
     INT_COLUMNS, atomic_path, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
-    host_facts, list_runs, package_versions, read_meta, read_run, sha256_file,
+    host_facts, list_runs, package_versions, read_manifest, read_meta, read_run, sha256_file,
     utc_iso, verify_checksums,
 )
 from contract.schema import COLUMNS
@@ -311,7 +311,7 @@ def dataset_info(path: str | os.PathLike) -> dict[str, Any]:
     if parquet.is_file():
         chunks, source = _parquet_chunks(parquet), "parquet"
         if (parquet.parent / MANIFEST).is_file():
-            manifest = json.loads((parquet.parent / MANIFEST).read_text())
+            manifest = read_manifest(parquet.parent)
     else:
         chunks, source = _run_chunks(path), "runs"
     return _summarise(chunks, path, source, manifest)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from enum import Enum
 from pathlib import Path
@@ -10,7 +9,10 @@ from typing import Any, Sequence
 
 from contract.errors import BadInput, LabError
 
-from contract.runfolder import Run, atomic_path, atomic_write_json, atomic_write_text, list_runs, read_run
+from contract.runfolder import (
+    Run, atomic_path, atomic_write_json, atomic_write_text, contained_path, included_runs, read_run,
+    safe_name,
+)
 from contract.schema import COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
 
 NAB_TIME = "%Y-%m-%d %H:%M:%S"
@@ -27,16 +29,17 @@ class ExportFormat(str, Enum):
 
 def _dataset_runs(path: Path) -> list[Path]:
     """Return the runs to export: a dataset's included runs, or every run found."""
-    manifest = path / "manifest.json"
-    if path.is_dir() and manifest.is_file():
-        try:
-            entries = json.loads(manifest.read_text()).get("runs") or []
-        except ValueError as exc:
-            raise BadInput(f"{manifest}: not valid JSON: {exc}") from None
-        runs = [path / e["path"] for e in entries if e.get("included") and e.get("path")]
-        if runs:
-            return runs
-    return list_runs(path)
+    return included_runs(path)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """Return `name`, or `name-2`, `name-3`, ... if an earlier file already took it."""
+    candidate, n = name, 1
+    while candidate.lower() in used:
+        n += 1
+        candidate = f"{name}-{n}"
+    used.add(candidate.lower())
+    return candidate
 
 
 def signal_columns(run: Run, columns: Sequence[str] | None = None) -> list[str]:
@@ -91,6 +94,8 @@ def export_dataset(path: str | os.PathLike, *, fmt: str | ExportFormat = "nab",
     nab: ``<out>/<run_id>/<metric>.csv`` with ``timestamp,value`` rows (seconds without a
     value are left out), ``labels_faults.json`` and ``labels_slo.json`` in NAB's
     combined_windows layout, ``windows.json`` with the fault kinds, and a README.txt.
+    Run ids and column names come from the files, so each becomes a safe file name
+    (`runio.safe_name`) and every path is checked to stay under `out_dir`.
     csv: ``<out>/dataset.csv``, every run's rows with ``run_id`` and ``scenario`` first.
     parquet: ``<out>/dataset.parquet``, the same as a dataset's Parquet file.
     """
@@ -101,10 +106,11 @@ def export_dataset(path: str | os.PathLike, *, fmt: str | ExportFormat = "nab",
     if fmt is ExportFormat.parquet:
         from .dataset import PARQUET, write_runs_parquet
 
-        write_runs_parquet(run_dirs, out / PARQUET, on_run=on_run)
-        return out / PARQUET
+        target = contained_path(out, PARQUET, f"--out {out}")
+        write_runs_parquet(run_dirs, target, on_run=on_run)
+        return target
     if fmt is ExportFormat.csv:
-        return _export_csv(run_dirs, out / "dataset.csv", columns, on_run)
+        return _export_csv(run_dirs, contained_path(out, "dataset.csv", f"--out {out}"), columns, on_run)
     return _export_nab(run_dirs, out, columns, on_run)
 
 
@@ -113,39 +119,47 @@ def _export_nab(run_dirs: Sequence[Path], out: Path, columns, on_run) -> Path:
     slo: dict[str, list] = {}
     detail: dict[str, Any] = {}
     skipped: list[str] = []
+    # Run ids and column names come from the files: each becomes one safe file name, and
+    # every path is checked to stay under `out` (a symbolic link there could lead out).
+    where = f"--out {out}"
+    run_names = {n.lower() for n in ("labels_faults.json", "labels_slo.json", "windows.json", "README.txt")}
     for run_dir in run_dirs:
         run = read_run(run_dir)
         frame = run.frame
-        run_out = out / run.run_id
+        run_name = _unique(safe_name(run.run_id, "run"), run_names)
+        run_out = contained_path(out, run_name, where)
         run_out.mkdir(parents=True, exist_ok=True)
         fault_w = windows(frame, frame["fault"].fillna("none") != "none", frame["fault"])
         slo_w = windows(frame, frame["slo_violation"] == 1)
-        detail[run.run_id] = {
+        detail[run_name] = {
+            "run_id": run.run_id,
             "scenario": run.scenario_name,
             "faults": [{**w, "start": _iso(w["start"]), "end": _iso(w["end"])} for w in fault_w],
             "slo_violations": [{k: v for k, v in {**w, "start": _iso(w["start"]), "end": _iso(w["end"])}.items()
                                 if k != "kind"} for w in slo_w],
         }
         stamps = frame["timestamp"].dt.strftime(NAB_TIME)
+        file_names: set[str] = set()
         for col in signal_columns(run, columns):
             values = frame[col]
             keep = values.notna()
+            file_name = _unique(safe_name(col, "column"), file_names) + ".csv"
+            key = f"{run_name}/{file_name}"
             if not keep.any():
-                skipped.append(f"{run.run_id}/{col}.csv")
+                skipped.append(key)
                 continue
             body = _nab_csv(stamps[keep], values[keep])
-            atomic_write_text(run_out / f"{col}.csv", body)
-            key = f"{run.run_id}/{col}.csv"
+            atomic_write_text(contained_path(run_out, file_name, where), body)
             faults[key] = [_nab_window(w) for w in fault_w]
             slo[key] = [_nab_window(w) for w in slo_w]
         if on_run:
             on_run(run_dir, len(frame))
     if not faults:
         raise LabError("nothing to export: no run has a non-empty signal column")
-    atomic_write_json(out / "labels_faults.json", faults)
-    atomic_write_json(out / "labels_slo.json", slo)
-    atomic_write_json(out / "windows.json", detail)
-    atomic_write_text(out / "README.txt", _readme(len(run_dirs), len(faults), skipped))
+    atomic_write_json(contained_path(out, "labels_faults.json", where), faults)
+    atomic_write_json(contained_path(out, "labels_slo.json", where), slo)
+    atomic_write_json(contained_path(out, "windows.json", where), detail)
+    atomic_write_text(contained_path(out, "README.txt", where), _readme(len(run_dirs), len(faults), skipped))
     return out
 
 
@@ -201,7 +215,10 @@ def _readme(runs: int, files: int, skipped: Sequence[str]) -> str:
         "labels_slo.json         the same layout, windows where slo_violation = 1 (client p95",
         "                        latency or error rate above the scenario's SLO).",
         "windows.json            per run: the fault windows with their kind and the SLO windows,",
-        "                        with ISO 8601 UTC bounds and lengths in seconds.",
+        "                        with ISO 8601 UTC bounds and lengths in seconds, and the run_id.",
+        "",
+        "Folder and file names are the run ids and metric names with every character other than",
+        "letters, digits, '.', '_' and '-' replaced by '_' (windows.json keeps the original run_id).",
         "",
         "Every series of a run gets the same windows: the labels describe the run, not the metric.",
         "Label columns (phase, users, fault, slo_violation, fault_intensity, target_up) are not",

@@ -20,6 +20,9 @@ from contract.runfolder import (
 from contract.schema import COLUMNS, NUMERIC_COLUMNS
 
 MIN_ROWS = 20
+# Rows a resampled run may have: 23 days at 1 s. One stray timestamp (a row dated 2099 in a
+# file of seconds) would otherwise ask for billions of empty rows; `max_rows` raises it.
+DEFAULT_MAX_ROWS = 2_000_000
 # Columns the importer computes itself; a source column with one of these names is renamed.
 RESERVED = ("timestamp", "elapsed_s", "phase", "fault", "slo_violation", "target_up", "users")
 TRUTHY = {"1", "true", "t", "yes", "y", "anomaly", "anomalous", "violation"}
@@ -58,6 +61,7 @@ def parse_timestamps(values, file: Path, column: str):
         if magnitude >= 1e14:
             raise BadInput(f"{file}: {column}: numbers too large for epoch seconds or milliseconds "
                            f"(median {magnitude:.3g})")
+        _check_epoch_range(numeric, unit, file, column)
         return pd.to_datetime(numeric, unit=unit, utc=True), f"epoch_{unit}"
     text = values.astype("str").where(values.notna(), None)
     best = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
@@ -67,6 +71,25 @@ def parse_timestamps(values, file: Path, column: str):
         if mixed.notna().sum() > best.notna().sum():
             return mixed, "text"
     return best, "iso8601"
+
+
+def _check_epoch_range(numeric, unit: str, file: Path, column: str) -> None:
+    """Refuse an epoch outside what a timestamp can hold (years 1677 to 2262), naming the first one."""
+    import pandas as pd
+
+    scale = 1e3 if unit == "ms" else 1.0
+    # A second inside the limits: at the very edge a float rounds past them.
+    low, high = (pd.Timestamp.min.timestamp() + 1) * scale, (pd.Timestamp.max.timestamp() - 1) * scale
+    outside = (numeric < low) | (numeric > high)
+    if outside.any():
+        row = int(outside.to_numpy().argmax())
+        raise BadInput(f"{file}: {column}: {_number(numeric.iloc[row])} at row {row + 2} is not a time "
+                       f"(epoch {'milliseconds' if unit == 'ms' else 'seconds'} must be within the years "
+                       f"1677 to 2262)")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
 
 
 def _labels(values, file: Path, column: str):
@@ -121,7 +144,7 @@ def _target_names(sources: list[str]) -> dict[str, str]:
 
 def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | None = None,
                out_dir: str | os.PathLike = "runs", interval_s: int | None = None,
-               run_id: str | None = None) -> Path:
+               run_id: str | None = None, max_rows: int = DEFAULT_MAX_ROWS) -> Path:
     """Import a metrics CSV as a run folder under out_dir and return the folder.
 
     Timestamps are parsed (ISO 8601, epoch s or ms), sorted, de-duplicated (last row
@@ -129,7 +152,8 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
     mean of each bin; empty bins become rows with empty values and `target_up=0`. Numeric
     columns are kept under sanitized names (a name equal to a contract metric fills that
     column); non-numeric columns are dropped with a warning in run.json. The label column
-    (nonzero or true means violation) becomes `slo_violation`.
+    (nonzero or true means violation) becomes `slo_violation`. A file whose timestamps span
+    more than `max_rows` intervals is refused before anything is allocated.
     """
     import numpy as np
     import pandas as pd
@@ -195,13 +219,18 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
         interval_s = max(1, int(round(float(np.median(steps))))) if len(steps) else 1
     start = float(np.floor(seconds[0]))
     bins = np.floor((seconds - start) / interval_s).astype("int64")
+    n_bins = int(bins[-1]) + 1
+    if n_bins > max_rows:
+        raise BadInput(f"{file}: {timestamp_col}: timestamps span {_span(seconds[-1] - seconds[0])} "
+                       f"({utc_iso(seconds[0])} to {utc_iso(seconds[-1])}): {n_bins:,} rows of "
+                       f"{interval_s} s from {rows_read:,} rows read, more than the {max_rows:,} allowed "
+                       f"(a stray timestamp? --max-rows raises the bound)")
     frame = frame.drop(columns="__t")
     grouped = frame.assign(__bin=bins).groupby("__bin", sort=True)
     values = grouped.mean()
     if label_col:
         # Any violation inside a bin marks the bin.
         values["slo_violation"] = grouped["slo_violation"].max()
-    n_bins = int(bins[-1]) + 1
     if n_bins < MIN_ROWS:
         raise BadInput(f"{file}: too short: {n_bins} rows at {interval_s} s, need at least {MIN_ROWS}")
     observed = values.index
@@ -238,6 +267,14 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
     }
     write_run_json(run_dir, meta)
     return run_dir
+
+
+def _span(seconds: float) -> str:
+    """A duration in the largest unit that fits: 12 s, 40 min, 5.2 h, 27000 days."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}" if seconds < 1000 * size else f"{seconds / size:,.0f} {unit}"
+    return f"{seconds:g} s"
 
 
 def _contract_frame(values, up, start: float, interval_s: int, has_labels: bool):

@@ -58,7 +58,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from contract.errors import BadInput
+from contract.errors import BadInput, redact_url
 
 from .promstats import DURATION, IN_FLIGHT, QUANTILES, QUEUE, REQUESTS, SERVER_KEYS
 
@@ -71,9 +71,13 @@ LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 def check_url(url: str, option: str = "--prometheus-url") -> str:
     """Refuse a Prometheus URL that is not http(s) with a host; return it without a trailing /."""
-    parsed = urlparse(url or "")
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise BadInput(f"{option}: {url!r} is not an http(s) URL like http://127.0.0.1:9090")
+    try:
+        parsed = urlparse(url or "")
+        valid = parsed.port != 0
+    except ValueError:   # a bad port or bracket
+        valid = False
+    if not valid or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{option}: {redact_url(url)!r} is not an http(s) URL like http://127.0.0.1:9090")
     return url.rstrip("/")
 
 
@@ -83,10 +87,10 @@ def check_server(url: str, timeout_s: float = 5.0, option: str = "--prometheus-u
     try:
         resp = requests.get(url + "/-/ready", timeout=timeout_s)
     except requests.RequestException as exc:
-        raise BadInput(f"{option}: {url} did not answer ({exc.__class__.__name__}); "
+        raise BadInput(f"{option}: {redact_url(url)} did not answer ({exc.__class__.__name__}); "
                        f"is Prometheus running there?") from None
     if resp.status_code != 200:
-        raise BadInput(f"{option}: {url}/-/ready answered HTTP {resp.status_code}: "
+        raise BadInput(f"{option}: {redact_url(url)}/-/ready answered HTTP {resp.status_code}: "
                        f"not a ready Prometheus server")
     try:
         info = requests.get(url + "/api/v1/status/buildinfo", timeout=timeout_s).json()
@@ -183,7 +187,7 @@ class PrometheusSource:
                 break
             time.sleep(0.5)
         host = urlparse(self.target_url).netloc
-        raise BadInput(f"--prometheus-url: {self.base_url} holds no scrapes of the target "
+        raise BadInput(f"--prometheus-url: {redact_url(self.base_url)} holds no scrapes of the target "
                        f"{host} (no up{{instance=\"{host}\"}} series); add it to the scrape "
                        f"config (prometheus/prometheus.yml scrapes 127.0.0.1:5000: run "
                        f"`lab.py serve --port 5000` and pass --host http://127.0.0.1:5000)")

@@ -5,6 +5,12 @@ second k-1), then finalises the row of second k-2, whose client-side requests ha
 full second to be flushed by Locust. On SIGTERM/SIGINT it finalises every complete second
 and exits, so the CSV always ends on a whole row.
 
+If a row cannot be written (disk full, a file system gone read-only) the collector stops:
+the file is cut back to its last whole row, the reason goes to collector.json as
+`stopped` ("write failed: [Errno 28] No space left on device: .../metrics.csv"), to stderr,
+and as a `{"collector_stopped": reason}` line on stdout, which reaches the harness even
+when no file can be written any more; the exit code is 1.
+
 With `prometheus_url` the server-side columns come from that Prometheus server when the
 row is finalised (its scrapes land later; see promserver.py), and the direct scrape's
 view of the same second is kept in the `*_direct` columns appended after COLUMNS.
@@ -27,11 +33,22 @@ from pathlib import Path
 from .clientstats import SampleTailer, SecondBinner, client_stats
 from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
-from contract.runfolder import COLLECTOR_JSON, LOCUST_DIR, METRICS_CSV, STATUS_GLOB, utc_iso
+from contract.runfolder import COLLECTOR_JSON, LOCUST_DIR, METRICS_CSV, STATUS_GLOB, read_json, utc_iso
 from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, NO_INCIDENT, csv_cell, violates_slo
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
+STOPPED_KEY = "collector_stopped"   # the stdout line that tells the harness why the collector stopped
+
+
+class WriteFailed(Exception):
+    """A row could not be written; the message is the reason recorded as `stopped`."""
+
+
+def write_failure(exc: OSError, path: Path) -> str:
+    """Describe a failed write in one line: 'write failed: [Errno 28] No space left on device: <path>'."""
+    what = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc) or type(exc).__name__
+    return f"write failed: {what}: {path}"
 
 
 @dataclass
@@ -55,7 +72,7 @@ class CollectorConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CollectorConfig":
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**read_json(path, "collector config"))
 
 
 class StatusTailer:
@@ -202,6 +219,8 @@ class Collector:
         self.labels = LabelInbox(config.extra_columns)
         self.columns = (COLUMNS + (DIRECT_SCRAPE_COLUMNS if self.prometheus else [])
                         + self.labels.columns)
+        self.stopped: str | None = None
+        self._whole_bytes = 0               # metrics.csv up to its last whole row
 
     # ------------------------------------------------------------------ sampling
     def sample_second(self, second: int, now: float) -> None:
@@ -254,13 +273,33 @@ class Collector:
             row["incident"] = NO_INCIDENT
         row["slo_violation"] = violates_slo(row.get("latency_p95_window_ms"), row.get("error_rate_window"),
                                             self.scenario.slo)
-        self.writer.writerow([csv_cell(row.get(c)) for c in self.columns])
-        self.csv_file.flush()
-        os.fsync(self.csv_file.fileno())
+        self._write_row([csv_cell(row.get(c)) for c in self.columns])
         self.rows_written += 1
         if self.config.emit_rows:
             print(json.dumps({c: row.get(c) for c in self.columns}), file=self.out, flush=True)
         return row
+
+    def _write_row(self, cells: list) -> None:
+        """Append one row and make it durable; WriteFailed when the file system refuses."""
+        try:
+            self.writer.writerow(cells)
+            self.csv_file.flush()
+            os.fsync(self.csv_file.fileno())
+        except OSError as exc:
+            raise WriteFailed(write_failure(exc, self.csv_path)) from exc
+        self._whole_bytes = self.csv_file.tell()
+
+    def _close_csv(self) -> None:
+        """Close metrics.csv; after a failed write, cut it back to its last whole row."""
+        try:
+            self.csv_file.close()
+        except OSError:
+            pass    # the buffered part of the failed row: it is cut off below
+        if self.stopped:
+            try:
+                os.truncate(self.csv_path, self._whole_bytes)
+            except OSError:
+                pass
 
     def drain_client(self) -> None:
         self.status.poll()
@@ -281,25 +320,27 @@ class Collector:
             time.sleep(0.05)
         raise TimeoutError(f"load generator did not start within {self.config.t0_wait_s:g} s")
 
-    def start_rows(self, t0: float) -> None:
-        """Fix the scenario's t=0 and open metrics.csv with its header (run() does this first)."""
+    def start_rows(self, t0: float, header: bool = True) -> None:
+        """Fix the scenario's t=0 and open metrics.csv, with its header unless told not to."""
         self.t0 = t0
         self.labels.t0 = t0
         self.binner = SecondBinner(t0, self.scenario.slo.window_s)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.csv_file = open(self.out_dir / METRICS_CSV, "w", newline="")
+        self.csv_path = self.out_dir / METRICS_CSV
+        self.csv_file = open(self.csv_path, "w", newline="")
         self.writer = csv.writer(self.csv_file)
-        self.writer.writerow(self.columns)
-        self.csv_file.flush()
+        if header:
+            self._write_row(self.columns)
 
     def run(self) -> dict:
-        self.start_rows(self.wait_t0())
+        self.start_rows(self.wait_t0(), header=False)   # the header is written below, inside the guard
         # Map the wall-clock t0 onto the monotonic clock once: deadlines never drift.
         mono_t0 = time.monotonic() - (time.time() - self.t0)
         self.view.prime(time.time())
         last_sampled = -1
         interrupted = False
         try:
+            self._write_row(self.columns)
             for k in range(1, self.config.duration_s + 1):
                 delay = mono_t0 + k - time.monotonic()
                 if delay > 0 and self.stop_event.wait(delay):
@@ -319,8 +360,13 @@ class Collector:
             self.drain_client()
             for second in range(self.rows_written, last_sampled + 1):
                 self.finalise(second)
+        except WriteFailed as exc:
+            self.stopped = str(exc)
+            # stdout (a pipe to the harness) first: stderr is collector.log, on the same full disk.
+            _say(json.dumps({STOPPED_KEY: self.stopped}), self.out)
+            _say(f"collector: stopped: {self.stopped}")
         finally:
-            self.csv_file.close()
+            self._close_csv()
         if self.target_down_s:
             self.warnings.append(f"target_down: /metrics did not answer in {self.target_down_s} "
                                  f"of {self.rows_written} seconds (rows with target_up=0)")
@@ -333,13 +379,25 @@ class Collector:
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "wall_s": round(time.time() - self.t0, 3),
             "t0": self.t0, "rows": self.rows_written, "interrupted": interrupted,
-            "warnings": self.warnings,
+            "stopped": self.stopped, "warnings": self.warnings,
             "tick_jitter_ms": {"p50": _pct(jitter, 50), "p99": _pct(jitter, 99), "max": jitter[-1]},
         }
         tmp = self.out_dir / ".collector.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.out_dir / COLLECTOR_JSON)
+        try:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            os.replace(tmp, self.out_dir / COLLECTOR_JSON)
+        except OSError as exc:   # the disk that stopped the rows may refuse this too: stdout told why
+            tmp.unlink(missing_ok=True)
+            _say(f"collector: cannot write collector.json: {exc}")
         return summary
+
+
+def _say(line: str, stream=None) -> None:
+    """Write a line that must not itself fail the collector (its log may be on a full disk)."""
+    try:
+        print(line, file=stream or sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -373,5 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = collector.run()
     except TimeoutError as exc:
         print(f"collector: {exc}", file=sys.stderr)
+        return 1
+    if summary["stopped"]:
         return 1
     return 130 if summary["interrupted"] else 0

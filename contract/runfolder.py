@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import platform
+import re
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import BadInput
+from .errors import BadInput, read_text_file
 
 from .schema import ADDED_COLUMNS, COLUMNS, NO_INCIDENT, NUMERIC_COLUMNS, REQUIRED_COLUMNS, STRING_LABELS
 
@@ -71,17 +73,18 @@ _UMASK = _read_umask()
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` whole.
 
     Readers see the old file or the new one, never a part: the writer fills the temporary
     file, which is fsynced, made shareable (mkstemp's 0600, then the umask) and renamed
-    over `path`; on any error it is removed and `path` is untouched.
+    over `path`; on any error it is removed and `path` is untouched. `suffix` ends the
+    temporary name (for writers that insist on one, like Keras' `.keras`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder, so os.replace is a rename on one filesystem.
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -94,6 +97,45 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it takes `path`'s place whole.
+
+    For a set of files that belong together (a model folder): the writer fills the
+    temporary folder, which gets the umask's mode (not mkdtemp's 0700) and is renamed to
+    `path`. An existing `path` is first renamed aside and removed only once the new folder
+    is in place, so readers never see a mix of old and new files, and a crash in between
+    leaves the old folder beside it (`.<name>.*.old`). On any error the temporary folder
+    is removed and `path` is untouched.
+    """
+    path = Path(os.path.realpath(path))   # a symbolic link keeps pointing at the new folder
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{path}: exists and is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        _fsync_dir(tmp)
+        aside = None
+        if path.exists():
+            # Renaming onto an empty folder replaces it: mkdtemp reserves a free name.
+            aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, aside)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, path)
+            raise
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -143,6 +185,72 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- names and paths from files
+
+# Characters a name keeps when it becomes a file name; everything else becomes "_".
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_CHARS = 120
+
+
+def safe_name(name: Any, fallback: str = "unnamed") -> str:
+    """Return `name` (a run id, a column, a scenario name read from a file) as one safe file name.
+
+    Path separators and every character outside letters, digits, `.`, `_` and `-` become
+    `_`; leading and trailing dots go, so the result is never `.`, `..` or hidden, never
+    a path, and at most MAX_NAME_CHARS long. `fallback` stands in for an empty result.
+    """
+    clean = _UNSAFE_NAME.sub("_", str(name))[:MAX_NAME_CHARS].strip(".")
+    return clean or fallback
+
+
+def contained_path(base: str | os.PathLike, relative: str | os.PathLike, what: str) -> Path:
+    """Return base/relative, or BadInput when it resolves outside base.
+
+    `..`, an absolute path and a symbolic link that leads out are all caught, because the
+    check compares fully resolved paths. `what` names the file or option the path came
+    from, for the message.
+    """
+    base = Path(base)
+    try:
+        path = base / relative
+        root, real = base.resolve(), path.resolve()
+    except (ValueError, OSError) as exc:   # a NUL byte, a symlink loop
+        raise BadInput(f"{what}: {str(relative)!r}: not a usable path ({exc})") from None
+    if real != root and not real.is_relative_to(root):
+        raise BadInput(f"{what}: {str(relative)!r} leads outside {base}")
+    return path
+
+
+# ---------------------------------------------------------------- JSON files
+
+
+def parse_json(text: str, origin: str) -> dict[str, Any]:
+    """Parse JSON text that must hold an object; BadInput names `origin` otherwise."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise BadInput(f"{origin}: not valid JSON ({reason})") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{origin}: expected a JSON object, got {_json_type(value)}")
+    return value
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict[str, Any]:
+    """Read a JSON object from a file (run.json, a manifest, a model's JSON, ...).
+
+    Every failure is one BadInput line naming the file: `<path>: file not found`,
+    `<path>: not valid JSON (<reason>)`, `<path>: expected a JSON object, got <type>`
+    (and read_text_file's lines for a folder, an unreadable file or bytes that are not UTF-8).
+    """
+    return parse_json(read_text_file(path, what), str(path))
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
 # ---------------------------------------------------------------- time and facts
@@ -243,13 +351,7 @@ def read_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
         raise BadInput(f"{path}: missing (not a run folder)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(meta, dict):
-        raise BadInput(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    return meta
+    return read_json(path, RUN_JSON)
 
 
 def read_metrics(path: str | os.PathLike, columns: list[str] | None = None):
@@ -414,3 +516,43 @@ def read_samples(run_dir: str | os.PathLike, *, required: bool = True):
         samples["intended_ts"] = samples["ts"] - samples["response_time_ms"] / 1000.0
     samples["ok"] = samples["ok"].astype(int)
     return samples.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a dataset folder's manifest.json; every run `path` must stay inside the folder.
+
+    The manifest is an object; `runs`, when present, a list of objects whose `path` is a
+    non-empty string that resolves inside `dataset_dir`; `dataset` an object. A file that
+    breaks this is BadInput naming the manifest and the entry.
+    """
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / MANIFEST_JSON
+    manifest = read_json(path, MANIFEST_JSON)
+    runs = manifest.get("runs", [])
+    if not isinstance(runs, list):
+        raise BadInput(f"{path}: runs: expected a list of run entries, got {_json_type(runs)}")
+    for i, entry in enumerate(runs):
+        if not isinstance(entry, dict):
+            raise BadInput(f"{path}: runs[{i}]: expected an object, got {_json_type(entry)}")
+        rel = entry.get("path")
+        if rel is None:
+            continue
+        if not isinstance(rel, str) or not rel.strip():
+            raise BadInput(f"{path}: runs[{i}].path: expected a folder name, got {_json_type(rel)} {rel!r}")
+        contained_path(dataset_dir, rel, f"{path}: runs[{i}].path")
+    for key, kind in (("dataset", dict), ("created_at", str)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise BadInput(f"{path}: {key}: expected {'an object' if kind is dict else 'a string'}, "
+                           f"got {_json_type(manifest[key])}")
+    return manifest
+
+
+def included_runs(path: str | os.PathLike) -> list[Path]:
+    """Return a dataset's included runs per its manifest (each inside the folder), else `list_runs(path)`."""
+    path = Path(path)
+    if path.is_dir() and (path / MANIFEST_JSON).is_file():
+        entries = read_manifest(path).get("runs", [])
+        runs = [path / e["path"] for e in entries if e.get("included") and e.get("path")]
+        if runs:
+            return runs
+    return list_runs(path)

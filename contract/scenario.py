@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from contract.schema import FAULT_KINDS
+from .schema import FAULT_KINDS
 from .errors import BadInput, read_text_file
 
 DEFAULT_SCENARIO = "spike"

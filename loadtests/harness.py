@@ -8,12 +8,10 @@ then the target).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 import requests
 
-from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, TARGET_STATE_DIR, LOCUST_DIR, METRICS_CSV,
-                                SCENARIO_JSON, T0_FILE, atomic_write_json, host_facts, package_versions,
-                                read_samples, utc_iso, write_run_json)
-from contract.errors import BadInput, Interrupted, LabError
+from collector.sampler import STOPPED_KEY, write_failure
+from contract.errors import BadInput, Interrupted, LabError, is_loopback_host, redact_url
+from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, LOCUST_DIR, METRICS_CSV,
+                                SCENARIO_JSON, T0_FILE, TARGET_STATE_DIR, atomic_write_json, host_facts,
+                                package_versions, read_json, read_samples, utc_iso, write_run_json)
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
 
 from contract.scenario import Scenario, load_scenario
@@ -85,22 +84,46 @@ class RunResult:
     summary: dict
 
 
-def check_host(url: str, allow_remote: bool) -> str:
-    """Refuse a target that does not resolve to loopback unless allowed; return it normalised."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise BadInput(f"--host: {url!r} is not an http(s) URL like http://127.0.0.1:5000")
-    if allow_remote:
-        return url.rstrip("/")
+def check_host(url: str, allow_remote: bool, option: str = "--host") -> str:
+    """Check a target URL given as `option` (--host, --target) and return it without a trailing /.
+
+    Without `allow_remote` the host must be a loopback literal (127.0.0.0/8, ::1) or
+    `localhost`: no DNS lookup, so a name cannot resolve to loopback when checked and to
+    another machine when requests and Locust resolve it again. User-info
+    (`user:password@`) is refused; a bad port or bracket is a one-line BadInput.
+    """
+    shown = redact_url(url)
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80, proto=socket.IPPROTO_TCP)
-        addresses = {info[4][0] for info in infos}
-    except socket.gaierror:
-        addresses = set()
-    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise BadInput(f"--host: {parsed.hostname} does not resolve to a loopback address; "
-                       f"load against other machines needs --allow-remote")
+        parsed = urlsplit(url)
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError as exc:
+        problem = str(exc)
+        if "port" in problem.lower():
+            port = urlsplit_netloc(url).rpartition(":")[2]
+            problem = f"port {port!r} is not a number from 1 to 65535"
+        elif "ipv6" in problem.lower():
+            problem = "an IPv6 host needs both brackets, like http://[::1]:5000"
+        raise BadInput(f"{option}: {shown!r}: {problem}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{option}: {shown!r} is not an http(s) URL like http://127.0.0.1:5000")
+    if not port_ok:
+        raise BadInput(f"{option}: {shown!r}: port 0 is not a number from 1 to 65535")
+    if "@" in parsed.netloc:
+        raise BadInput(f"{option}: {shown!r}: a user name or password in the URL is refused "
+                       f"(it would show in process lists and logs)")
+    if parsed.query or parsed.fragment:
+        raise BadInput(f"{option}: {shown!r}: expected a base URL without '?' or '#'")
+    if not allow_remote and not is_loopback_host(parsed.hostname):
+        raise BadInput(f"{option}: {parsed.hostname} is not a loopback address (127.0.0.0/8, ::1 or "
+                       f"localhost); load against other machines needs --allow-remote")
     return url.rstrip("/")
+
+
+def urlsplit_netloc(url: str) -> str:
+    """The authority part of a URL by plain string splitting (for messages about a URL urlsplit refused)."""
+    rest = url.partition("://")[2] or url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return rest[:cut].rpartition("@")[2]
 
 
 def check_prometheus(url: str) -> tuple[str, dict]:
@@ -241,9 +264,14 @@ class _FaultScheduler(threading.Thread):
 
     def _event(self, **fields) -> None:
         fields = {"ts": utc_iso(time.time(), ms=True), "elapsed_s": round(time.time() - self.t0, 3), **fields}
-        with open(self.events_path, "a") as fh:
-            fh.write(json.dumps(fields) + "\n")
-            fh.flush()
+        try:
+            with open(self.events_path, "a") as fh:
+                fh.write(json.dumps(fields) + "\n")
+                fh.flush()
+        except OSError as exc:   # a full disk must not kill the schedule: the labels come from the plan
+            note = f"events_not_written: {write_failure(exc, self.events_path)}"
+            if note not in self.failures:
+                self.failures.append(note)
 
     def _call(self, method: str, path: str, body=None) -> int | None:
         try:
@@ -305,7 +333,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
                                   "locustfile": "loadtests/locustfile.py", "cpus": None},
         "collector": {"source": "prometheus" if prometheus_url else "direct-scrape",
-                      "prometheus_url": prometheus_url,
+                      "prometheus_url": redact_url(prometheus_url) if prometheus_url else None,
                       **({"prometheus_version": prometheus_info.get("version")} if prometheus_url else {})},
         "versions": package_versions(), "host": host_facts(), "warnings": [], "files": {},
     }
@@ -314,6 +342,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     started_hooks: list[RowHook] = []
     interrupted = False
     collector_summary: dict = {}
+    collector_stopped: str | None = None   # why the collector stopped early, from its stdout
     previous = signal.getsignal(signal.SIGTERM)
 
     def _sigterm(_signum, _frame):
@@ -407,6 +436,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                 row = None
             if row is _EOF:
                 break
+            if row is not None and STOPPED_KEY in row:
+                collector_stopped = str(row[STOPPED_KEY])
+                continue
             if row is not None and on_row:
                 on_row(row)
             if row is not None:
@@ -415,8 +447,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
                 target_died_at = round(time.time() - t0, 1)
                 meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
                                         f"the run continued with target_up=0 rows")
-            if children.collector.poll() is not None and not reader.is_alive():
-                break
+            if children.collector.poll() is not None and not reader.is_alive() and rows.empty():
+                break   # (a reader that died without its end mark; normally _EOF ends the loop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -436,11 +468,25 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
 
     collector_json = run_dir / COLLECTOR_JSON
     if collector_json.exists():
-        collector_summary = json.loads(collector_json.read_text())
+        try:
+            collector_summary = read_json(collector_json, "collector summary")
+        except BadInput as exc:
+            meta["warnings"].append(f"collector_summary_unreadable: {exc}")
         meta["warnings"].extend(collector_summary.get("warnings", []))
         meta["collector"]["tick_jitter_ms"] = collector_summary.get("tick_jitter_ms")
-    rows_written = collector_summary.get("rows", 0)
-    if interrupted:
+    # The rows the run has are the whole rows in metrics.csv, whatever the collector managed to say.
+    rows_written = collector_summary.get("rows")
+    if not isinstance(rows_written, int):
+        rows_written = whole_rows(run_dir / "metrics.csv")
+    stopped = collector_summary.get("stopped") or collector_stopped
+    code = children.collector.returncode if children.collector is not None else None
+    if not stopped and not collector_summary and code not in (None, 0, 130, -signal.SIGTERM):
+        stopped = f"collector exited with code {code} without a summary (see collector.log)"
+    if stopped:
+        meta["status"] = "failed"
+        meta["failure"] = stopped
+        meta["warnings"].append(f"collector_stopped: {stopped}")
+    elif interrupted:
         meta["status"] = "interrupted"
     elif rows_written == scenario.duration_s:
         meta["status"] = "complete"
@@ -458,6 +504,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
             f"{scenario.load.max_in_flight} requests were outstanding ([load] max_in_flight)")
     write_run_json(run_dir, meta)
     result = RunResult(run_dir, meta["status"], meta, summary)
+    if stopped:
+        raise LabError(f"run failed: {stopped}; kept {rows_written} complete rows in {run_dir}")
     if interrupted:
         raise Interrupted(f"interrupted: kept {rows_written} complete rows in {run_dir}")
     if meta["status"] == "failed" and rows_written == 0:
@@ -480,6 +528,16 @@ def _apply_hooks(hooks: Sequence[RowHook], row: dict, collector: subprocess.Pope
             collector.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
             pass   # the collector has stopped; the hook's own record still has the action
+
+
+def whole_rows(metrics_csv: Path) -> int:
+    """Count the complete data rows of a metrics.csv (header and a cut-off last line excluded)."""
+    try:
+        with open(metrics_csv, "rb") as fh:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return 0
+    return max(0, lines - 1)
 
 
 def _read_rows(stream, rows: queue.Queue) -> None:

@@ -86,21 +86,10 @@ def _from_run_folder(path: Path) -> pd.DataFrame:
 
 
 def run_folders(path: Path) -> list[Path]:
-    """Return a dataset's included runs (per its manifest), else every run folder found."""
-    import json
+    """Return a dataset's included runs (per its manifest, inside the folder), else every run folder found."""
+    from contract.runfolder import included_runs
 
-    from contract.runfolder import list_runs
-
-    manifest = path / "manifest.json"
-    if path.is_dir() and manifest.is_file():
-        try:
-            entries = json.loads(manifest.read_text(encoding="utf-8")).get("runs") or []
-        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-            raise BadInput(f"{manifest}: not a valid manifest: {exc}") from None
-        runs = [path / e["path"] for e in entries if isinstance(e, dict) and e.get("included") and e.get("path")]
-        if runs:
-            return runs
-    return list_runs(path)
+    return included_runs(path)
 
 
 def read_csv_run(path: str | Path, slo: dict[str, float] | None = None) -> pd.DataFrame:
@@ -411,6 +400,64 @@ def check_length(frame: pd.DataFrame, window: int, horizon: int) -> None:
                        f"(window {window} + horizon {horizon}), got {len(frame)}")
 
 
+class _Unusable:
+    """Why rows cannot be in a window, counted over runs: for messages that say what was missing."""
+
+    def __init__(self, max_gap_s: int):
+        self.max_gap_s = max_gap_s
+        self.leading = self.long = self.label = self.future = 0
+        self.longest = 0
+        self.leading_cols: dict[str, None] = {}
+        self.long_cols: dict[str, None] = {}
+
+    def add(self, values: np.ndarray, columns: Sequence[str], label: np.ndarray, extra: np.ndarray,
+            known_future: Sequence[str]) -> None:
+        """Count one run's rows; `values` are its features after the gap rule (NaN = not filled)."""
+        empty = np.isnan(values)
+        # A cell still empty after forward-filling had no value before it (the run's start)
+        # or sits in a stretch longer than max_gap_s.
+        seen = np.maximum.accumulate(~empty, axis=0) if len(values) else empty
+        leading, long = empty & ~seen, empty & seen
+        lead_rows = leading.any(axis=1)
+        long_rows = long.any(axis=1) & ~lead_rows
+        self.leading += int(lead_rows.sum())
+        self.long += int(long_rows.sum())
+        self.label += int((np.isnan(label) & ~lead_rows & ~long_rows).sum())
+        self.future += int(np.isnan(extra).any(axis=1).sum()) if extra.size else 0
+        for j, col in enumerate(columns):
+            if leading[:, j].any():
+                self.leading_cols[col] = None
+            if long[:, j].any():
+                self.long_cols[col] = None
+                self.longest = max(self.longest, _longest_stretch(long[:, j]))
+
+    def describe(self) -> str:
+        parts = []
+        if self.leading:
+            parts.append(f"{self.leading} row(s) with no value yet at the start of a run (nothing earlier to "
+                         f"carry forward) in {_names(self.leading_cols)}")
+        if self.long:
+            parts.append(f"{self.long} row(s) in gaps longer than {self.max_gap_s} s (the longest {self.longest} s) "
+                         f"in {_names(self.long_cols)}")
+        if self.label:
+            parts.append(f"{self.label} row(s) without a {LABEL} label")
+        if self.future:
+            parts.append(f"{self.future} row(s) without the known-future columns")
+        return "; ".join(parts) or "no missing rows"
+
+
+def _longest_stretch(mask: np.ndarray) -> int:
+    """The length of the longest run of True in a 1-D boolean array."""
+    edges = np.diff(np.r_[0, mask.astype("int8"), 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max()) if len(starts) else 0
+
+
+def _names(cols: dict[str, None], most: int = 3) -> str:
+    names = list(cols)
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: int, horizon: int,
                  key_metrics: Sequence[str] = KEY_METRICS, known_future: Sequence[str] = (),
                  max_gap_s: int = DEFAULT_MAX_GAP_S) -> Windows:
@@ -435,7 +482,8 @@ def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: i
             _warn(f"{run_name(r)}: skipped: needs at least {span} rows (window {window} + horizon {horizon}), got {len(r)}")
     key_idx = [columns.index(c) for c in key_metrics]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "warn", "future", "run", "t", "slo")}
-    run_ids, violation, dropped = [], [], 0
+    run_ids, violation, dropped, possible = [], [], 0, 0
+    why = _Unusable(max_gap_s)
     for frame in long_enough:
         values = fill_gaps(frame, columns, max_gap_s)
         label = _finite(frame[LABEL])
@@ -444,6 +492,8 @@ def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: i
         view = sliding_window_view(values, span, axis=0)            # (m, F+1, span)
         ok = sliding_window_view(ok_row, span).all(axis=1)
         dropped += int((~ok).sum())
+        possible += len(ok)
+        why.add(values[:, :-1], columns, label, extra, known_future)
         keep = np.flatnonzero(ok)
         v = view[keep]
         parts["x"].append(np.transpose(v[:, :, :window], (0, 2, 1)))
@@ -456,12 +506,15 @@ def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: i
         parts["slo"].append(np.tile([slo["latency_p95_ms"], slo["error_rate"]], (len(keep), 1)))
         run_ids.append(run_name(frame))
         violation.append(np.nan_to_num(label).astype("int8"))
-    if dropped:
-        _warn(f"dropped {dropped} window(s) that contain a gap longer than {max_gap_s} s or unfilled leading gaps")
     total = sum(len(a) for a in parts["x"])
     if total == 0:
-        raise BadInput(f"no complete windows: every window of {span} rows (window {window} + horizon {horizon}) "
-                       f"contains a gap longer than {max_gap_s} s")
+        names = ", ".join(run_name(r) for r in long_enough[:3]) + (", ..." if len(long_enough) > 3 else "")
+        rows = sum(len(r) for r in long_enough)
+        raise BadInput(f"no complete windows: all {possible} window(s) of {span} rows (window {window} + "
+                       f"horizon {horizon}) in {len(long_enough)} run(s) ({names}; {rows} rows) touch "
+                       f"{why.describe()}")
+    if dropped:
+        _warn(f"dropped {dropped} of {possible} window(s): they touch {why.describe()}")
     return Windows(
         x=np.concatenate(parts["x"]).astype("float32"),
         y=np.concatenate(parts["y"]).astype("float32"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -407,25 +406,17 @@ class LSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------ persistence
 
     def save(self, folder: str | Path) -> Path:
-        """Write model.keras and params.json into `folder`, each atomically."""
-        from contract.runfolder import atomic_write_json, sha256_file
+        """Write model.keras and params.json into `folder`, each atomically, with the umask's modes."""
+        from contract.runfolder import atomic_path, atomic_write_json, sha256_file
 
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".keras", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(folder / MODEL_FILE, suffix=".keras") as tmp:   # Keras wants the suffix
             with warnings.catch_warnings():
                 # Keras' own variable-to-numpy conversion under NumPy 2; nothing we can act on.
                 warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
                 self.model_.save(tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / MODEL_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         import keras
 
         init = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
@@ -448,20 +439,16 @@ class LSTMForecaster(BaseEstimator):
     @classmethod
     def load(cls, folder: str | Path) -> LSTMForecaster:
         """Load a saved forecaster, refusing model files with code-carrying or unknown layers."""
-        from contract.runfolder import sha256_file
+        from contract.runfolder import read_json, sha256_file
 
         folder = Path(folder)
         params_path, model_path = folder / PARAMS_FILE, folder / MODEL_FILE
         for path in (params_path, model_path):
             if not path.is_file():
                 raise BadInput(f"{path}: missing (not a saved LSTMForecaster folder)")
-        try:
-            meta = json.loads(params_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BadInput(f"{params_path}: not valid JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise BadInput(f"{params_path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                           f"expected {FORMAT!r}")
+        meta = read_json(params_path, PARAMS_FILE)
+        if meta.get("format") != FORMAT:
+            raise BadInput(f"{params_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
         check_model_file(model_path)
         if meta.get("model_sha256") != sha256_file(model_path):
             raise BadInput(f"{model_path}: sha256 differs from params.json (the files do not belong together)")

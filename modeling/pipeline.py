@@ -7,6 +7,11 @@ A model folder holds:
     products.json    KMeans over endpoints by performance profile (when samples exist)
     train.json       sources, the split (train and held-out runs), settings, data summary
     metrics.json     written by evaluate
+
+The folder is written whole (runio.atomic_folder): training fills a temporary sibling and
+renames it into place, so retraining never leaves a file of the previous model behind
+(a stale products.json or metrics.json), and a failed training leaves the old model as
+it was. train.json is written last inside it; a folder without one is not a model.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from contract.runfolder import atomic_write_json
 from contract.errors import BadInput, LabError
+from contract.runfolder import atomic_folder, atomic_write_json, read_json
 
 from .data import DataWarning, load_runs, run_name, split_runs
 from .profiles import LIVE_FEATURES, apply_profile
@@ -74,6 +79,8 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
     from .forecaster import LSTMForecaster
     from .regimes import RegimeModel
 
+    out = Path(out)
+    _check_model_out(out)     # before the training, not after it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         runs = apply_profile(load_runs(sources), profile)
@@ -90,11 +97,6 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         if on_warning:
             on_warning(note)
 
-    out.mkdir(parents=True, exist_ok=True)
-    forecaster.save(out / FORECASTER_DIR)
-    regimes.save(out / "regimes.json")
-    if products is not None:
-        products.save(out / "products.json")
     meta = {
         "sources": [str(Path(s).absolute()) for s in sources],
         "split": ("held-out scenarios: " + ", ".join(holdout)) if holdout else
@@ -112,13 +114,28 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         "warnings": notes,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_json(out / TRAIN_JSON, meta)
+    with atomic_folder(out) as tmp:
+        forecaster.save(tmp / "forecaster")
+        regimes.save(tmp / "regimes.json")
+        if products is not None:
+            products.save(tmp / "products.json")
+        atomic_write_json(tmp / TRAIN_JSON, meta)
     return Bundle(out, forecaster, regimes, products, meta)
 
 
 def is_model_folder(folder: str | Path) -> bool:
     """Tell whether a folder holds a model bundle written by `train_bundle`."""
     return (Path(folder) / FORECASTER_DIR).is_dir()
+
+
+def _check_model_out(out: Path) -> None:
+    """Refuse to replace something that is not a model folder (the whole folder is replaced)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: exists and is a file, not a model folder")
+    if out.is_dir() and any(out.iterdir()) and not ((out / TRAIN_JSON).is_file() or (out / FORECASTER_DIR).is_dir()):
+        raise BadInput(f"{out}: exists and is not a model folder (no {TRAIN_JSON}, no forecaster/); "
+                       f"training replaces the whole folder, so give a new or a model folder")
 
 
 def load_bundle(folder: str | Path) -> Bundle:
@@ -130,7 +147,10 @@ def load_bundle(folder: str | Path) -> Bundle:
     folder = Path(folder)
     if not is_model_folder(folder):
         raise BadInput(f"{folder}: not a model folder (no forecaster/; train one with `lab.py train`)")
-    meta = read_meta_json(folder / TRAIN_JSON)
+    if not (folder / TRAIN_JSON).is_file():
+        raise BadInput(f"{folder / TRAIN_JSON}: missing (an incomplete model folder; train it again "
+                       f"with `lab.py train`)")
+    meta = read_json(folder / TRAIN_JSON, TRAIN_JSON)
     forecaster = LSTMForecaster.load(folder / FORECASTER_DIR)
     regimes = RegimeModel.load(folder / "regimes.json") if (folder / "regimes.json").exists() else None
     products = ProductClusters.load(folder / "products.json") if (folder / "products.json").exists() else None
@@ -138,14 +158,8 @@ def load_bundle(folder: str | Path) -> Bundle:
 
 
 def read_meta_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc})") from None
+    """Read an optional JSON object of a model folder (metrics.json): {} when the file is absent."""
+    return read_json(path, path.name) if path.exists() else {}
 
 
 def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,

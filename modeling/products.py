@@ -9,7 +9,6 @@ Clusters are named by their median p95 rank: "light" (fastest), "heavy" (slowest
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +144,11 @@ class ProductClusters:
     @classmethod
     def load(cls, path: str | Path) -> ProductClusters:
         """Read a model written by `save`."""
+        from contract.runfolder import read_json
+
         path = Path(path)
+        data = read_json(path, "products.json")
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BadInput(f"{path}: not readable JSON: {exc}") from None
+            return cls.from_dict(data)
+        except BadInput as exc:
+            raise BadInput(f"{path}: {exc}") from None

@@ -30,7 +30,6 @@ Saved as JSON (centroids, scaler, names, parameters): nothing is unpickled on lo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -273,11 +272,10 @@ class RegimeModel:
     @classmethod
     def load(cls, path: str | Path) -> RegimeModel:
         """Read a model written by `save`."""
+        from contract.runfolder import read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BadInput(f"{path}: not readable JSON: {exc}") from None
+        data = read_json(path, "regimes.json")
         try:
             return cls.from_dict(data)
         except BadInput as exc:

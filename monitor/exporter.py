@@ -46,6 +46,14 @@ class MonitorExporter:
                             ["action"], registry=r)
         self.actions = Counter("lab_monitor_actions", "Actions handed to sinks, by outcome",
                                ["action", "sink", "outcome"], registry=r)
+        self.dropped = Counter("lab_monitor_decisions_dropped",
+                               "Decisions a busy sink lane dropped because a newer one replaced them",
+                               ["lane"], registry=r)
+        self.event_log_errors = Counter("lab_monitor_event_log_errors",
+                                        "Event-log lines that could not be written (disk full, ...)",
+                                        registry=r)
+        for lane in ("notify", "scale"):
+            self.dropped.labels(lane=lane)
         self.target_up = Gauge("lab_monitor_target_up", "1 while the monitored target answers", registry=r)
         self.workers = Gauge("lab_monitor_target_workers", "Worker processes of the target", registry=r)
         self.observed_p95 = Gauge("lab_monitor_observed_latency_p95_ms",
@@ -147,6 +155,14 @@ class MonitorExporter:
     def count(self, action: str, sink: str, outcome: str) -> None:
         """Count one action handed to a sink."""
         self.actions.labels(action=str(action), sink=sink, outcome=outcome).inc()
+
+    def count_dropped(self, lane: str, decision: Decision | None = None) -> None:
+        """Count one decision a sink lane dropped for a newer one."""
+        self.dropped.labels(lane=lane).inc()
+
+    def count_event_log_error(self, exc: BaseException | None = None) -> None:
+        """Count one event-log line that could not be written."""
+        self.event_log_errors.inc()
 
     def count_outcomes(self, decision: Decision, outcomes: Mapping[str, str]) -> None:
         """Count what `Sinks.dispatch` returned for `decision`."""

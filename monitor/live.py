@@ -123,6 +123,8 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
                        f"load generator's client-side columns); train one with --profile live to monitor "
                        f"a running target")
     slo = slo_limits(slo)
+    sinks.on_drop = exporter.count_dropped
+    sinks.on_log_error = exporter.count_event_log_error
     view.prime(time.time())
     start = time.monotonic()
     k = 0
@@ -154,7 +156,6 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
 
 
 def _count(exporter, decision, future) -> None:
-    try:
-        exporter.count_outcomes(decision, future.result())
-    except Exception:  # a sink's failure is already recorded as "failed" in the event log
-        pass
+    # Sinks.dispatch_async catches every sink's and the event log's failure into the
+    # outcomes (an event log that cannot be written is counted and reported there).
+    exporter.count_outcomes(decision, future.result())

@@ -1,28 +1,33 @@
 """Where decisions go: a JSON-lines event log, a webhook, Alertmanager, the lab target, AWS.
 
 A sink is anything with a `name`, `handle(decision) -> outcome | None` and `close()`.
-The outcome is one of OUTCOMES ("sent", "failed", "skipped", "dry_run"); None means the
-decision was nothing for this sink (an alert sink and a scale decision). A sink may
-leave details of its last action in `last_result` (the scale sink puts the resulting
+The outcome is one of OUTCOMES ("sent", "failed", "skipped", "dry_run", "dropped"); None
+means the decision was nothing for this sink (an alert sink and a scale decision). A sink
+may leave details of its last action in `last_result` (the scale sink puts the resulting
 worker count there). `Sinks` hands each decision to every sink and then writes one
 event-log line with the prediction, the decision and every sink's outcome.
 
 The network sinks send synchronously with a bounded worst case
-((retries + 1) x timeout_s + the backoff sleeps); `Sinks.dispatch_async` runs the
-whole fan-out on one background thread (in order) for a loop that must keep 1 Hz.
+((retries + 1) x timeout_s + the backoff sleeps), and after a failed post they pause
+(2 s, 4 s, ... up to a minute) instead of trying again every second.
+`Sinks.dispatch_async` is for a loop that must keep 1 Hz: sinks that change the target
+(scaling) run on their own lane, the others (notifications) on another, so a slow or
+unreachable receiver never delays a scale action. Each lane is one thread with a mailbox
+of one (`Lane`): while it is busy, the newest decision waits and the one it replaces is
+dropped, counted and logged with the outcome "dropped", so nothing queues up without bound.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping
@@ -30,22 +35,26 @@ from urllib.parse import urlsplit
 
 import requests
 
-from contract.errors import BadInput, LabError
+from contract.errors import BadInput, LabError, is_loopback_host, redact_url
 
 from .config import coerce, read_toml
 from .policy import Action, Decision
 
-OUTCOMES = ("sent", "failed", "skipped", "dry_run")
+OUTCOMES = ("sent", "failed", "skipped", "dry_run", "dropped")
 NOTIFY_ACTIONS = ("scale_up", "scale_down", "alert")
 ALERTNAME = "StabilityLabPredictedSLOViolation"
 REACTIVE_ALERTNAME = "StabilityLabSLOViolation"
 MAX_BACKOFF_S = 8.0
+# After a failed post (every retry spent) a receiver is left alone for 2, 4, 8 ... s.
+FAILURE_PAUSE_S = 2.0
+MAX_FAILURE_PAUSE_S = 60.0
 
 
 class Sink:
-    """Base class: override `handle`."""
+    """Base class: override `handle`. `changes_target` sinks (scaling) get their own lane."""
 
     name = "sink"
+    changes_target = False
 
     def __init__(self):
         self.last_result: dict[str, Any] | None = None
@@ -55,6 +64,105 @@ class Sink:
 
     def close(self) -> None:
         pass
+
+
+# ---------------------------------------------------------------- lanes and backoff
+
+
+class Backoff:
+    """Consecutive failures of one receiver and how long to leave it alone: 2, 4, 8 ... s, capped."""
+
+    def __init__(self, first_s: float = FAILURE_PAUSE_S, max_s: float = MAX_FAILURE_PAUSE_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.first_s, self.max_s, self.clock = first_s, max_s, clock
+        self.failures = 0
+        self._until = -math.inf
+
+    def failed(self) -> None:
+        self.failures += 1
+        self._until = self.clock() + min(self.max_s, self.first_s * 2 ** (self.failures - 1))
+
+    def succeeded(self) -> None:
+        self.failures, self._until = 0, -math.inf
+
+    def left(self) -> float:
+        """Seconds until the receiver may be tried again (0 when it may be tried now)."""
+        return max(0.0, self._until - self.clock())
+
+    def reason(self) -> str:
+        return f"backing off: {self.left():.0f} s left after {self.failures} failed attempt(s)"
+
+
+class Lane:
+    """One worker thread with a mailbox of one, for work that must not queue up behind a slow peer.
+
+    `submit` never blocks: while the worker is busy, the item waits in the mailbox; a
+    newer item replaces it (the newest wins) and the replaced one goes to `on_drop`,
+    unless `displaces(new, waiting)` is false, in which case the new item is dropped
+    instead. `close` lets the worker finish the item in hand (and the waiting one, unless
+    told to discard it); items submitted after close are dropped.
+    """
+
+    def __init__(self, name: str, work: Callable[[Any], None], on_drop: Callable[[Any], None],
+                 displaces: Callable[[Any, Any], bool] = lambda new, waiting: True):
+        self.name, self.work, self.on_drop, self.displaces = name, work, on_drop, displaces
+        self.dropped = 0
+        self._waiting: Any = None
+        self._has_waiting = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"lab-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> None:
+        drop, victim = False, None
+        with self._cond:
+            if self._closing:
+                drop, victim = True, item
+            elif self._has_waiting:
+                drop = True
+                if self.displaces(item, self._waiting):
+                    victim, self._waiting = self._waiting, item
+                else:
+                    victim = item
+            else:
+                self._waiting, self._has_waiting = item, True
+                self._cond.notify()
+            if drop:
+                self.dropped += 1
+        if drop:
+            self.on_drop(victim)
+
+    def busy(self) -> bool:
+        """Whether an item waits (for tests and status)."""
+        with self._cond:
+            return self._has_waiting
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._has_waiting and not self._closing:
+                    self._cond.wait()
+                if not self._has_waiting:
+                    return
+                item, self._waiting, self._has_waiting = self._waiting, None, False
+            try:
+                self.work(item)
+            except Exception as exc:  # work reports its own failures; a bug must not kill the lane
+                print(f"warning: {self.name} lane: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def close(self, timeout_s: float | None = None, discard_waiting: bool = False) -> None:
+        """Stop after the item in hand and the waiting one (or drop that one with discard_waiting)."""
+        drop, victim = False, None
+        with self._cond:
+            self._closing = True
+            if discard_waiting and self._has_waiting:
+                drop, victim, self._waiting, self._has_waiting = True, self._waiting, None, False
+                self.dropped += 1
+            self._cond.notify()
+        if drop:
+            self.on_drop(victim)
+        self._thread.join(timeout_s)
 
 
 # ---------------------------------------------------------------- event log
@@ -96,9 +204,13 @@ class EventLogSink(Sink):
         return self.record(decision)
 
     def record(self, decision: Decision, outcomes: Mapping[str, str] | None = None,
-               results: Mapping[str, Any] | None = None) -> str | None:
-        """Write the decision's line (if it gets one) with the other sinks' outcomes."""
-        if not self.wants(decision):
+               results: Mapping[str, Any] | None = None, wanted: bool | None = None) -> str | None:
+        """Write the decision's line (if it gets one) with the other sinks' outcomes.
+
+        `wanted` is `wants(decision)` asked earlier, in decision order (the lanes finish
+        out of order); None asks now.
+        """
+        if not (self.wants(decision) if wanted is None else wanted):
             return None
         line = {"time": _iso(decision.timestamp), **decision.to_dict()}
         line["outcomes"] = dict(outcomes or {})
@@ -139,8 +251,13 @@ def check_url(url: str, what: str, loopback_http_only: bool = True) -> str:
     """Return `url` if it is https, or http to a loopback address; BadInput otherwise."""
     if not isinstance(url, str):
         raise BadInput(f"{what}: expected a URL string, got {type(url).__name__}")
-    parts = urlsplit(url)
-    host = parts.hostname
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        if parts.port == 0:
+            raise ValueError("port 0")
+    except ValueError as exc:
+        raise BadInput(f"{what}: {_safe(url)}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
         raise BadInput(f"{what}: {_safe(url)}: expected an http:// or https:// URL with a host")
     if parts.scheme == "http" and loopback_http_only and not is_loopback(host):
@@ -151,23 +268,24 @@ def check_url(url: str, what: str, loopback_http_only: bool = True) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine's loopback interface (no DNS lookup)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
+
+
+# `//user:secret@` inside an exception's text (a library may quote the URL it was given).
+_USERINFO = re.compile(r"//[^/\s@]+@")
 
 
 def _safe(url: str) -> str:
-    """The URL without path and query: webhook paths are secrets."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…" \
-        if parts.path.strip("/") or parts.query else f"{parts.scheme}://{parts.netloc}"
+    """The URL for a message: no user-info, no path or query (webhook paths are secrets)."""
+    return redact_url(url, keep_path=False)
 
 
 class _Poster:
-    """POST JSON with a timeout and retries with exponential backoff."""
+    """POST JSON with a timeout and retries with exponential backoff; after a failed post, pause.
+
+    `pause` (a Backoff) counts posts that failed after every retry; the sinks skip a post
+    while it says to wait, so an unreachable receiver is tried at 2, 4, 8 ... s, not every second.
+    """
 
     def __init__(self, url: str, timeout_s: float, retries: int, backoff_s: float,
                  sleep: Callable[[float], None] = time.sleep):
@@ -179,9 +297,18 @@ class _Poster:
         self.session.trust_env = False   # no proxy from the environment for a loopback receiver
         self.attempts = 0
         self.error: str | None = None
+        self.pause = Backoff()
 
     def post(self, payload: Any) -> bool:
-        """Return True once the receiver answers 2xx; False after the last retry."""
+        """Return True once the receiver answers 2xx; False after the last retry (then pause)."""
+        ok = self._post(payload)
+        if ok:
+            self.pause.succeeded()
+        else:
+            self.pause.failed()
+        return ok
+
+    def _post(self, payload: Any) -> bool:
         self.attempts, self.error = 0, None
         for attempt in range(self.retries + 1):
             self.attempts += 1
@@ -239,6 +366,9 @@ class WebhookSink(Sink):
         self._alerting = decision.alert_active
         if str(decision.action) not in self.actions and not resolved:
             return None
+        if self._poster.pause.left() > 0:
+            self.last_result = {"reason": self._poster.pause.reason()}
+            return "skipped"
         payload = self.payload(decision, resolved=resolved and not decision.taken)
         ok = self._poster.post(payload)
         self.last_result = {"attempts": self._poster.attempts, "error": self._poster.error}
@@ -295,9 +425,12 @@ def slack_message(decision: Decision, resolved: bool = False) -> dict[str, Any]:
 class AlertmanagerSink(Sink):
     """Post the alert episode to Alertmanager's v2 API: fire, keep alive, resolve.
 
-    The alert fires on an `alert` decision; while the episode lasts it is re-posted
-    every `resend_s` with endsAt = now + `ttl_s` (so it resolves by itself if the
-    monitor dies); when the episode ends it is posted once with endsAt = now.
+    The alert fires on an `alert` decision (or the first decision of an episode whose
+    alert decision was dropped); while the episode lasts it is re-posted every
+    `resend_s` after the last post that got through, with endsAt = now + `ttl_s` (so it
+    resolves by itself if the monitor dies); when the episode ends it is posted once with
+    endsAt = now, again after a pause if that post failed. A failed post pauses the sink
+    (2, 4, 8 ... s): an unreachable Alertmanager is not re-posted every second.
     Alertmanager usually sits on an internal network, so plain http to any host is
     accepted here.
     """
@@ -319,21 +452,29 @@ class AlertmanagerSink(Sink):
         self.ttl_s, self.resend_s, self.clock = ttl_s, resend_s, clock
         self._poster = _Poster(self.url, timeout_s, retries, backoff_s, sleep)
         self._starts_at: float | None = None
-        self._last_post = -math.inf
+        self._next_post = -math.inf          # keep-alive due; moves on every post that got through
         self._last_decision: Decision | None = None
+        self._resolve: dict[str, Any] | None = None   # a resolution that still has to get through
+        self._resolve_until = -math.inf               # after that the alert has expired anyway
 
     def handle(self, decision: Decision) -> str | None:
         now = self.clock()
-        if decision.action is Action.ALERT or (decision.alert_active and self._starts_at is not None
-                                               and now - self._last_post >= self.resend_s):
+        if decision.action is Action.ALERT or decision.alert_active:
             if self._starts_at is None:
-                self._starts_at = now
+                self._starts_at, self._next_post, self._resolve = now, -math.inf, None
+            if decision.action is not Action.ALERT and now < self._next_post:
+                return None
             self._last_decision = decision
-            return self._send(self.alert(decision, self._starts_at, now + self.ttl_s), now)
-        if self._starts_at is not None and not decision.alert_active:
-            alert = self.alert(self._last_decision or decision, self._starts_at, now)
-            self._starts_at = None
-            return self._send(alert, now)
+            return self._send(self.alert(decision, self._starts_at, now + self.ttl_s),
+                              now, quiet=decision.action is not Action.ALERT)
+        if self._starts_at is not None:
+            self._resolve = self.alert(self._last_decision or decision, self._starts_at, now)
+            self._resolve_until = now + self.ttl_s
+            self._starts_at, self._last_decision = None, None
+        if self._resolve is not None and now > self._resolve_until:
+            self._resolve = None
+        if self._resolve is not None:
+            return self._send(self._resolve, now, quiet=False)
         return None
 
     def alert(self, decision: Decision, starts_at: float, ends_at: float) -> dict[str, Any]:
@@ -363,9 +504,18 @@ class AlertmanagerSink(Sink):
             alert["generatorURL"] = self.generator_url
         return alert
 
-    def _send(self, alert: dict[str, Any], now: float) -> str:
+    def _send(self, alert: dict[str, Any], now: float, quiet: bool) -> str | None:
+        """Post `alert` unless the sink is pausing after a failure (then "skipped", or None if `quiet`)."""
+        if self._poster.pause.left() > 0:
+            if quiet:
+                return None
+            self.last_result = {"reason": self._poster.pause.reason()}
+            return "skipped"
         ok = self._poster.post([alert])
-        self._last_post = now if ok else self._last_post
+        if ok:
+            self._next_post = now + self.resend_s
+            if alert is self._resolve:
+                self._resolve = None
         self.last_result = {"attempts": self._poster.attempts, "error": self._poster.error,
                             "endsAt": alert["endsAt"]}
         return "sent" if ok else "failed"
@@ -386,6 +536,7 @@ class ScaleTargetSink(Sink):
     """
 
     name = "scale_target"
+    changes_target = True
 
     def __init__(self, master_pid: int, min_workers: int = 1, max_workers: int = 8,
                  wait_s: float = 15.0, poll_s: float = 0.05):
@@ -477,6 +628,7 @@ class Ec2AutoScalingSink(Sink):
     """
 
     name = "ec2_autoscaling"
+    changes_target = True
 
     def __init__(self, group: str, *, region: str | None = None, min_size: int = 1, max_size: int = 10,
                  dry_run: bool = True, desired: int | None = None, client: Any = None):
@@ -535,8 +687,35 @@ class Ec2AutoScalingSink(Sink):
 # ---------------------------------------------------------------- the set of sinks
 
 
+class _Ticket:
+    """One decision on its way through the lanes; the event log line is written when all are done."""
+
+    def __init__(self, decision: Decision, lanes: set[str], log_it: bool):
+        self.decision, self.lanes, self.log_it = decision, set(lanes), log_it
+        self.outcomes: dict[str, str] = {}
+        self.results: dict[str, Any] = {}
+        self.future: Future = Future()
+        self.lock = threading.Lock()
+
+    def done(self, lane: str, outcomes: Mapping[str, str], results: Mapping[str, Any]) -> bool:
+        """Record a lane's outcomes; True for the call that completed the ticket."""
+        with self.lock:
+            self.outcomes.update(outcomes)
+            self.results.update(results)
+            self.lanes.discard(lane)
+            return not self.lanes
+
+
+SCALE_LANE, NOTIFY_LANE = "scale", "notify"
+
+
 class Sinks:
-    """Every sink of the monitor, and the event log that records what each did."""
+    """Every sink of the monitor, and the event log that records what each did.
+
+    `on_drop(lane, decision)` is called for a decision a busy lane dropped, and
+    `on_log_error(exc)` for an event-log line that could not be written (the first one
+    is also reported on stderr); the monitor counts both on its /metrics.
+    """
 
     def __init__(self, sinks: Iterable[Sink] = (), event_log: EventLogSink | None = None):
         self.sinks: list[Sink] = []
@@ -550,42 +729,113 @@ class Sinks:
             sink.name = name
             used.add(name)
             self.sinks.append(sink)
-        self._pool: ThreadPoolExecutor | None = None
+        self.on_drop: Callable[[str, Decision], None] | None = None
+        self.on_log_error: Callable[[BaseException], None] | None = None
+        self.log_errors = 0
+        self._lanes: dict[str, Lane] = {}
+        self._lock = threading.Lock()
 
     def __iter__(self):
         return iter(self.sinks + ([self.event_log] if self.event_log else []))
 
     def dispatch(self, decision: Decision) -> dict[str, str]:
         """Hand `decision` to every sink, log it with the outcomes; return {sink name: outcome}."""
+        outcomes, results = self._run(self.sinks, decision)
+        return self._log(decision, outcomes, results, self.event_log is not None
+                         and self.event_log.wants(decision))
+
+    def _run(self, sinks: Iterable[Sink], decision: Decision) -> tuple[dict[str, str], dict[str, Any]]:
         outcomes: dict[str, str] = {}
         results: dict[str, Any] = {}
-        for sink in self.sinks:
+        for sink in sinks:
             try:
                 outcome = sink.handle(decision)
             except Exception as exc:  # one broken sink must not stop the monitor or the others
                 outcome = "failed"
-                sink.last_result = {"error": str(exc) if isinstance(exc, LabError)
-                                    else f"{type(exc).__name__}: {exc}"[:300]}
+                text = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"[:300]
+                sink.last_result = {"error": _USERINFO.sub("//", text)}
             if outcome is not None:
                 outcomes[sink.name] = outcome
                 if sink.last_result:
                     results[sink.name] = sink.last_result
-        if self.event_log is not None:
-            logged = self.event_log.record(decision, outcomes, results)
-            if logged is not None:
-                outcomes = {**outcomes, self.event_log.name: logged}
-        return outcomes
+        return outcomes, results
+
+    def _log(self, decision: Decision, outcomes: dict[str, str], results: dict[str, Any],
+             log_it: bool) -> dict[str, str]:
+        """Write the event-log line (when it gets one); a write that fails is counted, never raised."""
+        if self.event_log is None or not log_it:
+            return outcomes
+        try:
+            self.event_log.record(decision, outcomes, results, wanted=True)
+        except (OSError, ValueError) as exc:   # disk full, a closed stream: the monitor goes on
+            with self._lock:
+                self.log_errors += 1
+                first = self.log_errors == 1
+            if first:
+                where = self.event_log.path or "the event log stream"
+                print(f"warning: event log {where}: cannot write ({exc}); the monitor goes on and "
+                      f"counts every line lost (lab_monitor_event_log_errors_total)", file=sys.stderr)
+            if self.on_log_error:
+                self.on_log_error(exc)
+            return {**outcomes, self.event_log.name: "failed"}
+        return {**outcomes, self.event_log.name: "sent"}
+
+    def lane_of(self, sink: Sink) -> str:
+        """The lane a sink runs on: its own for sinks that change the target, one for the rest."""
+        return SCALE_LANE if getattr(sink, "changes_target", False) else NOTIFY_LANE
 
     def dispatch_async(self, decision: Decision) -> Future:
-        """Dispatch on one background thread (decisions stay in order); the future holds the outcomes."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-sinks")
-        return self._pool.submit(self.dispatch, decision)
+        """Hand `decision` to the lanes without waiting; the future holds the outcomes.
+
+        Scale decisions go to the scale lane (when a sink changes the target), every
+        decision to the notification lane (when there are other sinks). The event-log
+        line is written once every lane has handled or dropped the decision; a dropped
+        decision is logged with the outcome "dropped" for that lane's sinks.
+        """
+        wanted = {lane for lane in {self.lane_of(s) for s in self.sinks}
+                  if lane == NOTIFY_LANE or decision.action in (Action.SCALE_UP, Action.SCALE_DOWN)}
+        ticket = _Ticket(decision, wanted, self.event_log is not None and self.event_log.wants(decision))
+        if not wanted:
+            self._finish(ticket)
+            return ticket.future
+        for lane in sorted(wanted):
+            self._lane(lane).submit(ticket)
+        return ticket.future
+
+    def _lane(self, name: str) -> Lane:
+        with self._lock:
+            if name not in self._lanes:
+                sinks = [s for s in self.sinks if self.lane_of(s) == name]
+
+                def work(ticket: _Ticket, name=name, sinks=sinks) -> None:
+                    outcomes, results = self._run(sinks, ticket.decision)
+                    if ticket.done(name, outcomes, results):
+                        self._finish(ticket)
+
+                def drop(ticket: _Ticket, name=name, sinks=sinks) -> None:
+                    if self.on_drop:
+                        self.on_drop(name, ticket.decision)
+                    if ticket.done(name, {s.name: "dropped" for s in sinks}, {}):
+                        self._finish(ticket)
+
+                # A waiting action is not displaced by a newer decision without one.
+                self._lanes[name] = Lane(f"sinks-{name}", work, drop,
+                                         displaces=lambda new, old: new.decision.taken or not old.decision.taken)
+            return self._lanes[name]
+
+    def _finish(self, ticket: _Ticket) -> None:
+        ticket.future.set_result(self._log(ticket.decision, ticket.outcomes, ticket.results, ticket.log_it))
+
+    def dropped(self) -> dict[str, int]:
+        """Decisions each lane dropped so far."""
+        with self._lock:
+            return {name: lane.dropped for name, lane in self._lanes.items()}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        with self._lock:
+            lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            lane.close()
         for sink in self:
             try:
                 sink.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -72,3 +73,62 @@ def test_predictive_autoscale_needs_a_model(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "--model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class _AlwaysScaleUp:
+    """A policy that wants one more worker every second."""
+
+    def decide(self, p):
+        from monitor.policy import Action, Decision
+
+        return Decision(action=Action.SCALE_UP, amount=1, reason="test", prediction={}, timestamp=p.timestamp)
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_autoscaler_actions_never_queue_up_behind_a_slow_scale(make_target, tmp_path, monkeypatch):
+    import threading
+
+    from loadtests.autoscale import Autoscaler
+
+    target = make_target(workers=1, threads=2)
+    scaler = Autoscaler("reactive", target.pid, tmp_path, {"latency_p95_ms": 300, "error_rate": 0.02},
+                        max_workers=2)
+    scaler.policy = _AlwaysScaleUp()
+    gate, calls = threading.Event(), []
+
+    def slow(decision):
+        calls.append(decision)
+        gate.wait(10)
+        return "sent"
+
+    monkeypatch.setattr(scaler.sink, "handle", slow)
+    for i in range(20):
+        scaler.on_row({"elapsed_s": i, "latency_p95_ms": 900.0, "target_workers": 1, "target_up": 1})
+        if i == 0:
+            time.sleep(0.2)                                # the first action is in progress
+    assert len(calls) == 1 and scaler.lane.busy()        # one in hand, one waiting, nothing more
+    assert scaler.dropped == 18
+    gate.set()
+    scaler.close()
+    outcomes = [r.get("outcome") for r in _records(tmp_path / "autoscale.jsonl") if "result_of" in r]
+    assert outcomes.count("sent") == 1 and outcomes.count("dropped") == 19   # the waiting one at the end too
+
+
+def test_autoscaler_backs_off_after_a_failed_scale(make_target, tmp_path, monkeypatch):
+    from loadtests.autoscale import Autoscaler
+
+    target = make_target(workers=1, threads=2)
+    scaler = Autoscaler("reactive", target.pid, tmp_path, {"latency_p95_ms": 300, "error_rate": 0.02},
+                        max_workers=2)
+    scaler.policy = _AlwaysScaleUp()
+    monkeypatch.setattr(scaler.sink, "handle", lambda decision: "failed")
+    for i in range(3):
+        scaler.on_row({"elapsed_s": i, "latency_p95_ms": 900.0, "target_workers": 1, "target_up": 1})
+        time.sleep(0.2)                                    # each one is handled before the next
+    scaler.close()
+    results = [r for r in _records(tmp_path / "autoscale.jsonl") if "result_of" in r]
+    assert [r["outcome"] for r in results] == ["failed", "skipped", "skipped"]
+    assert results[1]["reason"].startswith("backing off:") and scaler.skipped == 2

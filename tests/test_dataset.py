@@ -151,3 +151,20 @@ def test_cli_dataset_info(dataset):
     missing = CliRunner().invoke(app, ["dataset-info", str(dataset / "nope")])
     assert missing.exit_code == 2
     assert "nope: no such file or folder" in missing.output
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{broken", r"manifest\.json: not valid JSON \("),
+    ('"a string"', r"manifest\.json: expected a JSON object, got a string"),
+    ('{"dataset": "x"}', r"manifest\.json: dataset: expected an object, got a string"),
+])
+def test_cli_dataset_info_on_a_corrupt_manifest_is_one_line(dataset, text, problem):
+    import re
+
+    from lab import app
+
+    build_dataset_files(dataset)
+    (dataset / "manifest.json").write_text(text)
+    result = CliRunner().invoke(app, ["dataset-info", str(dataset)])
+    assert result.exit_code == 2, result.output
+    assert re.search(problem, result.output) and len(result.output.strip().splitlines()) == 1

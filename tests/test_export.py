@@ -120,3 +120,82 @@ def test_cli_export(dataset, tmp_path):
     assert result.exit_code == 2 and "column 'bogus' not found" in result.output
     result = runner.invoke(app, ["export", str(tmp_path / "void")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
+
+
+def _files_under(folder):
+    return set(folder.rglob("*"))
+
+
+def test_nab_export_keeps_names_from_files_inside_out(tmp_path):
+    """A run.json run_id and a CSV column name that are paths never write outside --out."""
+    runs = tmp_path / "a" / "b" / "c" / "runs"
+    run_dir = make_run(runs, 30, "spike", 1, run_id="r1",
+                       extra_columns={"../../../../../pwned": [float(i) for i in range(30)],
+                                      "/abs/olute": [1.0] * 30})
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["run_id"] = "../../../../escaped"
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    before = _files_under(tmp_path)
+    out = tmp_path / "a" / "b" / "c" / "out"
+    export_dataset(run_dir, fmt="nab", out_dir=out)
+    new = _files_under(tmp_path) - before
+    assert new and all(p == out or out in p.parents for p in new), sorted(new)
+    folders = [p.name for p in out.iterdir() if p.is_dir()]
+    assert folders == ["_.._.._.._escaped"]
+    files = sorted(p.name for p in (out / folders[0]).iterdir())
+    assert "_.._.._.._.._pwned.csv" in files and "_abs_olute.csv" in files
+    detail = json.loads((out / "windows.json").read_text())
+    assert detail["_.._.._.._escaped"]["run_id"] == "../../../../escaped"
+    labels = json.loads((out / "labels_faults.json").read_text())
+    assert all(key.count("/") == 1 and key.split("/")[0] == folders[0] for key in labels)
+
+
+def test_nab_export_refuses_a_symlink_in_out_that_leads_outside(tmp_path):
+    run_dir = make_run(tmp_path / "runs", 30, "spike", 1, run_id="r1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "r1").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(BadInput, match=r"--out .*out: 'r1' leads outside"):
+        export_dataset(run_dir, fmt="nab", out_dir=out)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_nab_export_keeps_two_columns_that_map_to_one_name_apart(tmp_path):
+    run_dir = make_run(tmp_path / "runs", 30, "spike", 1, run_id="r1",
+                       extra_columns={"a/b": [1.0] * 30, "a_b": [2.0] * 30})
+    out = export_dataset(run_dir, fmt="nab", out_dir=tmp_path / "out", columns=["a/b", "a_b"])
+    assert sorted(p.name for p in (out / "r1").iterdir()) == ["a_b-2.csv", "a_b.csv"]
+    assert pd.read_csv(out / "r1" / "a_b.csv")["value"].eq(1.0).all()
+    assert pd.read_csv(out / "r1" / "a_b-2.csv")["value"].eq(2.0).all()
+
+
+@pytest.mark.parametrize("fmt", ["nab", "csv", "parquet"])
+def test_manifest_paths_outside_the_dataset_are_refused(tmp_path, fmt):
+    outside = make_run(tmp_path / "private", 30, "spike", 1, run_id="secret")
+    dataset = tmp_path / "ds"
+    make_run(dataset / "runs", 30, "spike", 2, run_id="ok")
+    for path in ("../private/secret", str(outside)):
+        (dataset / "manifest.json").write_text(json.dumps(
+            {"runs": [{"path": "runs/ok", "included": True}, {"path": path, "included": True}]}))
+        with pytest.raises(BadInput, match=r"manifest\.json: runs\[1\]\.path: '.*secret' leads outside"):
+            export_dataset(dataset, fmt=fmt, out_dir=tmp_path / f"out-{fmt}")
+
+
+@pytest.mark.parametrize("manifest, problem", [
+    ("[1, 2]", r"manifest\.json: expected a JSON object, got a list$"),
+    ('{"runs": ["runs/a", "runs/b"]}', r"manifest\.json: runs\[0\]: expected an object, got a string$"),
+    ('{"runs": {"path": "runs/a"}}', r"manifest\.json: runs: expected a list of run entries, got an object$"),
+    ('{"runs": [{"path": 3, "included": true}]}', r"manifest\.json: runs\[0\]\.path: expected a folder name"),
+    ('{"runs": [', r"manifest\.json: not valid JSON \("),
+])
+def test_export_of_a_malformed_manifest_is_one_line(dataset, tmp_path, manifest, problem):
+    from lab import app
+
+    (dataset / "manifest.json").write_text(manifest)
+    with pytest.raises(BadInput, match=problem):
+        export_dataset(dataset, fmt="nab", out_dir=tmp_path / "out")
+    result = CliRunner().invoke(app, ["export", str(dataset), "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -172,3 +172,54 @@ def test_cli_import_csv_and_exit_2_messages(tmp_path):
 
     result = runner.invoke(app, ["import-csv", str(good), "--timestamp-col", "when", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "timestamp column 'when' not found" in result.output
+
+
+def test_one_out_of_range_epoch_is_one_line_naming_file_column_and_value(tmp_path):
+    lines = ["ts,cpu"] + [f"{START + i},{i}" for i in range(30)] + ["99999999999999,1"]
+    path = write(tmp_path / "epochs.csv", "\n".join(lines))
+    with pytest.raises(BadInput, match=r"epochs\.csv: ts: 99999999999999 at row 32 is not a time \(epoch "
+                                       r"seconds must be within the years 1677 to 2262\)$"):
+        import_csv(path, timestamp_col="ts", out_dir=tmp_path / "runs")
+    lines[5] = "-99999999999,1"
+    with pytest.raises(BadInput, match=r"ts: -99999999999 at row 6 is not a time"):
+        import_csv(write(path, "\n".join(lines)), timestamp_col="ts", out_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_stray_date_cannot_make_the_resampled_run_huge(tmp_path):
+    import tracemalloc
+
+    lines = ["ts,cpu"] + [f"{START + i},{i}" for i in range(30)] + [f"{4_070_908_800},1"]  # 2099-01-01
+    path = write(tmp_path / "stray.csv", "\n".join(lines))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadInput) as caught:
+            import_csv(path, timestamp_col="ts", out_dir=tmp_path / "runs")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ts: timestamps span 30,956 days (2014-04-01T00:00:00Z to "
+                              f"2099-01-01T00:00:00Z): 2,674,598,401 rows of 1 s from 31 rows read, "
+                              f"more than the 2,000,000 allowed"), message
+    assert "--max-rows" in message and "\n" not in message
+    assert peak < 50 * 2**20
+    # The bound is an option: a file that really is long imports when it is raised.
+    lines = ["ts,cpu"] + [f"{START + i},{i}" for i in range(30)]
+    short = write(tmp_path / "long.csv", "\n".join(lines))
+    with pytest.raises(BadInput, match="30 rows of 1 s from 30 rows read, more than the 25 allowed"):
+        import_csv(short, timestamp_col="ts", out_dir=tmp_path / "runs", max_rows=25)
+    assert len(read_run(import_csv(short, timestamp_col="ts", out_dir=tmp_path / "runs", max_rows=30)).frame) == 30
+
+
+def test_cli_import_csv_max_rows(tmp_path):
+    from lab import app
+
+    lines = ["ts,cpu"] + [f"{START + i},{i}" for i in range(30)] + ["4070908800,1"]
+    path = write(tmp_path / "stray.csv", "\n".join(lines))
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--timestamp-col", "ts", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "more than the 2,000,000 allowed" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--timestamp-col", "ts", "--out", str(tmp_path / "r"),
+                                      "--max-rows", "10"])
+    assert result.exit_code == 2 and "more than the 10 allowed" in result.output

@@ -84,7 +84,7 @@ def test_gap_rule_fills_short_gaps_and_drops_windows_with_long_ones():
     assert values[5, COLS.index("latency_p95_ms")] == 104    # previous value
     missing = values[:, -1]
     assert missing[[5, 10, 11, 12, 30, 37]].tolist() == [1] * 6 and missing[[0, 13, 29, 38]].tolist() == [0] * 4
-    with pytest.warns(DataWarning, match="dropped 20 window"):
+    with pytest.warns(DataWarning, match="dropped 20 of 48 window"):
         w = make_windows([f], COLS, window=10, horizon=3)
     # Windows [s, s+13) that touch rows 30..37 are dropped: s in 18..37.
     assert len(w) == 48 - 20
@@ -203,3 +203,40 @@ def test_dataset_folder_loads_only_the_runs_its_manifest_includes(tmp_path):
                          {"path": "runs/b", "included": False, "excluded_reason": "checksum"}]}
     (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
     assert [r.attrs["run_id"] for r in load_runs([tmp_path / "ds"])] == ["synthetic-smoke-closed-s1"]
+
+
+
+def test_manifest_paths_are_kept_inside_the_dataset_folder(tmp_path):
+    import json
+
+    write_run(synthetic_run("smoke-closed", seed=1), tmp_path / "private" / "secret")
+    write_run(synthetic_run("smoke-closed", seed=2), tmp_path / "ds" / "runs" / "a")
+    for path in ("../private/secret", str(tmp_path / "private" / "secret"), "runs/../../private/secret"):
+        (tmp_path / "ds" / "manifest.json").write_text(json.dumps({"runs": [{"path": path, "included": True}]}))
+        with pytest.raises(BadInput, match=r"manifest\.json: runs\[0\]\.path: .* leads outside"):
+            load_runs([tmp_path / "ds"])
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps({"runs": ["runs/a"]}))
+    with pytest.raises(BadInput, match=r"manifest\.json: runs\[0\]: expected an object, got a string"):
+        load_runs([tmp_path / "ds"])
+
+
+def test_no_windows_says_what_was_missing_not_a_long_gap():
+    """One empty second at the start of a held-out part is not 'a gap longer than 5 s'."""
+    f = frame(20)
+    f.loc[15, ["latency_p95_ms", "rps"]] = np.nan
+    _, tail = chronological_split(f)                      # rows 15..19: one window of 3 + 2
+    with pytest.raises(BadInput) as err:
+        make_windows([tail], COLS, window=3, horizon=2)
+    message = str(err.value)
+    assert message.startswith("no complete windows: all 1 window(s) of 5 rows (window 3 + horizon 2) in 1 run(s) "
+                              "(r[tail]; 5 rows) touch 1 row(s) with no value yet at the start of a run"), message
+    assert "rps, latency_p95_ms" in message or "latency_p95_ms, rps" in message
+    assert "longer than" not in message
+
+
+def test_dropped_windows_warning_names_the_longest_gap():
+    f = frame(60)
+    f.loc[30:37, "rps"] = np.nan                  # 8 s: stays missing
+    with pytest.warns(DataWarning, match=r"^dropped 20 of 48 window\(s\): they touch 8 row\(s\) in gaps longer "
+                                         r"than 5 s \(the longest 8 s\) in rps$"):
+        make_windows([f], COLS, window=10, horizon=3)

@@ -52,6 +52,10 @@ def test_check_url_refuses_non_http():
     for bad in ("ftp://127.0.0.1:9090", "127.0.0.1:9090", "http://", ""):
         with pytest.raises(BadInput, match="--prometheus-url"):
             check_url(bad)
+    for bad in ("http://u:s3cret@[::1", "ftp://u:s3cret@127.0.0.1:9090", "http://u:s3cret@127.0.0.1:99999"):
+        with pytest.raises(BadInput, match="--prometheus-url") as err:
+            check_url(bad)
+        assert "s3cret" not in str(err.value)
 
 
 def test_instance_regex_matches_loopback_aliases_and_default_port():

@@ -59,7 +59,7 @@ def test_regimes_refuse_bad_json_and_short_data(runs, tmp_path):
     with pytest.raises(BadInput, match="bad.json: regimes: centroids"):
         RegimeModel.load(tmp_path / "bad.json")
     (tmp_path / "junk.json").write_text("{not json")
-    with pytest.raises(BadInput, match="not readable JSON"):
+    with pytest.raises(BadInput, match=r"junk\.json: not valid JSON \("):
         RegimeModel.load(tmp_path / "junk.json")
     with pytest.raises(BadInput, match="need at least 9 complete seconds"):
         RegimeModel().fit([runs[0].iloc[:6]])

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from contract import runfolder
+from contract import runfolder as runio
 from contract.runfolder import (
     atomic_write_bytes, atomic_write_json, atomic_write_text, host_facts, is_complete_run, list_runs,
     package_versions, read_run, sha256_file, utc_iso,
@@ -149,3 +150,125 @@ def test_a_run_recorded_before_the_signal_columns_reads_with_them_empty(tmp_path
     # A column that is neither in the file nor an added one is still refused by name.
     with pytest.raises(BadInput, match="latency_p95_ms"):
         read_run(make_run(tmp_path / "b", 30, "spike", 3, drop_columns=["latency_p95_ms"]))
+
+
+# ---------------------------------------------------------------- names, paths and JSON from files
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("20260101T000000Z-smoke-s3", "20260101T000000Z-smoke-s3"),
+    ("../../../x", "_.._.._x"),
+    ("..", "unnamed"),
+    (".hidden", "hidden"),
+    ("/etc/passwd", "_etc_passwd"),
+    ("a\\b\x00c d", "a_b_c_d"),
+    ("x" * 500, "x" * 120),
+])
+def test_safe_name_is_one_plain_file_name(name, expected):
+    assert runio.safe_name(name) == expected
+
+
+def test_contained_path_refuses_dotdot_absolute_and_symlinks(tmp_path):
+    base = tmp_path / "base"
+    (base / "sub").mkdir(parents=True)
+    assert runio.contained_path(base, "sub/x.csv", "--out") == base / "sub" / "x.csv"
+    assert runio.contained_path(base, "sub/../y", "--out") == base / "sub" / ".." / "y"
+    (base / "link").symlink_to(tmp_path, target_is_directory=True)
+    for bad in ("../x", "sub/../../x", str(tmp_path / "x"), "link/x"):
+        with pytest.raises(BadInput, match=rf"^--out: '{bad}' leads outside {base}$"):
+            runio.contained_path(base, bad, "--out")
+    with pytest.raises(BadInput, match=r"^--out: 'a\\x00b': not a usable path"):
+        runio.contained_path(base, "a\x00b", "--out")
+
+
+def test_read_json_has_one_wording_for_every_failure(tmp_path):
+    path = tmp_path / "x.json"
+    with pytest.raises(BadInput, match=rf"^{path}: file not found$"):
+        runio.read_json(path)
+    path.write_text("{nope")
+    with pytest.raises(BadInput, match=rf"^{path}: not valid JSON \(Expecting property name .*\)$"):
+        runio.read_json(path)
+    path.write_text("[1]")
+    with pytest.raises(BadInput, match=rf"^{path}: expected a JSON object, got a list$"):
+        runio.read_json(path)
+    path.write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(BadInput, match=rf"^{path}: not UTF-8 text"):
+        runio.read_json(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BadInput, match=rf"^{path}: not valid JSON \("):
+        runio.read_json(path)
+    path.write_text('{"a": 1}')
+    assert runio.read_json(path) == {"a": 1}
+
+
+def _json_readers(tmp_path):
+    """Every reader of a JSON file a user hands the lab, with the file it reads."""
+    from collector.dataset import dataset_info
+    from collector.export import export_dataset
+    from modeling.data import load_runs
+    from modeling.forecaster import LSTMForecaster
+    from modeling.pipeline import load_bundle
+    from modeling.products import ProductClusters
+    from modeling.regimes import RegimeModel
+
+    run_dir = make_run(tmp_path / "runs", 20, run_id="r")
+    (tmp_path / "model" / "forecaster").mkdir(parents=True)
+    (tmp_path / "model" / "forecaster" / "model.keras").write_bytes(b"")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset.parquet").write_bytes(b"")
+    return [
+        (lambda: read_run(run_dir), run_dir / "run.json"),
+        (lambda: runio.read_manifest(tmp_path / "ds"), tmp_path / "ds" / "manifest.json"),
+        (lambda: load_runs([tmp_path / "ds"]), tmp_path / "ds" / "manifest.json"),
+        (lambda: export_dataset(tmp_path / "ds", out_dir=tmp_path / "out"), tmp_path / "ds" / "manifest.json"),
+        (lambda: dataset_info(tmp_path / "ds"), tmp_path / "ds" / "manifest.json"),
+        (lambda: RegimeModel.load(tmp_path / "regimes.json"), tmp_path / "regimes.json"),
+        (lambda: ProductClusters.load(tmp_path / "products.json"), tmp_path / "products.json"),
+        (lambda: LSTMForecaster.load(tmp_path / "model" / "forecaster"), tmp_path / "model" / "forecaster" / "params.json"),
+        (lambda: load_bundle(tmp_path / "model"), tmp_path / "model" / "train.json"),
+    ]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{oops", r"not valid JSON \(.*\)"),
+    ("[1, 2]", r"expected a JSON object, got a list"),
+    ('"text"', r"expected a JSON object, got a string"),
+])
+def test_every_json_reader_says_the_same_thing(tmp_path, text, problem):
+    import re
+
+    for read, path in _json_readers(tmp_path):
+        path.write_text(text)
+        with pytest.raises(BadInput) as caught:
+            read()
+        assert re.fullmatch(rf"{re.escape(str(path))}: {problem}", str(caught.value)), str(caught.value)
+
+
+def test_atomic_folder_replaces_whole_keeps_old_on_error_and_follows_the_umask(tmp_path):
+    import stat
+
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "old.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with runio.atomic_folder(target) as tmp:
+            (tmp / "new.json").write_text("new")
+            raise RuntimeError("training failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"] and (target / "old.json").exists()
+    with runio.atomic_folder(target) as tmp:
+        (tmp / "new.json").write_text("new")
+        assert not (target / "new.json").exists()        # nothing shows until it is complete
+    assert sorted(p.name for p in target.iterdir()) == ["new.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    with runio.atomic_folder(link) as tmp:
+        (tmp / "third.json").write_text("3")
+    assert link.is_symlink() and sorted(p.name for p in link.iterdir()) == ["third.json"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInput, match="exists and is a file"):
+        with runio.atomic_folder(tmp_path / "file"):
+            pass

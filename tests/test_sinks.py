@@ -159,6 +159,41 @@ def test_webhook_accepts_https_and_loopback_http_and_hides_the_secret_path():
     assert "SECRET" not in str(err.value)
 
 
+@pytest.mark.parametrize("make", [WebhookSink, AlertmanagerSink])
+@pytest.mark.parametrize("url", ["http://user:s3cret@example.com:0", "https://user:s3cret@hooks.example.com:99999/x",
+                                 "ftp://user:s3cret@127.0.0.1", "https://user:s3cret@[::1/x"])
+def test_a_refused_url_never_shows_its_user_info(make, url):
+    with pytest.raises(BadInput) as err:
+        make(url, timeout_s=0.2, retries=0) if make is WebhookSink else make(url, retries=0, timeout_s=0.2)
+    message = str(err.value)
+    assert "s3cret" not in message and "user" not in message and "\n" not in message, message
+
+
+def test_a_failing_post_never_shows_the_user_info(tmp_path):
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    path = tmp_path / "events.jsonl"
+    sinks = Sinks([WebhookSink(f"http://user:s3cret@127.0.0.1:{port}/hook", retries=0, timeout_s=0.5)],
+                  EventLogSink(path))
+    outcomes = sinks.dispatch(decision("scale_up", 1))
+    sinks.close()
+    assert outcomes["webhook"] == "failed"
+    assert "s3cret" not in path.read_text() and "s3cret" not in json.dumps(sinks.sinks[0].last_result)
+
+
+def test_monitor_takes_the_webhook_from_the_environment():
+    import typer
+
+    from lab import app
+
+    command = typer.main.get_command(app).commands["monitor"]
+    webhook = next(p for p in command.params if p.name == "webhook")
+    assert webhook.envvar == "LAB_WEBHOOK_URL"
+
+
 # ---------------------------------------------------------------- event log and the set of sinks
 
 
@@ -392,3 +427,187 @@ def test_scale_target_refuses_a_process_that_is_not_gunicorn():
         ScaleTargetSink(os.getpid())
     with pytest.raises(BadInput, match="min_workers"):
         ScaleTargetSink(os.getpid(), min_workers=3, max_workers=2)
+
+
+# ---------------------------------------------------------------- lanes: slow peers never hold up scaling
+
+
+class Silent:
+    """A real TCP listener on 127.0.0.1 that accepts every connection and never answers."""
+
+    def __init__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.held, self.accepted = [], 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _accept(self):
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self.held.append(conn)
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(5)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent():
+    s = Silent()
+    yield s
+    s.close()
+
+
+class Recorder:
+    """A sink that changes the target (like scale_target) and notes when each action reached it."""
+
+    name, changes_target, last_result = "scaler", True, None
+
+    def __init__(self):
+        self.handled = []
+
+    def handle(self, d):
+        if d.action.value.startswith("scale"):
+            self.handled.append((d.timestamp, time.monotonic()))
+            return "sent"
+        return None
+
+    def close(self):
+        pass
+
+
+def test_an_alertmanager_that_never_answers_neither_delays_scaling_nor_queues_up(silent):
+    from monitor.exporter import MonitorExporter
+
+    exporter = MonitorExporter(port=0)
+    log = io.StringIO()
+    scaler = Recorder()
+    sinks = Sinks([AlertmanagerSink(silent.url, timeout_s=1.0, retries=1, backoff_s=0.1), scaler],
+                  EventLogSink(log))
+    sinks.on_drop = exporter.count_dropped
+    sent_at, futures = {}, []
+    t0 = time.time()
+    for i in range(40):
+        action = "alert" if i == 0 else "scale_up" if i % 10 == 5 else "none"
+        d = decision(action, 1 if action == "scale_up" else 0, t=t0 + i, alert_active=True)
+        if action == "scale_up":
+            sent_at[d.timestamp] = time.monotonic()
+        futures.append(sinks.dispatch_async(d))
+        time.sleep(0.05)
+    # Every scale action reached its sink at once, although each post hangs for seconds.
+    assert len(scaler.handled) == 4
+    assert all(at - sent_at[ts] < 0.5 for ts, at in scaler.handled), scaler.handled
+    # The notification lane holds the decision in hand and one waiting: the rest were dropped.
+    assert sum(not f.done() for f in futures) <= 2
+    dropped = [f.result() for f in futures if f.done() and f.result().get("alertmanager") == "dropped"]
+    assert len(dropped) >= 30
+    assert exporter.text().count('lab_monitor_decisions_dropped_total{lane="notify"} ') == 1
+    assert f'lab_monitor_decisions_dropped_total{{lane="notify"}} {float(sinks.dropped()["notify"])}' in exporter.text()
+    started = time.monotonic()
+    sinks.close()
+    assert time.monotonic() - started < 6          # the post in hand, then the paused sink skips
+    assert silent.accepted <= 3                     # no retry storm against the silent peer
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    ups = [line for line in lines if line["action"] == "scale_up"]
+    assert len(ups) == 4 and all(line["outcomes"]["scaler"] == "sent" for line in ups)
+
+
+def test_an_unreachable_alertmanager_is_tried_after_a_pause_not_every_second(receiver):
+    r = receiver(statuses=[503] * 1000)
+    sink = AlertmanagerSink(r.url, retries=0, timeout_s=1.0, resend_s=1.0)
+    t0 = time.time()
+    outcomes = [sink.handle(decision("alert", 0, t=t0, alert_active=True))]
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        outcomes.append(sink.handle(decision("none", 0, alert_active=True)))
+        time.sleep(0.05)
+    assert outcomes[0] == "failed"
+    assert 2 <= len(r.bodies) <= 3, len(r.bodies)      # t=0, then after the 2 s pause (and 4 s next)
+    # A new alert decision while pausing is recorded as skipped, with the reason.
+    assert sink.handle(decision("alert", 0, alert_active=True)) == "skipped"
+    assert sink.last_result["reason"].startswith("backing off:")
+
+
+def test_a_dropped_alert_decision_still_fires_the_episode(receiver):
+    r = receiver()
+    sink = AlertmanagerSink(r.url, retries=0, resend_s=30)
+    assert sink.handle(decision("none", 0, alert_active=True)) == "sent"
+    assert r.bodies[0][1][0]["labels"]["alertname"] == "StabilityLabPredictedSLOViolation"
+    assert sink.handle(decision("none", 0, alert_active=True)) is None      # keep-alive not due yet
+    assert sink.handle(decision("none", 0, alert_active=False)) == "sent"   # resolved
+
+
+def test_an_event_log_that_cannot_be_written_is_counted_and_reported_once(capsys):
+    from monitor.exporter import MonitorExporter
+    from monitor.live import _count
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+    exporter = MonitorExporter(port=0)
+    sinks = Sinks([Ec2AutoScalingSink("asg-1")], EventLogSink(Full()))
+    sinks.on_log_error = exporter.count_event_log_error
+    for i in range(3):
+        d = decision("scale_up", 1, t=time.time() + i)
+        future = sinks.dispatch_async(d)
+        future.add_done_callback(lambda f, d=d: _count(exporter, d, f))
+        assert future.result(5)["event_log"] == "failed"
+    sinks.close()
+    err = capsys.readouterr().err
+    assert err.count("warning: event log") == 1 and "No space left on device" in err
+    assert "lab_monitor_event_log_errors_total 3.0" in exporter.text()
+    assert 'lab_monitor_actions_total{action="scale_up",outcome="failed",sink="event_log"} 3.0' in exporter.text()
+
+
+def test_lane_keeps_one_waiting_item_and_never_lets_a_non_action_displace_an_action():
+    from monitor.sinks import Lane
+
+    gate, done, dropped = threading.Event(), [], []
+    lane = Lane("t", lambda item: (gate.wait(5), done.append(item)), dropped.append,
+                displaces=lambda new, old: new[1] or not old[1])
+    lane.submit(("first", True))
+    time.sleep(0.1)                        # the worker holds "first"
+    lane.submit(("a", True))
+    lane.submit(("b", False))              # a non-action does not displace the waiting action
+    lane.submit(("c", True))               # a newer action does
+    assert [d[0] for d in dropped] == ["b", "a"] and lane.dropped == 2 and lane.busy()
+    gate.set()
+    lane.close(5)
+    assert [d[0] for d in done] == ["first", "c"]
+    lane.submit(("late", True))
+    assert dropped[-1] == ("late", True)
+
+
+@pytest.mark.slow
+def test_a_real_scale_action_is_not_held_up_by_a_silent_alertmanager(make_target, silent, tmp_path):
+    target = make_target(workers=1, threads=2)
+    scale = ScaleTargetSink(target.pid, min_workers=1, max_workers=3)
+    sinks = Sinks([AlertmanagerSink(silent.url, timeout_s=3.0, retries=1, backoff_s=0.1), scale],
+                  EventLogSink(tmp_path / "events.jsonl"))
+    t0 = time.time()
+    alert = sinks.dispatch_async(decision("alert", 0, t=t0, alert_active=True, workers=1))  # a 6 s post
+    time.sleep(0.2)
+    started = time.monotonic()
+    sinks.dispatch_async(decision("scale_up", 1, t=t0 + 1, alert_active=True, workers=1))
+    while scale.workers() != 2 and time.monotonic() - started < 5:
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    assert scale.workers() == 2 and took < 5, took
+    assert not alert.done()                  # the alert post is still hanging meanwhile
+    sinks.close()
+    assert alert.result()["alertmanager"] == "failed"

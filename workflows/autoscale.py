@@ -6,6 +6,11 @@ embedded target's gunicorn worker count for real. A taken action labels the seco
 which it was taken (`autoscale_action`, next to `target_workers`), and every decision and
 its outcome is kept in the run's `autoscale.jsonl` for the record.
 
+Scaling waits for gunicorn (seconds), so actions run on a `monitor.sinks.Lane`: while one
+is in progress the newest waits and an older waiting one is dropped (a `dropped` record
+in autoscale.jsonl, counted in run.json); after a failed action the next ones are skipped
+for 2, 4, 8 ... s instead of hammering a target that does not respond.
+
 `record_run` is `run-scenario` with or without autoscaling: every option is checked (and a
 predictive model loaded) before the target starts.
 """
@@ -13,8 +18,8 @@ predictive model loaded) before the target starts.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +27,7 @@ from contract.errors import BadInput
 from contract.runfolder import AUTOSCALE_JSONL
 from loadtests.harness import RunOptions, RunResult, resolve_scenario, run_scenario
 from monitor.policy import Policy, Prediction, ReactivePolicy
-from monitor.sinks import ScaleTargetSink
+from monitor.sinks import Backoff, Lane, ScaleTargetSink
 
 MODES = ("off", "reactive", "predictive")
 
@@ -57,10 +62,14 @@ class Autoscaler:
                                                 slo_latency_p95_ms=slo["latency_p95_ms"],
                                                 slo_error_rate=slo["error_rate"])
         self.sink: ScaleTargetSink | None = None
-        self.pool: ThreadPoolExecutor | None = None
+        self.lane: Lane | None = None
+        self.backoff = Backoff()
         self.path: Path | None = None
+        self._write_lock = threading.Lock()   # the decision thread and the action lane both append
         self.decisions = 0
         self.actions = 0
+        self.dropped = 0
+        self.skipped = 0
 
     # ---------------------------------------------------------------- RowHook
     def start(self, target_pid: int | None, run_dir: Path) -> dict:
@@ -69,8 +78,9 @@ class Autoscaler:
         self.sink = ScaleTargetSink(target_pid, min_workers=self.min_workers, max_workers=self.max_workers)
         self.path = run_dir / AUTOSCALE_JSONL
         self.path.touch()
-        # Scaling waits for gunicorn to change its workers (seconds); decisions go on meanwhile.
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoscale")
+        # Scaling waits for gunicorn to change its workers (seconds); decisions go on meanwhile,
+        # and at most one action waits for the one in progress.
+        self.lane = Lane("autoscale", lambda job: self._act(*job), self._dropped)
         return {"mode": self.mode, "model": str(self.model_dir) if self.model_dir else None,
                 "min_workers": self.min_workers, "max_workers": self.max_workers,
                 "policy": type(self.policy).__name__}
@@ -95,26 +105,43 @@ class Autoscaler:
         if not decision.taken:
             return None
         self.actions += 1
-        self.pool.submit(self._act, decision, now)
+        self.lane.submit((decision, now))
         return {"autoscale_action": f"{decision.action}:{decision.amount or 0}"}
 
     def close(self) -> dict:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        return {"decisions": self.decisions, "actions": self.actions}
+        """Finish the action in progress; one still waiting when the run ends is dropped (and logged)."""
+        if self.lane is not None:
+            self.lane.close(discard_waiting=True)
+        return {"decisions": self.decisions, "actions": self.actions, "dropped": self.dropped,
+                "skipped": self.skipped}
 
     # ---------------------------------------------------------------- acting
     def _act(self, decision, decided_at: float) -> None:
         result = {"ts": time.time(), "result_of": decided_at, "action": str(decision.action)}
+        if self.backoff.left() > 0:
+            self.skipped += 1
+            result.update(outcome="skipped", reason=self.backoff.reason())
+            self._write(result)
+            return
         try:
             result["outcome"] = self.sink.handle(decision)
         except Exception as exc:  # a failed scale is recorded, the run goes on
             result["outcome"] = f"failed: {exc}"
+        if str(result["outcome"]).startswith("failed"):
+            self.backoff.failed()
+        else:
+            self.backoff.succeeded()
         result["workers"] = (self.sink.last_result or {}).get("workers")
         self._write(result)
 
+    def _dropped(self, job) -> None:
+        decision, decided_at = job
+        self.dropped += 1
+        self._write({"ts": time.time(), "result_of": decided_at, "action": str(decision.action),
+                     "outcome": "dropped", "reason": "a newer action replaced it while scaling was busy"})
+
     def _write(self, record: dict) -> None:
-        with open(self.path, "a") as fh:
+        with self._write_lock, open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
 

@@ -54,7 +54,7 @@ class Monitor:
 
     def __init__(self, opts: MonitorOptions):
         self.opts = opts
-        target = check_host(opts.target, opts.allow_remote)
+        target = check_host(opts.target, opts.allow_remote, option="--target")
         bundle = load_bundle(opts.model)
         if bundle.meta.get("profile", "lab") != "live":
             raise BadInput(f"{opts.model}: this model was trained with --profile lab (it needs the load "

@@ -1,0 +1,93 @@
+"""A model folder is written whole: retraining replaces it, a failure keeps the old one."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from contract.errors import BadInput
+from modeling.pipeline import load_bundle, train_bundle
+from modeling.synthetic import synthetic_run, write_run
+
+pytestmark = pytest.mark.slow   # trains tiny models
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    return [str(write_run(synthetic_run(name, seed), base / f"r{seed}"))
+            for name, seed in (("spike", 1), ("ramp", 2), ("spike", 3))]
+
+
+@pytest.fixture(scope="module")
+def trained(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "model"
+    train_bundle(runs, out, preset="tiny", seed=0)
+    return out
+
+
+def _copy(trained, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(trained, tmp_path / "model"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_retraining_replaces_the_whole_folder_with_the_umask_modes(runs, trained, tmp_path):
+    out = _copy(trained, tmp_path)
+    # What an earlier model had and this one does not: a products model, an evaluation.
+    (out / "products.json").write_text('{"stale": true}')
+    (out / "metrics.json").write_text('{"stale": true}')
+    first = json.loads((out / "train.json").read_text())["created_at"]
+    bundle = train_bundle(runs, out, preset="tiny", seed=1)
+    assert bundle.products is None
+    assert not (out / "products.json").exists() and not (out / "metrics.json").exists()
+    assert json.loads((out / "train.json").read_text())["seed"] == 1 and first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]       # no temporary siblings left
+    mask = _umask()
+    for path in [out, out / "forecaster", *out.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o777 if path.is_dir() else 0o666) & ~mask, (path, oct(mode))
+    assert load_bundle(out).meta["seed"] == 1
+
+
+def test_a_failed_training_keeps_the_old_model(runs, trained, tmp_path, monkeypatch):
+    from modeling import regimes
+
+    out = _copy(trained, tmp_path)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(regimes.RegimeModel, "save", broken)
+    with pytest.raises(OSError):
+        train_bundle(runs, out, preset="tiny", seed=1)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_load_bundle_refuses_a_folder_without_train_json(trained, tmp_path):
+    out = _copy(trained, tmp_path)
+    (out / "train.json").unlink()
+    with pytest.raises(BadInput, match=rf"^{out / 'train.json'}: missing \(an incomplete model folder"):
+        load_bundle(out)
+
+
+def test_training_never_replaces_a_folder_that_is_not_a_model(runs, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("keep me")
+    with pytest.raises(BadInput, match="exists and is not a model folder"):
+        train_bundle(runs, notes, preset="tiny")
+    assert (notes / "thesis.txt").read_text() == "keep me"
