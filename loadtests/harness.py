@@ -25,6 +25,7 @@ from urllib.parse import urlparse, urlsplit
 
 import requests
 
+from collector.promserver import PrometheusSource, check_server, check_url
 from collector.sampler import STOPPED_KEY, write_failure
 from contract.errors import BadInput, Interrupted, LabError, is_loopback_host, redact_url
 from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, LOCUST_DIR, METRICS_CSV,
@@ -32,7 +33,7 @@ from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, 
                                 package_versions, read_json, read_samples, utc_iso, write_run_json)
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
 
-from contract.scenario import Scenario, load_scenario
+from contract.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -128,15 +129,12 @@ def urlsplit_netloc(url: str) -> str:
 
 def check_prometheus(url: str) -> tuple[str, dict]:
     """Refuse a --prometheus-url that is not http(s) or not a ready Prometheus; return it and its build info."""
-    from collector.promserver import check_server, check_url
-
     url = check_url(url)
     return url, check_server(url)
 
 
 def resolve_scenario(opts: RunOptions) -> Scenario:
-    from contract.scenario import DEFAULT_SCENARIO
-
+    """The scenario the options name, with their seed and duration applied."""
     scenario = load_scenario(opts.scenario or DEFAULT_SCENARIO)
     if opts.seed is not None:
         scenario = scenario.with_seed(opts.seed)
@@ -312,37 +310,10 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     """Run one scenario end to end and return the run folder, status and summary.
 
     `on_row` sees every row (a progress bar); `hooks` also act on it and may label it.
+    Every option is checked before anything starts; however the run ends, the children
+    stop in order (collector, Locust, target) and run.json records what was kept.
     """
-    scenario = resolve_scenario(opts)
-    host = check_host(opts.host, opts.allow_remote) if opts.host else None
-    prometheus_url, prometheus_info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
-                                       else (None, {}))
-    out = Path(opts.out).absolute()   # Locust runs with the run folder as its cwd
-    run_id = opts.run_id or new_run_id(scenario, out)
-    run_dir = out / run_id
-    locust_dir = run_dir / LOCUST_DIR
-    locust_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / SCENARIO_JSON, scenario.to_dict())
-    status = on_status or (lambda _msg: None)
-
-    started_at = time.time()
-    meta = {
-        "run_id": run_id, "status": "failed", "scenario": scenario.to_dict(),
-        "seed": scenario.seed, "load_model": scenario.load_model,
-        "started_at": utc_iso(started_at), "ended_at": None,
-        "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
-                                  "locustfile": "loadtests/locustfile.py", "cpus": None},
-        "collector": {"source": "prometheus" if prometheus_url else "direct-scrape",
-                      "prometheus_url": redact_url(prometheus_url) if prometheus_url else None,
-                      **({"prometheus_version": prometheus_info.get("version")} if prometheus_url else {})},
-        "versions": package_versions(), "host": host_facts(), "warnings": [], "files": {},
-    }
-    children = _Children()
-    scheduler: _FaultScheduler | None = None
-    started_hooks: list[RowHook] = []
-    interrupted = False
-    collector_summary: dict = {}
-    collector_stopped: str | None = None   # why the collector stopped early, from its stdout
+    run = _Run(opts, on_row, on_status, hooks)
     previous = signal.getsignal(signal.SIGTERM)
 
     def _sigterm(_signum, _frame):
@@ -351,166 +322,234 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
     try:
-        # ---- target
-        token = opts.admin_token or os.environ.get("LAB_ADMIN_TOKEN")
-        loadgen_cpus, target_cpus = cpu_placement() if host is None else (None, None)
-        if host is None:
-            tcfg = TargetConfig(port=free_port(), seed=scenario.seed or 0,
-                                workers=opts.target_workers or scenario.target.workers or 2,
-                                threads=opts.target_threads or scenario.target.threads or 4,
-                                metrics_port=free_port(), state_dir=run_dir / TARGET_STATE_DIR,
-                                incident_log=run_dir / EVENTS_JSONL,
-                                max_worker_rss_mb=scenario.target.max_worker_rss_mb)
-            status(f"starting target ({tcfg.workers} workers x {tcfg.threads} threads)")
-            # gunicorn's master and every worker it ever forks inherit the placement.
-            with _started_on(target_cpus):
-                children.target = Target(tcfg, log_path=run_dir / "target.log").start()
-            host, token = children.target.url, tcfg.token
-            metrics_url = tcfg.metrics_url
-            meta["target"] = {"embedded": True, "url": host, "workers": tcfg.workers,
-                              "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread",
-                              "metrics_url": metrics_url, "cpus": target_cpus,
-                              "max_worker_rss_mb": tcfg.max_worker_rss_mb}
-            meta["loadgen"]["cpus"] = loadgen_cpus
-        else:
-            meta["target"] = {"embedded": False, "url": host}
-            metrics_url = host + "/metrics"
-            try:
-                requests.get(host + "/healthz", timeout=5).raise_for_status()
-            except requests.RequestException as exc:
-                raise LabError(f"--host: {host}/healthz did not answer: {exc.__class__.__name__}")
-        if prometheus_url:
-            from collector.promserver import PrometheusSource
+        run.start_target()
+        run.start_hooks()
+        run.start_locust()
+        run.start_collector()
+        run.follow_rows()
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        try:
+            run.stop()
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+    return run.conclude()
 
-            status("checking that Prometheus scrapes the target")
-            PrometheusSource(prometheus_url, host).wait_for_target()
-        faults_enabled = bool(scenario.faults) and bool(token)
-        if scenario.faults and not token:
+
+class _Run:
+    """The state of one run while it is recorded; `run_scenario` calls its steps in order."""
+
+    def __init__(self, opts: RunOptions, on_row, on_status, hooks: Sequence[RowHook]):
+        self.opts, self.on_row, self.hooks = opts, on_row, list(hooks)
+        self.status = on_status or (lambda _msg: None)
+        self.scenario = scenario = resolve_scenario(opts)
+        self.host = check_host(opts.host, opts.allow_remote) if opts.host else None
+        self.prometheus_url, info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
+                                     else (None, {}))
+        out = Path(opts.out).absolute()   # Locust runs with the run folder as its cwd
+        self.run_dir = out / (opts.run_id or new_run_id(scenario, out))
+        self.locust_dir = self.run_dir / LOCUST_DIR
+        self.locust_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / SCENARIO_JSON, scenario.to_dict())
+        self.meta = {
+            "run_id": self.run_dir.name, "status": "failed", "scenario": scenario.to_dict(),
+            "seed": scenario.seed, "load_model": scenario.load_model,
+            "started_at": utc_iso(time.time()), "ended_at": None,
+            "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
+                                      "locustfile": "loadtests/locustfile.py", "cpus": None},
+            "collector": {"source": "prometheus" if self.prometheus_url else "direct-scrape",
+                          "prometheus_url": redact_url(self.prometheus_url) if self.prometheus_url else None,
+                          **({"prometheus_version": info.get("version")} if self.prometheus_url else {})},
+            "versions": package_versions(), "host": host_facts(), "warnings": [], "files": {},
+        }
+        self.children = _Children()
+        self.scheduler: _FaultScheduler | None = None
+        self.started_hooks: list[RowHook] = []
+        self.interrupted = False
+        self.collector_stopped: str | None = None   # why the collector stopped early, from its stdout
+        self.token = opts.admin_token or os.environ.get("LAB_ADMIN_TOKEN")
+        self.loadgen_cpus, self.target_cpus = cpu_placement() if self.host is None else (None, None)
+        self.metrics_url: str | None = None
+        self.faults_enabled = False
+
+    # ---------------------------------------------------------------- starting
+    def start_target(self) -> None:
+        """Start the embedded target on its CPUs, or check the external one; then Prometheus."""
+        sc, meta = self.scenario, self.meta
+        if self.host is None:
+            tcfg = TargetConfig(port=free_port(), seed=sc.seed or 0,
+                                workers=self.opts.target_workers or sc.target.workers or 2,
+                                threads=self.opts.target_threads or sc.target.threads or 4,
+                                metrics_port=free_port(), state_dir=self.run_dir / TARGET_STATE_DIR,
+                                incident_log=self.run_dir / EVENTS_JSONL,
+                                max_worker_rss_mb=sc.target.max_worker_rss_mb)
+            self.status(f"starting target ({tcfg.workers} workers x {tcfg.threads} threads)")
+            # gunicorn's master and every worker it ever forks inherit the placement.
+            with _started_on(self.target_cpus):
+                self.children.target = Target(tcfg, log_path=self.run_dir / "target.log").start()
+            self.host, self.token = self.children.target.url, tcfg.token
+            self.metrics_url = tcfg.metrics_url
+            meta["target"] = {"embedded": True, "url": self.host, "workers": tcfg.workers,
+                              "threads": tcfg.threads, "seed": tcfg.seed, "server": "gunicorn gthread",
+                              "metrics_url": self.metrics_url, "cpus": self.target_cpus,
+                              "max_worker_rss_mb": tcfg.max_worker_rss_mb}
+            meta["loadgen"]["cpus"] = self.loadgen_cpus
+        else:
+            meta["target"] = {"embedded": False, "url": self.host}
+            self.metrics_url = self.host + "/metrics"
+            try:
+                requests.get(self.host + "/healthz", timeout=5).raise_for_status()
+            except requests.RequestException as exc:
+                raise LabError(f"--host: {self.host}/healthz did not answer: {exc.__class__.__name__}")
+        if self.prometheus_url:
+            self.status("checking that Prometheus scrapes the target")
+            PrometheusSource(self.prometheus_url, self.host).wait_for_target()
+        self.faults_enabled = bool(sc.faults) and bool(self.token)
+        if sc.faults and not self.token:
             meta["warnings"].append("faults_not_injected: external target and no admin token "
                                     "(--admin-token or LAB_ADMIN_TOKEN); fault labels are 'none'")
 
-        for hook in hooks:
-            meta[hook.name] = hook.start(children.target.pid if children.target else None, run_dir)
-            started_hooks.append(hook)
-        # ---- Locust
-        env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / SCENARIO_JSON),
-                   LAB_SEED=str(scenario.seed or 0), LAB_OUT=str(locust_dir),
+    def start_hooks(self) -> None:
+        target_pid = self.children.target.pid if self.children.target else None
+        for hook in self.hooks:
+            self.meta[hook.name] = hook.start(target_pid, self.run_dir)
+            self.started_hooks.append(hook)
+
+    def start_locust(self) -> None:
+        opts, sc = self.opts, self.scenario
+        env = dict(os.environ, LAB_SCENARIO_JSON=str(self.run_dir / SCENARIO_JSON),
+                   LAB_SEED=str(sc.seed or 0), LAB_OUT=str(self.locust_dir),
                    LAB_LOCUST_PROCESSES=str(max(1, opts.workers)),
                    PYTHONPATH=str(ROOT), **opts.extra_env)
-        commands = _locust_commands(opts, host, free_port())
-        status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})")
+        commands = _locust_commands(opts, self.host, free_port())
+        self.status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})")
         for n, cmd in enumerate(commands):
-            children.locust.append(children.popen(cmd, run_dir / f"locust-{n}.log", cpus=loadgen_cpus,
-                                                  env=env, cwd=run_dir))
+            self.children.locust.append(self.children.popen(
+                cmd, self.run_dir / f"locust-{n}.log", cpus=self.loadgen_cpus, env=env, cwd=self.run_dir))
 
-        # ---- collector
-        collector_cfg = {
-            "out_dir": str(run_dir), "duration_s": scenario.duration_s, "scenario": scenario.to_dict(),
-            "target_url": host, "metrics_url": metrics_url, "target_pid": children.target.pid if children.target else None,
+    def start_collector(self) -> None:
+        """Start the collector process and a thread that reads its rows from stdout."""
+        children, locust_dir = self.children, self.locust_dir
+        config = {
+            "out_dir": str(self.run_dir), "duration_s": self.scenario.duration_s,
+            "scenario": self.scenario.to_dict(), "target_url": self.host, "metrics_url": self.metrics_url,
+            "target_pid": children.target.pid if children.target else None,
             "locust_pids": [p.pid for p in children.locust], "locust_dir": str(locust_dir),
-            "t0_file": str(locust_dir / T0_FILE), "faults_enabled": faults_enabled,
-            "prometheus_url": prometheus_url,
-            "extra_columns": [c for hook in hooks for c in hook.columns],
+            "t0_file": str(locust_dir / T0_FILE), "faults_enabled": self.faults_enabled,
+            "prometheus_url": self.prometheus_url,
+            "extra_columns": [c for hook in self.hooks for c in hook.columns],
         }
-        atomic_write_json(run_dir / COLLECTOR_CONFIG, collector_cfg)
+        atomic_write_json(self.run_dir / COLLECTOR_CONFIG, config)
         children.collector = children.popen(
-            [sys.executable, "-m", "collector", str(run_dir / COLLECTOR_CONFIG)],
-            run_dir / "collector.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "collector", str(self.run_dir / COLLECTOR_CONFIG)],
+            self.run_dir / "collector.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
-        rows: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=_read_rows, args=(children.collector.stdout, rows), daemon=True)
-        reader.start()
+        self.rows: queue.Queue = queue.Queue()
+        self.reader = threading.Thread(target=_read_rows, args=(children.collector.stdout, self.rows),
+                                       daemon=True)
+        self.reader.start()
 
-        # ---- wait for t0, then schedule faults
-        t0 = _wait_for_t0(locust_dir / T0_FILE, children, timeout_s=60 + 10 * opts.workers)
-        meta["t0"] = utc_iso(t0, ms=True)
-        status("running")
-        if faults_enabled:
-            scheduler = _FaultScheduler(scenario, host, token, t0, run_dir / EVENTS_JSONL)
-            scheduler.start()
+    # ---------------------------------------------------------------- running
+    def follow_rows(self) -> None:
+        """Wait for t0, schedule the faults, then hand every row on until the collector ends."""
+        children = self.children
+        t0 = _wait_for_t0(self.locust_dir / T0_FILE, children, timeout_s=60 + 10 * self.opts.workers)
+        self.meta["t0"] = utc_iso(t0, ms=True)
+        self.status("running")
+        if self.faults_enabled:
+            self.scheduler = _FaultScheduler(self.scenario, self.host, self.token, t0,
+                                             self.run_dir / EVENTS_JSONL)
+            self.scheduler.start()
         target_died_at = None
         while True:
             try:
-                row = rows.get(timeout=0.5)
+                row = self.rows.get(timeout=0.5)
             except queue.Empty:
                 row = None
             if row is _EOF:
                 break
             if row is not None and STOPPED_KEY in row:
-                collector_stopped = str(row[STOPPED_KEY])
+                self.collector_stopped = str(row[STOPPED_KEY])
                 continue
-            if row is not None and on_row:
-                on_row(row)
             if row is not None:
-                _apply_hooks(started_hooks, row, children.collector)
+                if self.on_row:
+                    self.on_row(row)
+                _apply_hooks(self.started_hooks, row, children.collector)
             if children.target and target_died_at is None and children.target.proc.poll() is not None:
                 target_died_at = round(time.time() - t0, 1)
-                meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
-                                        f"the run continued with target_up=0 rows")
-            if children.collector.poll() is not None and not reader.is_alive() and rows.empty():
+                self.meta["warnings"].append(f"target_died: the embedded target exited at {target_died_at} s; "
+                                             f"the run continued with target_up=0 rows")
+            if children.collector.poll() is not None and not self.reader.is_alive() and self.rows.empty():
                 break   # (a reader that died without its end mark; normally _EOF ends the loop)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        try:
-            for hook in started_hooks:
-                meta[hook.name].update(hook.close())
-            if scheduler is not None:
-                scheduler.stop_event.set()
-            children.stop_collector()
-            if scheduler is not None:
-                scheduler.stop()
-                meta["warnings"].extend(scheduler.failures)
-        finally:
-            children.stop_all()
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, previous)
 
-    collector_json = run_dir / COLLECTOR_JSON
-    if collector_json.exists():
+    def stop(self) -> None:
+        """Close the hooks, then stop the collector (every complete second written), faults, Locust, target."""
         try:
-            collector_summary = read_json(collector_json, "collector summary")
+            for hook in self.started_hooks:
+                self.meta[hook.name].update(hook.close())
+            if self.scheduler is not None:
+                self.scheduler.stop_event.set()
+            self.children.stop_collector()
+            if self.scheduler is not None:
+                self.scheduler.stop()
+                self.meta["warnings"].extend(self.scheduler.failures)
+        finally:
+            self.children.stop_all()
+
+    # ---------------------------------------------------------------- the record
+    def conclude(self) -> RunResult:
+        """Decide the run's status from what was kept, write run.json, and raise if it failed."""
+        meta, run_dir, scenario = self.meta, self.run_dir, self.scenario
+        summary_of_collector = self._collector_summary()
+        # The rows the run has are the whole rows in metrics.csv, whatever the collector managed to say.
+        rows_written = summary_of_collector.get("rows")
+        if not isinstance(rows_written, int):
+            rows_written = whole_rows(run_dir / METRICS_CSV)
+        stopped = summary_of_collector.get("stopped") or self.collector_stopped
+        code = self.children.collector.returncode if self.children.collector is not None else None
+        if not stopped and not summary_of_collector and code not in (None, 0, 130, -signal.SIGTERM):
+            stopped = f"collector exited with code {code} without a summary (see collector.log)"
+        if stopped:
+            meta["status"], meta["failure"] = "failed", stopped
+            meta["warnings"].append(f"collector_stopped: {stopped}")
+        elif self.interrupted:
+            meta["status"] = "interrupted"
+        elif rows_written == scenario.duration_s:
+            meta["status"] = "complete"
+        else:
+            meta["status"] = "failed"
+            meta["warnings"].append(f"incomplete: {rows_written} of {scenario.duration_s} rows recorded "
+                                    f"(see collector.log and locust-*.log)")
+        meta["ended_at"] = utc_iso(time.time())
+        meta["rows"] = rows_written
+        meta["summary"] = summary = summarize_run(run_dir, scenario)
+        if summary.get("dropped"):
+            meta["warnings"].append(
+                f"arrivals_dropped: {summary['dropped']} arrivals were not sent because "
+                f"{scenario.load.max_in_flight} requests were outstanding ([load] max_in_flight)")
+        write_run_json(run_dir, meta)
+        if stopped:
+            raise LabError(f"run failed: {stopped}; kept {rows_written} complete rows in {run_dir}")
+        if self.interrupted:
+            raise Interrupted(f"interrupted: kept {rows_written} complete rows in {run_dir}")
+        if meta["status"] == "failed" and rows_written == 0:
+            raise LabError(f"run recorded no rows; see {run_dir}/collector.log and locust-0.log")
+        return RunResult(run_dir, meta["status"], meta, summary)
+
+    def _collector_summary(self) -> dict:
+        path = self.run_dir / COLLECTOR_JSON
+        if not path.exists():
+            return {}
+        try:
+            summary = read_json(path, "collector summary")
         except BadInput as exc:
-            meta["warnings"].append(f"collector_summary_unreadable: {exc}")
-        meta["warnings"].extend(collector_summary.get("warnings", []))
-        meta["collector"]["tick_jitter_ms"] = collector_summary.get("tick_jitter_ms")
-    # The rows the run has are the whole rows in metrics.csv, whatever the collector managed to say.
-    rows_written = collector_summary.get("rows")
-    if not isinstance(rows_written, int):
-        rows_written = whole_rows(run_dir / "metrics.csv")
-    stopped = collector_summary.get("stopped") or collector_stopped
-    code = children.collector.returncode if children.collector is not None else None
-    if not stopped and not collector_summary and code not in (None, 0, 130, -signal.SIGTERM):
-        stopped = f"collector exited with code {code} without a summary (see collector.log)"
-    if stopped:
-        meta["status"] = "failed"
-        meta["failure"] = stopped
-        meta["warnings"].append(f"collector_stopped: {stopped}")
-    elif interrupted:
-        meta["status"] = "interrupted"
-    elif rows_written == scenario.duration_s:
-        meta["status"] = "complete"
-    else:
-        meta["status"] = "failed"
-        meta["warnings"].append(f"incomplete: {rows_written} of {scenario.duration_s} rows recorded "
-                                f"(see collector.log and locust-*.log)")
-    meta["ended_at"] = utc_iso(time.time())
-    meta["rows"] = rows_written
-    summary = summarize_run(run_dir, scenario)
-    meta["summary"] = summary
-    if summary.get("dropped"):
-        meta["warnings"].append(
-            f"arrivals_dropped: {summary['dropped']} arrivals were not sent because "
-            f"{scenario.load.max_in_flight} requests were outstanding ([load] max_in_flight)")
-    write_run_json(run_dir, meta)
-    result = RunResult(run_dir, meta["status"], meta, summary)
-    if stopped:
-        raise LabError(f"run failed: {stopped}; kept {rows_written} complete rows in {run_dir}")
-    if interrupted:
-        raise Interrupted(f"interrupted: kept {rows_written} complete rows in {run_dir}")
-    if meta["status"] == "failed" and rows_written == 0:
-        raise LabError(f"run recorded no rows; see {run_dir}/collector.log and locust-0.log")
-    return result
+            self.meta["warnings"].append(f"collector_summary_unreadable: {exc}")
+            return {}
+        self.meta["warnings"].extend(summary.get("warnings", []))
+        self.meta["collector"]["tick_jitter_ms"] = summary.get("tick_jitter_ms")
+        return summary
 
 
 _EOF = object()
