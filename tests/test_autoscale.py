@@ -91,11 +91,11 @@ def _records(path):
 def test_autoscaler_actions_never_queue_up_behind_a_slow_scale(make_target, tmp_path, monkeypatch):
     import threading
 
-    from loadtests.autoscale import Autoscaler
+    from workflows.autoscale import Autoscaler
 
     target = make_target(workers=1, threads=2)
-    scaler = Autoscaler("reactive", target.pid, tmp_path, {"latency_p95_ms": 300, "error_rate": 0.02},
-                        max_workers=2)
+    scaler = Autoscaler("reactive", {"latency_p95_ms": 300, "error_rate": 0.02}, max_workers=2)
+    scaler.start(target.pid, tmp_path)
     scaler.policy = _AlwaysScaleUp()
     gate, calls = threading.Event(), []
 
@@ -118,11 +118,11 @@ def test_autoscaler_actions_never_queue_up_behind_a_slow_scale(make_target, tmp_
 
 
 def test_autoscaler_backs_off_after_a_failed_scale(make_target, tmp_path, monkeypatch):
-    from loadtests.autoscale import Autoscaler
+    from workflows.autoscale import Autoscaler
 
     target = make_target(workers=1, threads=2)
-    scaler = Autoscaler("reactive", target.pid, tmp_path, {"latency_p95_ms": 300, "error_rate": 0.02},
-                        max_workers=2)
+    scaler = Autoscaler("reactive", {"latency_p95_ms": 300, "error_rate": 0.02}, max_workers=2)
+    scaler.start(target.pid, tmp_path)
     scaler.policy = _AlwaysScaleUp()
     monkeypatch.setattr(scaler.sink, "handle", lambda decision: "failed")
     for i in range(3):
