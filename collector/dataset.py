@@ -22,6 +22,7 @@ from contract.runfolder import (
     utc_iso, verify_checksums,
 )
 from contract.schema import COLUMNS
+from .card import render_card
 
 PARQUET = "dataset.parquet"
 MANIFEST = "manifest.json"
@@ -34,7 +35,6 @@ KEY_COLUMNS = ["run_id", "scenario"]
 @dataclass
 class DatasetBuild:
     """What build_dataset_files wrote."""
-
     dataset_dir: Path
     parquet: Path
     manifest_path: Path
@@ -192,7 +192,6 @@ def build_dataset_files(dataset_dir: str | os.PathLike, *, scenarios: Sequence[A
     Only complete runs whose files match their checksums go into the Parquet file; the
     others are listed in the manifest with ``included: false`` and the reason.
     """
-    from .card import render_card
 
     dataset_dir = Path(dataset_dir)
     runs_dir = dataset_dir / "runs"

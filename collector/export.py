@@ -14,6 +14,7 @@ from contract.runfolder import (
     safe_name,
 )
 from contract.schema import COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
+from .dataset import PARQUET, write_runs_parquet
 
 NAB_TIME = "%Y-%m-%d %H:%M:%S"
 NAB_WINDOW_TIME = "%Y-%m-%d %H:%M:%S.%f"  # as in NAB's labels/combined_windows.json
@@ -104,7 +105,6 @@ def export_dataset(path: str | os.PathLike, *, fmt: str | ExportFormat = "nab",
     run_dirs = _dataset_runs(path)
     out.mkdir(parents=True, exist_ok=True)
     if fmt is ExportFormat.parquet:
-        from .dataset import PARQUET, write_runs_parquet
 
         target = contained_path(out, PARQUET, f"--out {out}")
         write_runs_parquet(run_dirs, target, on_run=on_run)

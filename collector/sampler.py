@@ -35,6 +35,8 @@ from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
 from contract.runfolder import COLLECTOR_JSON, LOCUST_DIR, METRICS_CSV, STATUS_GLOB, read_json, utc_iso
 from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, NO_INCIDENT, csv_cell, violates_slo
+from contract.scenario import Scenario
+from .promserver import PrometheusSource
 
 LOADGEN_SATURATED_PCT = 90.0
 LOADGEN_SATURATED_S = 10
@@ -43,7 +45,6 @@ STOPPED_KEY = "collector_stopped"   # the stdout line that tells the harness why
 
 class WriteFailed(Exception):
     """A row could not be written; the message is the reason recorded as `stopped`."""
-
 
 def write_failure(exc: OSError, path: Path) -> str:
     """Describe a failed write in one line: 'write failed: [Errno 28] No space left on device: <path>'."""
@@ -194,7 +195,6 @@ class Collector:
         self.out = out
         self.out_dir = Path(config.out_dir)
         self.locust_dir = Path(config.locust_dir) if config.locust_dir else self.out_dir / LOCUST_DIR
-        from contract.scenario import Scenario
 
         self.scenario = Scenario.from_dict(config.scenario)
         self.stop_event = threading.Event()
@@ -212,7 +212,6 @@ class Collector:
         self.target_down_s = 0
         self.prometheus = None
         if config.prometheus_url:
-            from .promserver import PrometheusSource
 
             self.prometheus = PrometheusSource(config.prometheus_url, config.target_url)
         # Prometheus runs keep the direct scrape's server-side view too, for comparison.

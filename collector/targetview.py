@@ -10,11 +10,11 @@ import requests
 
 from .procstats import ProcessTree, host_sample
 from .promstats import ScrapeError, Snapshot, incidents_between, parse_snapshot, server_stats
+from .promserver import PrometheusSource
 
 
 class TargetView:
     """Scrape /metrics and psutil once per call; rates come from consecutive scrapes."""
-
     def __init__(self, metrics_url: str | None, target_pid: int | None = None,
                  timeout_s: float = 0.8):
         self.metrics_url = metrics_url
@@ -74,7 +74,6 @@ class PrometheusTargetView(TargetView):
     def __init__(self, prometheus_url: str, target_url: str, metrics_url: str | None,
                  target_pid: int | None = None, timeout_s: float = 0.8):
         super().__init__(metrics_url, target_pid, timeout_s)
-        from .promserver import PrometheusSource
 
         self.source = PrometheusSource(prometheus_url, target_url, timeout_s=timeout_s)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from contract.scenario import DEFAULT_SCENARIO, builtin_scenarios
 
 
 class RunProgress:
     """A progress bar fed one collector row per second."""
-
     def __init__(self, console: Console, enabled: bool = True, label: str = "run"):
         self.console = console
         self.enabled = enabled
@@ -76,7 +76,6 @@ def print_summary(console: Console, result) -> None:
 
 class MatrixProgress:
     """Overall progress of generate-dataset: runs done, the current run's second, time left."""
-
     def __init__(self, console: Console, plan, enabled: bool = True):
         self.console = console
         self.plan = plan
@@ -126,8 +125,6 @@ class MatrixProgress:
 
 def print_scenarios(console: Console) -> None:
     """The built-in scenarios, one line each, the default marked."""
-    from contract.scenario import DEFAULT_SCENARIO, builtin_scenarios
-
     table = Table("name", "duration", "stages", "faults", "description", box=None)
     for sc in builtin_scenarios():
         name = sc.name + (" (default)" if sc.name == DEFAULT_SCENARIO else "")

@@ -33,6 +33,7 @@ import pandas as pd
 
 from contract.errors import BadInput
 from contract.schema import DEFAULT_SLO, violates_slo
+from contract.runfolder import included_runs, read_run
 
 KEY_METRICS: tuple[str, ...] = ("latency_p95_ms", "error_rate", "cpu_percent", "rps")
 LABEL = "slo_violation"
@@ -45,7 +46,6 @@ LATENCY_COLUMNS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "srv_la
 
 class DataWarning(UserWarning):
     """Something in the data was dropped or repaired; the CLI shows these to the user."""
-
 
 def _warn(message: str) -> None:
     warnings.warn(message, DataWarning, stacklevel=3)
@@ -68,7 +68,6 @@ def run_slo(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def _from_run_folder(path: Path) -> pd.DataFrame:
-    from contract.runfolder import read_run
 
     run = read_run(path)
     frame = run.frame
@@ -87,8 +86,6 @@ def _from_run_folder(path: Path) -> pd.DataFrame:
 
 def run_folders(path: Path) -> list[Path]:
     """Return a dataset's included runs (per its manifest, inside the folder), else every run folder found."""
-    from contract.runfolder import included_runs
-
     return included_runs(path)
 
 
@@ -274,7 +271,6 @@ def split_runs(runs: Sequence[pd.DataFrame], holdout: Sequence[str] | None = Non
 @dataclass
 class Scaler:
     """Per-column standard or min-max scaling, optionally of log1p(x); JSON round-trips."""
-
     kind: str = "standard"
     log_columns: tuple[str, ...] = ()
     columns: list[str] = field(default_factory=list)
@@ -365,7 +361,6 @@ def fit_scaler(runs: Sequence[pd.DataFrame], columns: Sequence[str], kind: str =
 @dataclass
 class Windows:
     """Every complete (W inputs, H targets) window of some runs, in raw units."""
-
     x: np.ndarray            # (n, W, F) inputs: `columns`, last one is `missing`
     y: np.ndarray            # (n, H, K) targets: the key metrics
     warn: np.ndarray         # (n,) 1 when the SLO is violated in some target second
@@ -402,7 +397,6 @@ def check_length(frame: pd.DataFrame, window: int, horizon: int) -> None:
 
 class _Unusable:
     """Why rows cannot be in a window, counted over runs: for messages that say what was missing."""
-
     def __init__(self, max_gap_s: int):
         self.max_gap_s = max_gap_s
         self.leading = self.long = self.label = self.future = 0

@@ -17,6 +17,7 @@ from . import baselines
 from .data import as_runs, run_name
 from .metrics import (event_scores, forecast_scores, forecast_violates, merge_event_scores,
                       regime_scores, stability_pct, warning_scores)
+from .regimes import UNKNOWN, truth_regimes
 
 # The goals on held-out scenarios (benchmarks/README.md records the figures).
 GOALS = {"mase_p95_at_h_below": 0.8, "mase_all_below": 1.0, "f1_at_least": 0.8,
@@ -97,7 +98,6 @@ def evaluate(forecaster: Any, runs: Sequence[pd.DataFrame], regimes: Any = None)
     }
     if regimes is not None:
         truth, names, feats = [], [], []
-        from .regimes import UNKNOWN, truth_regimes
 
         for r in runs:
             n = regimes.predict_names(r)

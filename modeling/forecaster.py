@@ -35,6 +35,9 @@ from contract.errors import BadInput, LabError
 from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, DataWarning, Scaler, Windows,
                    as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, require_columns,
                    run_name, select_features, split_runs)
+from .metrics import warning_scores
+from .baselines import clip_forecast
+from contract.runfolder import atomic_path, atomic_write_json, read_json, sha256_file
 
 FORMAT = "stability-lab/lstm-forecaster/1"
 MODEL_FILE = "model.keras"
@@ -89,9 +92,8 @@ def configure_tensorflow() -> Any:
 
 
 @dataclass
-class Prediction:
+class WindowForecasts:
     """Forecasts and early-warning probabilities for every window of some runs."""
-
     windows: Windows
     forecast: np.ndarray      # (n, H, K) raw units
     probability: np.ndarray   # (n,)
@@ -328,7 +330,6 @@ class LSTMForecaster(BaseEstimator):
         return {"forecast": y.astype("float32"), "warning": w.warn.reshape(-1, 1).astype("float32")}
 
     def _decode(self, out: np.ndarray, x_scaled: np.ndarray) -> np.ndarray:
-        from .baselines import clip_forecast
 
         y = np.asarray(out, dtype="float64")
         if self.params_["delta"]:
@@ -351,12 +352,12 @@ class LSTMForecaster(BaseEstimator):
         out = self.model_.predict(inputs, batch_size=1024, verbose=0)
         return self._decode(out["forecast"], inputs["window"]), np.asarray(out["warning"]).reshape(-1)
 
-    def predict(self, runs: Sequence[pd.DataFrame | str | Path] | Windows) -> Prediction:
+    def predict(self, runs: Sequence[pd.DataFrame | str | Path] | Windows) -> WindowForecasts:
         """Forecast every window of the runs; return forecasts, probabilities and alarms."""
         self._check_fitted()
         w = runs if isinstance(runs, Windows) else self.windows(runs)
         forecast, prob = self._raw_predict(w)
-        return Prediction(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"))
+        return WindowForecasts(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"))
 
     def predict_one(self, window: pd.DataFrame | np.ndarray,
                     future: np.ndarray | Sequence[float] | None = None) -> tuple[np.ndarray, float]:
@@ -407,7 +408,6 @@ class LSTMForecaster(BaseEstimator):
 
     def save(self, folder: str | Path) -> Path:
         """Write model.keras and params.json into `folder`, each atomically, with the umask's modes."""
-        from contract.runfolder import atomic_path, atomic_write_json, sha256_file
 
         self._check_fitted()
         folder = Path(folder)
@@ -439,7 +439,6 @@ class LSTMForecaster(BaseEstimator):
     @classmethod
     def load(cls, folder: str | Path) -> LSTMForecaster:
         """Load a saved forecaster, refusing model files with code-carrying or unknown layers."""
-        from contract.runfolder import read_json, sha256_file
 
         folder = Path(folder)
         params_path, model_path = folder / PARAMS_FILE, folder / MODEL_FILE
@@ -516,8 +515,6 @@ def _deterministic() -> None:
 
 def _best_threshold(truth: np.ndarray, prob: np.ndarray) -> float:
     """Return the alarm threshold in 0.1..0.9 that maximises F1 on validation windows."""
-    from .metrics import warning_scores
-
     grid = np.round(np.arange(0.1, 0.91, 0.05), 2)
     scores = [warning_scores(truth, prob >= g)["f1"] for g in grid]
     return float(grid[int(np.argmax(scores))])
@@ -525,7 +522,6 @@ def _best_threshold(truth: np.ndarray, prob: np.ndarray) -> float:
 
 def _EpochHook(keras: Any, on_epoch: Callable[[int, int, dict[str, float]], None] | None, epochs: int) -> Any:
     """Return a Keras callback that calls on_epoch(epoch, epochs, logs) after each epoch."""
-
     class EpochHook(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if on_epoch is not None:

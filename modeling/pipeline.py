@@ -29,6 +29,12 @@ from contract.runfolder import atomic_folder, atomic_write_json, read_json
 
 from .data import DataWarning, load_runs, run_name, split_runs
 from .profiles import LIVE_FEATURES, apply_profile
+from contract.runfolder import read_samples
+from .products import ProductClusters, endpoint_profiles
+from .forecaster import LSTMForecaster
+from .regimes import RegimeModel
+from .evaluate import evaluate
+from .data import chronological_split
 
 FORECASTER_DIR = "forecaster"
 
@@ -52,9 +58,6 @@ def _run_folders(runs: Sequence[pd.DataFrame]) -> list[Path]:
 
 def fit_products(run_dirs: Sequence[Path], seed: int = 0):
     """Cluster endpoints by their profile over the training runs' raw samples (None without samples)."""
-    from contract.runfolder import read_samples
-
-    from .products import ProductClusters, endpoint_profiles
 
     frames = []
     for folder in run_dirs:
@@ -76,9 +79,6 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
                  on_epoch: Callable[[int, int, dict], None] | None = None,
                  on_warning: Callable[[str], None] | None = None, profile: str = "lab") -> Bundle:
     """Load the sources, split by run (or in time for one run), fit and save every model."""
-    from .forecaster import LSTMForecaster
-    from .regimes import RegimeModel
-
     out = Path(out)
     _check_model_out(out)     # before the training, not after it
     with warnings.catch_warnings(record=True) as caught:
@@ -140,10 +140,6 @@ def _check_model_out(out: Path) -> None:
 
 def load_bundle(folder: str | Path) -> Bundle:
     """Load a model folder written by train_bundle (Keras with safe_mode, the rest from JSON)."""
-    from .forecaster import LSTMForecaster
-    from .products import ProductClusters
-    from .regimes import RegimeModel
-
     folder = Path(folder)
     if not is_model_folder(folder):
         raise BadInput(f"{folder}: not a model folder (no forecaster/; train one with `lab.py train`)")
@@ -165,8 +161,6 @@ def read_meta_json(path: Path) -> dict:
 def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
                     out: Path | None = None) -> dict:
     """Score the bundle on held-out runs (the ones recorded at training when none are given)."""
-    from .evaluate import evaluate
-
     if sources:
         runs = apply_profile(load_runs(sources), bundle.meta.get("profile", "lab"))
         train_ids = set(bundle.meta.get("train_runs", []))
@@ -181,7 +175,6 @@ def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
         runs = apply_profile(load_runs(held), bundle.meta.get("profile", "lab"))
         if any("[" in name for name in bundle.meta.get("test_runs", [])):
             # A single run was split in time: evaluate on its held-out tail only.
-            from .data import chronological_split
 
             runs = [chronological_split(r)[1] for r in runs]
     if not runs:

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from contract.errors import BadInput, LabError
-from contract.runfolder import SAMPLE_COLUMNS, read_samples  # noqa: F401  (read_samples: the run reader)
 
 from .data import Scaler
+from contract.runfolder import SAMPLE_COLUMNS, atomic_write_json, read_json, read_samples  # noqa: F401
 
 FORMAT = "stability-lab/products/1"
 PROFILE_COLUMNS = ("p50_ms", "p95_ms", "rps", "error_share")
@@ -45,7 +45,6 @@ def endpoint_profiles(samples: pd.DataFrame, duration_s: float | None = None) ->
 
 class ProductClusters:
     """KMeans over endpoint profiles, k by silhouette (2..n-1) unless given; JSON save/load."""
-
     def __init__(self, k: int | None = None, max_k: int = 5, seed: int = 0):
         self.k = k
         self.max_k = max_k
@@ -137,14 +136,12 @@ class ProductClusters:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomically)."""
-        from contract.runfolder import SAMPLE_COLUMNS, atomic_write_json, read_samples
 
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> ProductClusters:
         """Read a model written by `save`."""
-        from contract.runfolder import read_json
 
         path = Path(path)
         data = read_json(path, "products.json")

@@ -40,6 +40,7 @@ from contract.errors import BadInput, LabError
 
 from .data import (DEFAULT_MAX_GAP_S, DEFAULT_SLO, LABEL, Scaler, fill_gaps,
                    require_columns, run_slo)
+from contract.runfolder import atomic_write_json, read_json
 
 FORMAT = "stability-lab/regimes/1"
 # rps is left out by default: the load level is not a regime (the truth labels do not
@@ -265,14 +266,12 @@ class RegimeModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomically)."""
-        from contract.runfolder import atomic_write_json
 
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> RegimeModel:
         """Read a model written by `save`."""
-        from contract.runfolder import read_json
 
         path = Path(path)
         data = read_json(path, "regimes.json")

@@ -38,6 +38,7 @@ import pandas as pd
 from contract.scenario import load_scenario
 from contract.schema import COLUMNS, slo_limits, violates_slo
 from contract.errors import BadInput
+from contract.runfolder import METRICS_CSV, atomic_write_text, write_run_json
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 
@@ -55,7 +56,6 @@ ENDPOINTS: dict[str, dict[str, float]] = {
 @dataclass(frozen=True)
 class TargetModel:
     """The simulated target's capacity and cost figures."""
-
     capacity_rps: float = 70.0      # completions per second at full CPU
     cores: int = 2                  # servers of the M/M/c queue
     base_p50_ms: float = 9.0        # client percentiles of the traffic mix with no queueing
@@ -223,7 +223,6 @@ def _fault_schedule(sc: Mapping[str, Any], n: int, rng: np.random.Generator) -> 
 @dataclass(frozen=True)
 class _Effects:
     """What the fault in force does to one second's requests and to the target's capacity."""
-
     add_s: float        # latency a `latency` fault adds to each request
     cpu_hog: float      # cores a `cpu` fault burns
     slow: float         # slowdown of every request under a `memory` fault
@@ -251,7 +250,6 @@ def _fault_effects(kind: str, k: float, m: TargetModel) -> _Effects:
 
 class _ClosedLoop:
     """Users that think, send and wait, and the target's backlog: the state carried between seconds."""
-
     def __init__(self, m: TargetModel):
         self.m = m
         self.users = 0.0
@@ -389,8 +387,6 @@ def _add_gaps(frame: pd.DataFrame, rng: np.random.Generator, m: TargetModel) -> 
 
 def write_run(frame: pd.DataFrame, folder: str | Path) -> Path:
     """Write a synthetic frame as a run folder (run.json + metrics.csv) and return it."""
-    from contract.runfolder import METRICS_CSV, atomic_write_text, write_run_json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / METRICS_CSV, frame[COLUMNS].to_csv(index=False, float_format="%.4f"))

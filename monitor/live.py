@@ -22,6 +22,7 @@ from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
 
 from .policy import Decision, Prediction
+from modeling.profiles import live_row
 
 
 def _num(value) -> float:
@@ -34,7 +35,6 @@ def _num(value) -> float:
 
 class OnlineModel:
     """Keep the model's window of rows and predict from it once per second."""
-
     def __init__(self, bundle, max_rows: int | None = None):
         self.bundle = bundle
         f = bundle.forecaster
@@ -116,8 +116,6 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
                 duration_s: float | None = None, slo: dict | None = None,
                 on_step: Callable[[MonitorStep], None] | None = None) -> int:
     """Sample, predict and act once per second until `stop` is set; return the seconds run."""
-    from modeling.profiles import live_row
-
     if model.profile != "live":
         raise BadInput(f"{model.bundle.folder}: this model was trained with --profile lab (it needs the "
                        f"load generator's client-side columns); train one with --profile live to monitor "

@@ -28,13 +28,14 @@ from contract.runfolder import AUTOSCALE_JSONL
 from loadtests.harness import RunOptions, RunResult, resolve_scenario, run_scenario
 from monitor.policy import Policy, Prediction, ReactivePolicy
 from monitor.sinks import Backoff, Lane, ScaleTargetSink
+from modeling.pipeline import load_bundle
+from monitor.live import OnlineModel
 
 MODES = ("off", "reactive", "predictive")
 
 
 class Autoscaler:
     """Decide on each row and scale the embedded target (a harness row hook)."""
-
     name = "autoscale"
     columns = ("autoscale_action",)
 
@@ -45,8 +46,6 @@ class Autoscaler:
         self.min_workers, self.max_workers = min_workers, max_workers
         self.online = None
         if mode == "predictive":
-            from modeling.pipeline import load_bundle
-            from monitor.live import OnlineModel
 
             bundle = load_bundle(model_dir)
             if bundle.meta.get("profile", "lab") != "lab":
