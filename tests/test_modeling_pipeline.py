@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow   # trains tiny models
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     return [str(write_run(synthetic_run(name, seed), base / f"r{seed}"))
-            for name, seed in (("spike", 1), ("ramp", 2), ("spike", 3))]
+            for name, seed in (("spike-closed", 1), ("ramp-closed", 2), ("spike-closed", 3))]
 
 
 @pytest.fixture(scope="module")
