@@ -4,9 +4,16 @@ from __future__ import annotations
 
 
 class LabError(Exception):
-    """The work failed (exit 1). The message is one line a user can act on."""
+    """The work failed (exit 1). The message is one line a user can act on.
+
+    One line by construction: a newline or other control character that came in with a
+    file's content (a TOML key, a CSV header) is shown escaped (`\\n`), never as a break.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: object = "", *args: object):
+        super().__init__(one_line(str(message)), *args)
 
 
 class BadInput(LabError):
@@ -19,6 +26,13 @@ class Interrupted(LabError):
     """Stopped by Ctrl-C or SIGTERM after keeping what was recorded (exit 130)."""
 
     exit_code = 130
+
+
+def one_line(text: str) -> str:
+    """Return `text` with every control or separator character escaped, so it prints as one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def read_text_file(path, what: str = "file") -> str:

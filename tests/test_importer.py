@@ -223,3 +223,31 @@ def test_cli_import_csv_max_rows(tmp_path):
     result = CliRunner().invoke(app, ["import-csv", str(path), "--timestamp-col", "ts", "--out", str(tmp_path / "r"),
                                       "--max-rows", "10"])
     assert result.exit_code == 2 and "more than the 10 allowed" in result.output
+
+
+def test_a_stray_text_cell_among_epoch_seconds_drops_that_row_only(tmp_path):
+    lines = ["ts,cpu"] + [f"{START + i},{i}" for i in range(30)]
+    lines[7] = "n/a,6"
+    run_dir = import_csv(write(tmp_path / "stray.csv", "\n".join(lines)), timestamp_col="ts", out_dir=tmp_path)
+    run = read_run(run_dir)
+    assert run.meta["source"]["timestamp_format"] == "epoch_s" and len(run.frame) == 30
+    assert any(w.startswith("unparseable_timestamps: 1 row(s)") for w in run.meta["warnings"])
+
+
+def test_empty_epoch_cells_never_crash_the_conversion():
+    """pandas 2's float epoch path rounds an uninitialised buffer for NaN rows under
+    errstate(over="raise"): whatever was in that memory before, it may raise
+    FloatingPointError. Leave huge numbers in numpy's block cache to make that certain."""
+    import numpy as np
+    import pandas as pd
+
+    from collector.importer import parse_timestamps
+
+    values = pd.Series([f"{START + i}.5" for i in range(30)])
+    values[5] = None
+    for _ in range(20):
+        junk = [np.full(len(values), 1e300) for _ in range(64)]
+        del junk
+        stamps, kind = parse_timestamps(values, "f.csv", "ts")
+        assert kind == "epoch_s" and stamps.isna().tolist() == [i == 5 for i in range(30)]
+        assert stamps.iloc[0] == pd.Timestamp(START + 0.5, unit="s", tz="UTC")

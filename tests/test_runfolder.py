@@ -272,3 +272,11 @@ def test_atomic_folder_replaces_whole_keeps_old_on_error_and_follows_the_umask(t
     with pytest.raises(BadInput, match="exists and is a file"):
         with runio.atomic_folder(tmp_path / "file"):
             pass
+
+
+def test_every_lab_error_is_one_line_whatever_came_in_with_the_input():
+    from contract.errors import LabError
+
+    assert str(BadInput('x.toml: "a\nb": unknown key')) == 'x.toml: "a\\nb": unknown key'
+    assert str(LabError("tab\there, é and → stay")) == "tab\\there, é and → stay"
+    assert "\n" not in str(BadInput("line\u2028separator\r\n"))
