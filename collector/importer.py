@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +174,36 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
     (nonzero or true means violation) becomes `slo_violation`. A file whose timestamps span
     more than `max_rows` intervals is refused before anything is allocated.
     """
-    import numpy as np
-    import pandas as pd
-
     file = Path(file)
+    warnings: list[str] = []
+    raw = _read_checked(file, timestamp_col, label_col, interval_s)
+    frame, names, stamp_kind = _metric_frame(raw, file, timestamp_col, label_col, warnings)
+    grid = _resample(frame, file, timestamp_col, label_col, interval_s, max_rows, warnings)
+    out = _contract_frame(grid.values, grid.up, grid.start, grid.interval_s, has_labels=bool(label_col))
+    run_dir = _new_run_dir(Path(out_dir), run_id or f"imported-{sanitize(file.stem)}")
+    atomic_write_text(run_dir / METRICS_CSV, out.to_csv(index=False, lineterminator="\n", na_rep=""))
+    end = grid.start + grid.n_bins * grid.interval_s
+    write_run_json(run_dir, {
+        "run_id": run_dir.name, "status": "complete",
+        "scenario": {"name": "imported", "description": f"imported from {file.name}",
+                     "duration_s": grid.n_bins * grid.interval_s, "seed": None,
+                     "slo": {"latency_p95_ms": None, "error_rate": None}, "stages": [], "faults": [],
+                     "source": f"import-csv:{file.name}"},
+        "seed": None, "started_at": utc_iso(grid.start), "ended_at": utc_iso(end),
+        "interval_s": grid.interval_s, "rows": grid.n_bins,
+        "source": {"file": str(file), "name": file.name, "sha256": sha256_file(file),
+                   "timestamp_col": timestamp_col, "timestamp_format": stamp_kind,
+                   "label_col": label_col, "rows_read": int(len(raw)),
+                   "interval_s": grid.interval_s, "interval_inferred": grid.inferred,
+                   "columns": {str(k): v for k, v in names.items()}},
+        "target": {}, "loadgen": {},
+        "versions": package_versions(), "host": host_facts(), "warnings": warnings,
+    })
+    return run_dir
+
+
+def _read_checked(file: Path, timestamp_col: str, label_col: str | None, interval_s: int | None):
+    """Read the CSV and check the named columns and the interval before anything else."""
     raw = _read(file)
     raw.columns = [str(c).strip() for c in raw.columns]
     if timestamp_col not in raw.columns:
@@ -189,8 +216,13 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
         raise BadInput(f"{file}: too short: 0 rows, need at least {MIN_ROWS}")
     if interval_s is not None and interval_s < 1:
         raise BadInput(f"{file}: --interval: must be a whole number of seconds >= 1, got {interval_s}")
+    return raw
 
-    warnings: list[str] = []
+
+def _metric_frame(raw, file: Path, timestamp_col: str, label_col: str | None, warnings: list[str]):
+    """The numeric columns under their output names, the label, and a sorted, de-duplicated `__t`."""
+    import pandas as pd
+
     stamps, stamp_kind = parse_timestamps(raw[timestamp_col], file, timestamp_col)
     bad = int(stamps.isna().sum())
     if bad == len(raw):
@@ -201,7 +233,6 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
     if bad:
         warnings.append(f"unparseable_timestamps: {bad} row(s) with an unparseable "
                         f"'{timestamp_col}' dropped")
-
     skip = {timestamp_col} | ({label_col} if label_col else set())
     # A pandas index saved with the data (common in Kaggle exports) is not a metric.
     index_cols = [c for c in raw.columns if c.startswith("Unnamed:") and c not in skip]
@@ -215,7 +246,6 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
                        + (f" (non-numeric: {', '.join(dropped)})" if dropped else ""))
     if dropped:
         warnings.append(f"non_numeric_columns_dropped: {', '.join(dropped)}")
-
     names = _target_names(list(numeric))
     frame = pd.DataFrame({names[c]: v for c, v in numeric.items()})
     if label_col:
@@ -226,10 +256,31 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
     frame = frame.sort_values("__t", kind="stable")
     rows_read = len(frame)
     frame = frame.drop_duplicates("__t", keep="last")
-    duplicates = rows_read - len(frame)
-    if duplicates:
-        warnings.append(f"duplicate_timestamps: {duplicates} row(s) dropped (last row wins)")
+    if rows_read - len(frame):
+        warnings.append(f"duplicate_timestamps: {rows_read - len(frame)} row(s) dropped (last row wins)")
+    frame.attrs["rows_read"] = rows_read
+    return frame, names, stamp_kind
 
+
+@dataclass
+class _Grid:
+    """The values resampled onto a regular grid of `n_bins` intervals from `start`."""
+
+    values: Any
+    up: Any
+    start: float
+    interval_s: int
+    n_bins: int
+    inferred: bool
+
+
+def _resample(frame, file: Path, timestamp_col: str, label_col: str | None, interval_s: int | None,
+              max_rows: int, warnings: list[str]) -> _Grid:
+    """Average the rows into bins of `interval_s` (inferred from the median step when None)."""
+    import numpy as np
+    import pandas as pd
+
+    rows_read = frame.attrs["rows_read"]
     seconds = (frame["__t"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
     inferred = interval_s is None
     if inferred:
@@ -243,8 +294,7 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
                        f"({utc_iso(seconds[0])} to {utc_iso(seconds[-1])}): {n_bins:,} rows of "
                        f"{interval_s} s from {rows_read:,} rows read, more than the {max_rows:,} allowed "
                        f"(a stray timestamp? --max-rows raises the bound)")
-    frame = frame.drop(columns="__t")
-    grouped = frame.assign(__bin=bins).groupby("__bin", sort=True)
+    grouped = frame.drop(columns="__t").assign(__bin=bins).groupby("__bin", sort=True)
     values = grouped.mean()
     if label_col:
         # Any violation inside a bin marks the bin.
@@ -253,38 +303,12 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
         raise BadInput(f"{file}: too short: {n_bins} rows at {interval_s} s, need at least {MIN_ROWS}")
     observed = values.index
     values = values.reindex(range(n_bins))
-    gaps = n_bins - len(observed)
-    if gaps:
-        warnings.append(f"gaps: {gaps} interval(s) without data became rows with target_up=0")
-    merged_bins = rows_read - duplicates - len(observed)
+    if n_bins - len(observed):
+        warnings.append(f"gaps: {n_bins - len(observed)} interval(s) without data became rows with target_up=0")
+    merged_bins = len(frame) - len(observed)
     if merged_bins > 0:
         warnings.append(f"resampled: {merged_bins} row(s) averaged into shared {interval_s} s bins")
-
-    up = values.index.isin(observed)
-    out = _contract_frame(values, up, start, interval_s, has_labels=bool(label_col))
-    run_dir = _new_run_dir(Path(out_dir), run_id or f"imported-{sanitize(file.stem)}")
-    text = out.to_csv(index=False, lineterminator="\n", na_rep="")
-    atomic_write_text(run_dir / METRICS_CSV, text)
-
-    meta = {
-        "run_id": run_dir.name, "status": "complete",
-        "scenario": {"name": "imported", "description": f"imported from {file.name}",
-                     "duration_s": n_bins * interval_s, "seed": None,
-                     "slo": {"latency_p95_ms": None, "error_rate": None}, "stages": [], "faults": [],
-                     "source": f"import-csv:{file.name}"},
-        "seed": None, "started_at": utc_iso(start),
-        "ended_at": utc_iso(start + n_bins * interval_s), "interval_s": interval_s,
-        "rows": n_bins,
-        "source": {"file": str(file), "name": file.name, "sha256": sha256_file(file),
-                   "timestamp_col": timestamp_col, "timestamp_format": stamp_kind,
-                   "label_col": label_col, "rows_read": int(len(raw)),
-                   "interval_s": interval_s, "interval_inferred": inferred,
-                   "columns": {str(k): v for k, v in names.items()}},
-        "target": {}, "loadgen": {},
-        "versions": package_versions(), "host": host_facts(), "warnings": warnings,
-    }
-    write_run_json(run_dir, meta)
-    return run_dir
+    return _Grid(values, values.index.isin(observed), start, interval_s, n_bins, inferred)
 
 
 def _span(seconds: float) -> str:
