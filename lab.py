@@ -121,6 +121,8 @@ def run_scenario(
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host that is not a loopback address.")] = False,
     admin_token: Annotated[Optional[str], typer.Option(help="Admin token of an external --host, for fault injection.", envvar="LAB_ADMIN_TOKEN")] = None,
     workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes (0: one local runner).")] = 0,
+    expect_workers: Annotated[int, typer.Option(min=0, max=1024, help="Locust workers started elsewhere (other machines) that connect to this run's master; the lab starts none.")] = 0,
+    master_bind: Annotated[Optional[str], typer.Option(help="HOST[:PORT] the master listens on for --expect-workers (default 127.0.0.1:5557; another address needs --allow-remote).")] = None,
     target_workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="gunicorn workers of the embedded target.")] = None,
     target_threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Threads per target worker.")] = None,
     prometheus_url: Annotated[Optional[str], typer.Option(help="Read server-side metrics from this Prometheus server instead of scraping /metrics.")] = None,
@@ -138,7 +140,7 @@ def run_scenario(
     opts = RunOptions(scenario=scenario, duration_s=duration, truncate=truncate, seed=seed,
                       out=out_dir, host=host, allow_remote=allow_remote, admin_token=admin_token,
                       workers=workers, target_workers=target_workers, target_threads=target_threads,
-                      prometheus_url=prometheus_url)
+                      prometheus_url=prometheus_url, expect_workers=expect_workers, master_bind=master_bind)
     check_autoscale_options(autoscale, model, min_workers, max_workers)
     with RunProgress(out, enabled=not quiet, label=scenario or "run") as progress:
         progress.set_total(resolve_scenario(opts).duration_s)

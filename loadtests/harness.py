@@ -56,6 +56,8 @@ class RunOptions:
     prometheus_url: str | None = None
     locust_bind_all: bool = False
     extra_env: dict = field(default_factory=dict)
+    expect_workers: int = 0               # Locust workers started elsewhere that connect to the master
+    master_bind: str | None = None        # HOST[:PORT] the master listens on for them (default 127.0.0.1:5557)
 
 
 class RowHook(Protocol):
@@ -189,9 +191,61 @@ class _Children:
         self.logs.clear()
 
 
+DEFAULT_MASTER_PORT = 5557   # Locust's own default, where workers look first
+
+
+def master_address(opts: RunOptions) -> tuple[str, int] | None:
+    """Return (host, port) the Locust master binds for external workers, or None without them.
+
+    A host that is not a loopback address (workers on other machines) needs --allow-remote.
+    """
+    if opts.master_bind and opts.expect_workers <= 0:
+        raise BadInput("--master-bind: only with --expect-workers N (workers started elsewhere)")
+    if opts.expect_workers <= 0:
+        return None
+    if opts.workers > 0:
+        raise BadInput("--expect-workers: not with --workers (the lab starts those itself); give one of them")
+    text = opts.master_bind or "127.0.0.1"
+    if text.startswith("["):                       # [IPv6]:PORT
+        host, _, port_text = text[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+    elif text.count(":") == 1:                     # IPv4:PORT
+        host, port_text = text.split(":")
+    else:                                          # IPv4 or bare IPv6
+        host, port_text = text, ""
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text) if port_text else DEFAULT_MASTER_PORT
+    except ValueError:
+        raise BadInput(f"--master-bind: {text!r}: expected an IP address of this machine, "
+                       f"optionally with :PORT") from None
+    if not 1 <= port <= 65535:
+        raise BadInput(f"--master-bind: port {port} is not 1-65535")
+    if not address.is_loopback and not opts.allow_remote:
+        raise BadInput(f"--master-bind: {host} is not a loopback address; workers on other machines "
+                       f"need --allow-remote")
+    return host, port
+
+
+def worker_env(opts: RunOptions, scenario: Scenario) -> dict[str, str]:
+    """The environment a worker started elsewhere needs to follow this run's scenario."""
+    env = {"LAB_SCENARIO": opts.scenario or scenario.name, "LAB_SEED": str(scenario.seed or 0),
+           "LAB_LOCUST_PROCESSES": str(max(1, opts.expect_workers))}
+    if opts.duration_s is not None:
+        env["LAB_DURATION_S"] = str(opts.duration_s)
+        if opts.truncate:
+            env["LAB_TRUNCATE"] = "1"
+    return env
+
+
 def _locust_commands(opts: RunOptions, host: str, master_port: int) -> list[list[str]]:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host,
             "--loglevel", "WARNING"]
+    external = master_address(opts)
+    if external:
+        return [base + ["--headless", "--master", "--master-bind-host", external[0],
+                        "--master-bind-port", str(external[1]), "--expect-workers", str(opts.expect_workers),
+                        "--csv", "locust/stats", "--only-summary"]]
     if opts.workers <= 0:
         return [base + ["--headless", "--csv", "locust/stats", "--only-summary"]]
     bind = "0.0.0.0" if opts.locust_bind_all else "127.0.0.1"
@@ -287,6 +341,7 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
     """
     scenario = resolve_scenario(opts)
     host = check_host(opts.host, opts.allow_remote) if opts.host else None
+    external = master_address(opts)
     prometheus_url, prometheus_info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
                                        else (None, {}))
     out = Path(opts.out).absolute()   # Locust runs with the run folder as its cwd
@@ -302,8 +357,10 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         "run_id": run_id, "status": "failed", "scenario": scenario.to_dict(),
         "seed": scenario.seed, "load_model": scenario.load_model,
         "started_at": utc_iso(started_at), "ended_at": None,
-        "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
-                                  "locustfile": "loadtests/locustfile.py", "cpus": None},
+        "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers or opts.expect_workers,
+                                  "locustfile": "loadtests/locustfile.py", "cpus": None,
+                                  **({"external_workers": True, "master": f"{external[0]}:{external[1]}"}
+                                     if external else {})},
         "collector": {"source": "prometheus" if prometheus_url else "direct-scrape",
                       "prometheus_url": prometheus_url,
                       **({"prometheus_version": prometheus_info.get("version")} if prometheus_url else {})},
@@ -366,10 +423,14 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         # ---- Locust
         env = dict(os.environ, LAB_SCENARIO_JSON=str(run_dir / SCENARIO_JSON),
                    LAB_SEED=str(scenario.seed or 0), LAB_OUT=str(locust_dir),
-                   LAB_LOCUST_PROCESSES=str(max(1, opts.workers)),
+                   LAB_LOCUST_PROCESSES=str(max(1, opts.workers or opts.expect_workers)),
                    PYTHONPATH=str(ROOT), **opts.extra_env)
         commands = _locust_commands(opts, host, free_port())
-        status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})")
+        status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})"
+               if not external else
+               f"waiting for {opts.expect_workers} Locust workers on {external[0]}:{external[1]}: start each with "
+               f"{' '.join(f'{k}={v}' for k, v in worker_env(opts, scenario).items())} python -m locust "
+               f"-f loadtests/locustfile.py --worker --master-host {external[0]} --master-port {external[1]}")
         for n, cmd in enumerate(commands):
             children.locust.append(children.popen(cmd, run_dir / f"locust-{n}.log", cpus=loadgen_cpus,
                                                   env=env, cwd=run_dir))
@@ -393,7 +454,8 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
         reader.start()
 
         # ---- wait for t0, then schedule faults
-        t0 = _wait_for_t0(locust_dir / T0_FILE, children, timeout_s=60 + 10 * opts.workers)
+        t0 = _wait_for_t0(locust_dir / T0_FILE, children,
+                          timeout_s=60 + 10 * (opts.workers or opts.expect_workers))
         meta["t0"] = utc_iso(t0, ms=True)
         status("running")
         if faults_enabled:
@@ -496,6 +558,8 @@ def _wait_for_t0(path: Path, children: _Children, timeout_s: float) -> float:
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().strip():
             return float(path.read_text())
+        if (path.parent / "refused.txt").is_file():     # the master refused a worker (locustfile)
+            raise LabError((path.parent / "refused.txt").read_text().strip())
         dead = [p for p in children.locust if p.poll() is not None]
         if dead:
             raise LabError(f"Locust exited with code {dead[0].returncode} before starting "
