@@ -16,7 +16,9 @@
 #                 network, and pip in the lab image the host's pip index settings (PIP_CONF)
 #   5. test       pytest -m stack tests/test_stack.py with DOCKER_HOST set to this engine
 # The engine is stopped and the folder removed however the script ends. Where the engine
-# cannot start, the test still runs and is skipped with the reason (LAB_STACK_UNAVAILABLE).
+# cannot start (no package, no dockerd, no Debian mirror for the base image), the test still
+# runs and is skipped with the reason (LAB_STACK_UNAVAILABLE); a failed image build of the
+# lab's own Dockerfiles fails the script.
 #
 # Environment: LAB_PYTHON (python with the lab installed; default .venv/bin/python),
 # LAB_STACK_DIR (work folder; default a new one under /tmp), LAB_STACK_KEEP=1 (keep it).
@@ -194,16 +196,20 @@ if [ -z "${LAB_STACK_UNAVAILABLE:-}" ]; then
   log "$(host_pip_settings)"
   PIP_CONF=$(cat "$WORK/pip.conf" 2>/dev/null || true)
   PIP_EXTRA_CA_PEM=$(cat "$WORK/pip-ca.pem" 2>/dev/null || true)
-  build() {  # tag, then docker build arguments
+  build() {  # tag, then docker build arguments; a failed build is tried once more, then fails the script
     local tag=$1; shift
     local blog="$WORK/build-${tag//[\/:]/-}.log"
-    log "building $tag"
-    $DOCKER build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$tag" "$@" >"$blog" 2>&1 \
-      || { tail -20 "$blog"; unavailable "docker build of $tag failed (see above)"; return 1; }
+    for try in 1 2; do
+      log "building $tag (try $try)"
+      $DOCKER build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$tag" "$@" >"$blog" 2>&1 && return 0
+      tail -20 "$blog"
+    done
+    log "docker build of $tag failed twice (the lines above are its end)"
+    exit 1
   }
-  build lab-stack/prometheus:debian -f deploy/test-images/prometheus.Dockerfile deploy/test-images &&
-  build lab-stack/alertmanager:debian -f deploy/test-images/alertmanager.Dockerfile deploy/test-images &&
-  build stability-lab:stack-test --build-arg "PIP_CONF=$PIP_CONF" --build-arg "PIP_EXTRA_CA_PEM=$PIP_EXTRA_CA_PEM" . || true
+  build lab-stack/prometheus:debian -f deploy/test-images/prometheus.Dockerfile deploy/test-images
+  build lab-stack/alertmanager:debian -f deploy/test-images/alertmanager.Dockerfile deploy/test-images
+  build stability-lab:stack-test --build-arg "PIP_CONF=$PIP_CONF" --build-arg "PIP_EXTRA_CA_PEM=$PIP_EXTRA_CA_PEM" .
 fi
 step_done images
 

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import requests
 
 from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, TARGET_STATE_DIR, LOCUST_DIR, METRICS_CSV,
-                                SCENARIO_JSON, T0_FILE, atomic_write_json, host_facts, package_versions,
+                                REFUSED_TXT, SCENARIO_JSON, T0_FILE, atomic_write_json, host_facts, package_versions,
                                 read_samples, utc_iso, write_run_json)
 from contract.errors import BadInput, Interrupted, LabError
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
@@ -455,7 +455,9 @@ def run_scenario(opts: RunOptions, on_row: Callable[[dict], None] | None = None,
 
         # ---- wait for t0, then schedule faults
         t0 = _wait_for_t0(locust_dir / T0_FILE, children,
-                          timeout_s=60 + 10 * (opts.workers or opts.expect_workers))
+                          timeout_s=60 + 10 * (opts.workers or opts.expect_workers),
+                          waiting=(f": {opts.expect_workers} workers must connect to {external[0]}:{external[1]}"
+                                   if external else ""))
         meta["t0"] = utc_iso(t0, ms=True)
         status("running")
         if faults_enabled:
@@ -553,19 +555,19 @@ def _read_rows(stream, rows: queue.Queue) -> None:
     rows.put(_EOF)
 
 
-def _wait_for_t0(path: Path, children: _Children, timeout_s: float) -> float:
+def _wait_for_t0(path: Path, children: _Children, timeout_s: float, waiting: str = "") -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().strip():
             return float(path.read_text())
-        if (path.parent / "refused.txt").is_file():     # the master refused a worker (locustfile)
-            raise LabError((path.parent / "refused.txt").read_text().strip())
+        if (path.parent / REFUSED_TXT).is_file():     # the master refused a worker (locustfile)
+            raise LabError((path.parent / REFUSED_TXT).read_text().strip())
         dead = [p for p in children.locust if p.poll() is not None]
         if dead:
             raise LabError(f"Locust exited with code {dead[0].returncode} before starting "
                            f"(see {path.parent.parent}/locust-0.log)")
         time.sleep(0.05)
-    raise LabError(f"Locust did not start within {timeout_s:g} s")
+    raise LabError(f"Locust did not start within {timeout_s:g} s{waiting}")
 
 
 def summarize_run(run_dir: Path, scenario: Scenario) -> dict:

@@ -63,6 +63,7 @@ from locust.runners import MasterRunner, WorkerRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.arrivals import in_flight_share, scenario_arrivals  # noqa: E402
+from contract.runfolder import REFUSED_TXT, WORKERS_JSON  # noqa: E402
 from contract.scenario import DEFAULT_SCENARIO, OPEN, Scenario, load_scenario  # noqa: E402
 from loadtests.shapes import shape_tick  # noqa: E402
 
@@ -186,13 +187,13 @@ class MasterSide:
         if not different and theirs.get("sha256") != self.mine["sha256"]:
             different = ["scenario definition (another .toml or lab version)"]
         if OUT is not None:
-            _atomic_text(OUT / "workers.json", json.dumps(self.workers, indent=2) + "\n")
+            _atomic_text(OUT / WORKERS_JSON, json.dumps(self.workers, indent=2) + "\n")
         if different:
             reason = (f"Locust worker {msg.node_id} refused: {', '.join(different)}; start it with "
                       f"LAB_SCENARIO={self.mine['scenario']} LAB_SEED={self.mine['seed']} LAB_DURATION_S={self.mine['duration_s']} LAB_LOCUST_PROCESSES={self.mine['processes']}")
             log.error(reason)
             if OUT is not None:
-                _atomic_text(OUT / "refused.txt", reason + "\n")
+                _atomic_text(OUT / REFUSED_TXT, reason + "\n")
             gevent.spawn_later(0.1, environment.runner.quit)
 
     def lines(self, environment, msg, **_kwargs) -> None:
