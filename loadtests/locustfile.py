@@ -28,7 +28,7 @@ scenario, seed and duration as the lab's run and no LAB_OUT:
 It tells the master its scenario, seed and process count when it connects (the master
 refuses a worker that differs: `refused.txt` in LAB_OUT, and the run stops), takes t0 from
 the master, and sends its sample and status lines to the master every 0.2 s, which writes
-them as samples-<worker>.csv and status-<worker>.csv in its LAB_OUT for the collector.
+them as samples-w-<worker>.csv and status-w-<worker>.csv in its LAB_OUT for the collector.
 
 Raw files in LAB_OUT (docs/contract.md), one pair per process that sends requests:
     samples-<pid>.csv  ts,response_time_ms,ok,name,service_ms,intended_ts

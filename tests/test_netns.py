@@ -202,3 +202,74 @@ def test_a_worker_with_another_scenario_is_refused_with_one_line(hosts, tmp_path
     err = (tmp_path / "lab.log").read_text().strip()
     assert lab.returncode == 1, err
     assert err.count("\n") == 0 and "refused: seed 4 (the run's: 3)" in err and "LAB_SEED=3" in err
+
+
+OPEN_SCENARIO = """
+name = "open-split"
+duration_s = 12
+seed = 9
+
+[slo]
+latency_p95_ms = 2000
+
+[load]
+mix = { browse = 1 }
+
+[[stages]]
+name = "steady"
+until_s = 12
+rate = 30
+"""
+
+
+def test_the_open_rate_is_split_between_workers_on_other_hosts_from_the_masters_t0(hosts, tmp_path):
+    """Each worker sends its own share of the seeded schedule, timed from the master's t=0."""
+    from contract.scenario import load_scenario
+    from loadtests.arrivals import scenario_arrivals
+
+    scenario_file = tmp_path / "open-split.toml"
+    scenario_file.write_text(OPEN_SCENARIO)
+    target_url = f"http://{hosts.addr['target']}:5000"
+    hosts.start("target", [sys.executable, str(ROOT / "lab.py"), "serve", "--bind-all", "--port", "5000",
+                           "--token", TOKEN], tmp_path / "target.log")
+    probe = [sys.executable, "-c", f"import urllib.request as u; u.urlopen('{target_url}/healthz', timeout=2)"]
+    wait_for(lambda: hosts.run("lab", probe).returncode == 0, 60, "the target answered")
+    lab = hosts.start("lab", [sys.executable, str(ROOT / "lab.py"), "run-scenario", str(scenario_file),
+                              "--host", target_url, "--allow-remote", "--expect-workers", "2",
+                              "--master-bind", f"{hosts.addr['lab']}:5560", "--out", str(tmp_path / "runs"),
+                              "--quiet"], tmp_path / "lab.log")
+    for name in ("w1", "w2"):
+        hosts.start(name, [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+                           "--worker", "--master-host", hosts.addr["lab"], "--master-port", "5560"],
+                    tmp_path / f"{name}.log",
+                    env={"LAB_SCENARIO": str(scenario_file), "LAB_SEED": "9", "LAB_LOCUST_PROCESSES": "2"})
+    lab.wait(120)
+    assert lab.returncode == 0, (tmp_path / "lab.log").read_text()[-3000:]
+
+    import pandas as pd
+
+    run_dir = next((tmp_path / "runs").iterdir())
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["load_model"] == "open", meta["warnings"]
+    t0 = float((run_dir / "locust" / "t0").read_text())
+    rows = pd.read_csv(run_dir / "metrics.csv")
+    assert (rows["planned_rate"] == 30).all() and rows["dropped"].fillna(0).eq(0).all()
+
+    import numpy as np
+
+    scenario = load_scenario(str(scenario_file)).with_seed(9)
+    planned = [np.sort(scenario_arrivals(scenario, 9, k, 2)) for k in range(2)]
+
+    def matched(sent: np.ndarray, plan: np.ndarray) -> int:
+        """Sent times within 2 ms of a planned arrival (the files keep 0.1 ms)."""
+        idx = np.clip(np.searchsorted(plan, sent), 1, len(plan) - 1)
+        return int((np.minimum(abs(plan[idx] - sent), abs(plan[idx - 1] - sent)) <= 0.002).sum())
+
+    slots = []
+    for path in sorted((run_dir / "locust").glob("samples-w-*.csv")):
+        sent = pd.read_csv(path)["intended_ts"].to_numpy(dtype=float) - t0
+        # Each worker's intended send times are one slot's share of the schedule, on the master's clock.
+        k = max(range(2), key=lambda k: matched(sent, planned[k]))
+        assert matched(sent, planned[k]) >= 0.98 * len(sent) and len(sent) >= 0.9 * len(planned[k])
+        slots.append(k)
+    assert sorted(slots) == [0, 1], "the two workers took the two shares"
