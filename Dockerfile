@@ -7,7 +7,18 @@
 #                 (the monitor needs a trained model in the mounted volume; see README)
 #
 # Build: docker build -t stability-lab .
-FROM python:3.11-slim
+#
+# BASE_IMAGE: any image with Python 3.11+ whose `python` and `pip` are on PATH (default the
+# official slim image; deploy/stack-test.sh passes a Debian image it makes with debootstrap).
+# PIP_CONF, PIP_EXTRA_CA_PEM: the text of a pip.conf, and CA certificates (PEM) pip trusts on
+# top of the image's own bundle, while installing the dependencies; removed after.
+# deploy/stack-test.sh passes the host's index settings and the certificates of its pip
+# `cert` bundle that the base image lacks (a network whose TLS goes through a proxy of its
+# own). Both show in `docker history`: put no credentials in them.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+ARG PIP_CONF=""
+ARG PIP_EXTRA_CA_PEM=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,14 +34,20 @@ WORKDIR /app
 # dependencies, drop the stand-in.
 COPY pyproject.toml ./
 RUN touch README.md lab.py \
- && pip install . \
+ && if [ -n "$PIP_CONF" ]; then printf '%s\n' "$PIP_CONF" > /tmp/pip.conf; export PIP_CONFIG_FILE=/tmp/pip.conf; fi \
+ && if [ -n "$PIP_EXTRA_CA_PEM" ]; then \
+      cat /etc/ssl/certs/ca-certificates.crt > /tmp/pip-ca.pem 2>/dev/null \
+        || python -c "from pip._vendor import certifi; print(open(certifi.where()).read())" > /tmp/pip-ca.pem; \
+      printf '%s\n' "$PIP_EXTRA_CA_PEM" >> /tmp/pip-ca.pem; export PIP_CERT=/tmp/pip-ca.pem; fi \
+ && pip install . "setuptools>=68" wheel \
  && pip uninstall -y stability-lab \
- && rm -rf README.md lab.py build ./*.egg-info
+ && rm -rf README.md lab.py build ./*.egg-info /tmp/pip.conf /tmp/pip-ca.pem
 
 # The lab itself (.dockerignore keeps runs, datasets, models and the venv out). The code
-# stays owned by root: the lab user can run it, not change it.
+# stays owned by root: the lab user can run it, not change it. The build tools came with the
+# dependencies, so this step needs no index.
 COPY . .
-RUN pip install --no-deps . && rm -rf build ./*.egg-info
+RUN pip install --no-deps --no-build-isolation . && rm -rf build ./*.egg-info
 
 # Runs, datasets and models go to /data (a volume in docker-compose.yml); a fresh named
 # volume takes this folder's owner, so the non-root user can write to it.

@@ -32,18 +32,17 @@ out = Console(soft_wrap=True)  # paths and messages never break mid-word when pi
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-@app.callback()
-def main() -> None:
-    """Stability Lab: load-test an instrumented target, record labelled runs, forecast instability."""
-
-
 def fail(message: str, code: int) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     return typer.Exit(code)
 
 
-def lab_command(fn):
-    """Register a command whose errors become one line and an exit code."""
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {_escape(message)}", highlight=False)
+
+
+def lab_command(fn, on: typer.Typer = app):
+    """Register a command (on `on`: app or a sub-app) whose errors become one line and an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -58,7 +57,7 @@ def lab_command(fn):
             err.print("interrupted", highlight=False)
             raise typer.Exit(130) from None
 
-    return app.command()(wrapper)
+    return on.command()(wrapper)
 
 
 def run() -> None:
@@ -76,9 +75,6 @@ def run() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-# ---------------------------------------------------------------- serve (target)
-
-
 @lab_command
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")] = 5000,
@@ -94,29 +90,13 @@ def serve(
     max_worker_rss_mb: Annotated[Optional[float], typer.Option(min=1, help="Kill (SIGKILL) a worker whose resident memory passes this many MB, as a container's OOM kill does; gunicorn starts a replacement.")] = None,
 ):
     """Run the instrumented target app under gunicorn in the foreground."""
-    from target_app.server import TargetConfig, serve_dev, serve_foreground
+    from target_app.server import TargetConfig, serve_command
 
     config = TargetConfig(port=port, host="0.0.0.0" if bind_all else "127.0.0.1", workers=workers,
                           threads=threads, seed=seed, access_log=access_log, metrics_port=metrics_port,
                           admin_allow_remote=admin_allow_remote, max_worker_rss_mb=max_worker_rss_mb)
-    if token:
-        config.token = token
-    # A token the user chose stays out of stdout (container logs); a generated one is shown once.
-    token_line = ("admin token: the one given (--token or LAB_ADMIN_TOKEN)" if token
-                  else f"admin token: {config.token}")
-    if dev:
-        return serve_dev(config, on_ready=lambda: (
-            err.print("[yellow]--dev: Flask development server, debug on, one process; not for load tests[/]"),
-            out.print(token_line)))
-
-    def ready(target):
-        out.print(f"target serving on [bold]{target.url}[/] (pid {target.pid}, {workers} workers x {threads} threads)")
-        out.print(token_line)
-        if metrics_port:
-            out.print(f"metrics listener: {config.metrics_url}")
-        out.print(f"try: curl {target.url}/stress   |   metrics: {target.url}/metrics   |   Ctrl-C stops")
-
-    raise typer.Exit(serve_foreground(config, on_ready=ready) or 0)
+    raise typer.Exit(serve_command(config, token=token, dev=dev, say=out.print,
+                                   warn=lambda m: err.print(f"[yellow]{m}[/]")))
 
 
 # ---------------------------------------------------------------- scenarios and runs
@@ -141,6 +121,8 @@ def run_scenario(
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host that is not a loopback address.")] = False,
     admin_token: Annotated[Optional[str], typer.Option(help="Admin token of an external --host, for fault injection.", envvar="LAB_ADMIN_TOKEN")] = None,
     workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes (0: one local runner).")] = 0,
+    expect_workers: Annotated[int, typer.Option(min=0, max=1024, help="Locust workers started elsewhere (other machines) that connect to this run's master; the lab starts none.")] = 0,
+    master_bind: Annotated[Optional[str], typer.Option(help="HOST[:PORT] the master listens on for --expect-workers (default 127.0.0.1:5557; another address needs --allow-remote).")] = None,
     target_workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="gunicorn workers of the embedded target.")] = None,
     target_threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Threads per target worker.")] = None,
     prometheus_url: Annotated[Optional[str], typer.Option(help="Read server-side metrics from this Prometheus server instead of scraping /metrics.")] = None,
@@ -158,7 +140,7 @@ def run_scenario(
     opts = RunOptions(scenario=scenario, duration_s=duration, truncate=truncate, seed=seed,
                       out=out_dir, host=host, allow_remote=allow_remote, admin_token=admin_token,
                       workers=workers, target_workers=target_workers, target_threads=target_threads,
-                      prometheus_url=prometheus_url)
+                      prometheus_url=prometheus_url, expect_workers=expect_workers, master_bind=master_bind)
     check_autoscale_options(autoscale, model, min_workers, max_workers)
     with RunProgress(out, enabled=not quiet, label=scenario or "run") as progress:
         progress.set_total(resolve_scenario(opts).duration_s)
@@ -181,14 +163,15 @@ def generate_dataset(
     seeds: Annotated[Optional[str], typer.Option(help="Explicit comma-separated seeds (instead of --seed/--repeats).")] = None,
     duration: Annotated[Optional[int], typer.Option(min=1, help="Scale every scenario to this many seconds.")] = None,
     workers: Annotated[int, typer.Option(min=0, max=64, help="Locust worker processes per run.")] = 0,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: record only part I (0..N-1) of the matrix, for N machines; join the parts with `dataset merge`.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Run scenarios x seeds into one dataset folder, then write dataset.parquet, manifest.json and CARD.md."""
     from loadtests.report_console import MatrixProgress
-    from workflows.matrix import generate_dataset as generate, parse_seeds, plan_matrix
+    from workflows.matrix import generate_dataset as generate, parse_seeds, parse_shard, plan_matrix, shard_plan
 
     names = [n.strip() for n in scenarios_.split(",") if n.strip()]
-    plan = plan_matrix(names, parse_seeds(seeds, seed, repeats), 1, duration)
+    plan = shard_plan(plan_matrix(names, parse_seeds(seeds, seed, repeats), 1, duration), parse_shard(shard))
     out.print(f"dataset {out_dir}: {len(plan.cells)} runs, {plan.total_s / 60:.1f} min of scenario time")
     command = "python lab.py generate-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with MatrixProgress(out, plan, enabled=not quiet) as progress:
@@ -207,6 +190,22 @@ def dataset_info(
     from collector.dataset import dataset_info as summarise, print_dataset_info
 
     print_dataset_info(out, summarise(path))
+
+
+app.add_typer(dataset_app := typer.Typer(help="Dataset folders made of parts: merge shards.", no_args_is_help=True),
+              name="dataset")
+
+
+@functools.partial(lab_command, on=dataset_app)
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="The dataset folders of every shard (generate-dataset --shard I/N).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Dataset folder to write (runs, dataset.parquet, manifest, card).")],
+):
+    """Check the shards of one matrix (checksums, scenarios, seeds, versions) and join them into one dataset."""
+    from collector.dataset import merge_datasets, print_merge
+
+    print_merge(out, merge_datasets(parts, out_dir, command=shlex.join(["python", "lab.py", *sys.argv[1:]]),
+                                    on_warning=warn))
 
 
 @lab_command
@@ -281,7 +280,7 @@ def train(
                               preset=preset, params=params, seed=seed, regimes_k=regimes_k,
                               known_future=["users"] if known_future_users else (),
                               on_epoch=progress.epoch, profile=profile,
-                              on_warning=lambda m: err.print(f"[yellow]warning:[/] {_escape(m)}", highlight=False))
+                              on_warning=warn)
     print_training(out, bundle, out_dir)
 
 

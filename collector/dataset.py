@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 from contract.errors import BadInput, LabError
 
 from contract.runfolder import (
-    INT_COLUMNS, atomic_path, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
+    INT_COLUMNS, RUNS_DIR, atomic_path, METRICS_CSV, RUN_JSON, STR_COLUMNS, Run, atomic_write_json, atomic_write_text,
     host_facts, list_runs, package_versions, read_manifest, read_meta, read_run, sha256_file,
     utc_iso, verify_checksums,
 )
@@ -383,3 +383,186 @@ def print_dataset_info(console, info: dict[str, Any]) -> None:
     for name, counts in info["scenarios"].items():
         table.add_row(name, str(counts["runs"]), f"{counts['rows']:,}")
     console.print(table)
+
+
+# ---------------------------------------------------------------- merge shards
+
+
+# What every shard of one matrix must agree on, as (label, manifest path).
+_SHARD_AGREES = (("scenarios", ("scenarios",)), ("seeds", ("seeds",)),
+                 ("repeats", ("generation", "repeats")), ("duration", ("generation", "duration_s")),
+                 ("shard count", ("generation", "shard", "count")),
+                 ("matrix run ids", ("generation", "shard", "matrix_run_ids")),
+                 ("package versions", ("versions",)))
+_HOST_KEYS = ("hostname", "cpu_model", "cpu_logical", "memory_gib")
+
+
+def _dig(obj: dict, path: Sequence[str]) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_shard_manifest(part: Path) -> dict[str, Any]:
+    """Return the manifest of a dataset folder written by `generate-dataset --shard`."""
+    path = part / MANIFEST
+    if not path.is_file():
+        raise BadInput(f"{part}: no {MANIFEST} (not a finished dataset; run its generate-dataset "
+                       f"--shard command again)")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BadInput(f"{path}: not JSON: {exc}") from None
+    shard = _dig(manifest, ("generation", "shard"))
+    if not isinstance(shard, dict) or not {"index", "count", "run_ids", "matrix_run_ids"} <= set(shard):
+        raise BadInput(f"{path}: generation.shard: missing (a dataset made without --shard I/N)")
+    return manifest
+
+
+def check_shards(parts: Sequence[Path], manifests: Sequence[dict]) -> list[str]:
+    """Refuse shards of different matrices, or not every shard once; return warnings (hosts)."""
+    first, first_part = manifests[0], parts[0]
+    for part, manifest in zip(parts[1:], manifests[1:]):
+        for label, path in _SHARD_AGREES:
+            mine, theirs = _dig(manifest, path), _dig(first, path)
+            if mine != theirs:
+                raise BadInput(f"{part}: {label} differ from {first_part}'s: "
+                               f"{_short(mine)} vs {_short(theirs)}")
+    count = int(first["generation"]["shard"]["count"])
+    seen: dict[int, Path] = {}
+    for part, manifest in zip(parts, manifests):
+        index = int(manifest["generation"]["shard"]["index"])
+        if index in seen:
+            raise BadInput(f"{part}: shard {index}/{count} given twice (also {seen[index]})")
+        seen[index] = part
+    missing = [f"{i}/{count}" for i in range(count) if i not in seen]
+    if missing:
+        raise BadInput(f"dataset merge: shard {', '.join(missing)} missing "
+                       f"(given {', '.join(f'{i}/{count}' for i in sorted(seen))})")
+    hosts = {tuple(str((m.get("host") or {}).get(k)) for k in _HOST_KEYS) for m in manifests}
+    if len(hosts) > 1:
+        names = sorted({str((m.get("host") or {}).get("hostname")) for m in manifests})
+        return [f"shards_on_different_hosts: recorded on {len(hosts)} different machines "
+                f"({', '.join(names)}); latency and capacity are those of each run's machine "
+                f"(runs/*/run.json host)"]
+    return []
+
+
+def _check_shard_runs(part: Path, manifest: dict) -> list[Path]:
+    """Return the part's run folders: exactly its shard's run ids, each complete with matching checksums."""
+    shard = manifest["generation"]["shard"]
+    where = f"shard {shard['index']}/{shard['count']}"
+    runs_dir = part / "runs"
+    found = {p.name: p for p in list_runs(runs_dir)} if runs_dir.is_dir() else {}
+    extra = sorted(set(found) - set(shard["run_ids"]))
+    if extra:
+        raise BadInput(f"{runs_dir / extra[0]}: not a run of {where} (a folder of another dataset?)")
+    for run_id in shard["run_ids"]:
+        if run_id not in found:
+            raise BadInput(f"{runs_dir / run_id}: missing: run {where}'s generate-dataset command again")
+        _entry, reason = _run_entry(found[run_id])
+        if reason:
+            raise BadInput(f"{found[run_id]}: {reason}")
+    return [found[r] for r in shard["run_ids"]]
+
+
+def _copy_run(source: Path, runs_dir: Path) -> None:
+    """Copy a run folder into runs_dir (hard links where they work), whole or not at all."""
+    import shutil
+
+    dest = runs_dir / source.name
+    if dest.exists():
+        if (dest / RUN_JSON).is_file() and sha256_file(dest / RUN_JSON) == sha256_file(source / RUN_JSON):
+            return     # the same run, merged before
+        raise BadInput(f"{dest}: already holds a different run; merge into an empty folder")
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    tmp = runs_dir / f".{source.name}.merging"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, copy_function=link_or_copy)
+    os.replace(tmp, dest)
+
+
+def _unsharded(command: str | None) -> str | None:
+    """The shard's generate-dataset command without --shard: one machine's way to the same dataset."""
+    import shlex
+
+    if not command:
+        return command
+    words, out = shlex.split(command), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--shard":
+            skip = True
+        elif not word.startswith("--shard="):
+            out.append(word)
+    return " ".join(shlex.quote(w) for w in out)
+
+
+def merge_datasets(parts: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                   command: str | None = None, on_warning=None, on_run=None) -> DatasetBuild:
+    """Join the shards of one matrix into one dataset folder: runs, dataset.parquet, manifest, card.
+
+    Every shard of the matrix must be given once; they must agree on scenarios, seeds,
+    repeats, duration and package versions (shards from different hosts are merged with
+    a warning, recorded in the manifest); every run must be complete with matching
+    checksums. The parts are left as they are; their runs are hard-linked or copied into
+    out_dir/runs/, and the dataset files are built as generate-dataset builds them, so the
+    Parquet file is the one a single machine writes from the same runs.
+    """
+    parts = [Path(p) for p in parts]
+    if not parts:
+        raise BadInput("dataset merge: give the shards' dataset folders")
+    out = Path(out_dir)
+    if any(out.resolve() == p.resolve() for p in parts):
+        raise BadInput(f"--out: {out} is one of the shards; merge into a new folder")
+    manifests = [read_shard_manifest(p) for p in parts]
+    warnings = check_shards(parts, manifests)
+    sources = [run for part, m in zip(parts, manifests) for run in _check_shard_runs(part, m)]
+    matrix = manifests[0]["generation"]["shard"]["matrix_run_ids"]
+    if sorted(r.name for r in sources) != sorted(matrix):
+        raise BadInput(f"dataset merge: the shards' runs are not the matrix's {len(matrix)} runs")
+    runs_dir = out / RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    strangers = sorted({p.name for p in runs_dir.iterdir() if not p.name.startswith(".")} - set(matrix))
+    if strangers:
+        raise BadInput(f"{runs_dir / strangers[0]}: not a run of these shards; merge into an empty folder")
+    for source in sources:
+        _copy_run(source, runs_dir)
+    for message in warnings:
+        if on_warning:
+            on_warning(message)
+    first = manifests[0]
+    generation = {k: v for k, v in first["generation"].items() if k != "shard"}
+    generation.update({
+        "command": _unsharded(first["generation"].get("command")),
+        "merge_command": command,
+        "warnings": warnings,
+        "merged_from": [{"path": str(p), "shard": f"{m['generation']['shard']['index']}/"
+                         f"{m['generation']['shard']['count']}", "runs": len(m['generation']['shard']['run_ids']),
+                         "host": (m.get("host") or {}).get("hostname"), "created_at": m.get("created_at"),
+                         "command": m["generation"].get("command")}
+                        for p, m in sorted(zip(parts, manifests),
+                                           key=lambda pm: pm[1]["generation"]["shard"]["index"])],
+    })
+    return build_dataset_files(out, scenarios=first.get("scenarios"), seeds=first.get("seeds"),
+                               extra_meta=generation, on_run=on_run)
+
+
+def print_merge(console, build: DatasetBuild) -> None:
+    """One line for `dataset merge`: runs joined and the files written."""
+    shards = len((build.manifest.get("generation") or {}).get("merged_from") or [])
+    console.print(f"{build.manifest['runs_included']} runs from {shards} shards, {build.rows:,} rows -> "
+                  f"[bold]{build.parquet}[/], {build.card.name}, {build.manifest_path.name}")

@@ -39,6 +39,8 @@ LOCUST_DIR = "locust"                    # the load generator's raw files:
 SAMPLES_GLOB = "samples-*.csv"           #   one line per request, per Locust process
 STATUS_GLOB = "status-*.csv"             #   users / outstanding / dropped, 5 times a second
 T0_FILE = "t0"                           #   epoch seconds of the scenario's t=0
+WORKERS_JSON = "workers.json"            #   the Locust workers that connected to the master
+REFUSED_TXT = "refused.txt"              #   why the master refused a worker (--expect-workers)
 TARGET_STATE_DIR = "target-state"        # the embedded target's faults.json and incidents.jsonl
 
 # ---- the files of a dataset folder

@@ -8,6 +8,7 @@ then the target).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import queue
@@ -30,7 +31,7 @@ from collector.sampler import STOPPED_KEY, write_failure
 from contract.errors import BadInput, Interrupted, LabError, is_loopback_host, redact_url
 from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, LOCUST_DIR, METRICS_CSV,
                                 SCENARIO_JSON, T0_FILE, TARGET_STATE_DIR, atomic_write_json, host_facts,
-                                package_versions, read_json, read_samples, utc_iso, write_run_json)
+                                package_versions, read_json, read_samples, REFUSED_TXT, utc_iso, write_run_json)
 from target_app.server import Target, TargetConfig, die_with_parent, free_port
 
 from contract.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
@@ -56,6 +57,8 @@ class RunOptions:
     prometheus_url: str | None = None
     locust_bind_all: bool = False
     extra_env: dict = field(default_factory=dict)
+    expect_workers: int = 0               # Locust workers started elsewhere that connect to the master
+    master_bind: str | None = None        # HOST[:PORT] the master listens on for them (default 127.0.0.1:5557)
 
 
 class RowHook(Protocol):
@@ -210,9 +213,61 @@ class _Children:
         self.logs.clear()
 
 
+DEFAULT_MASTER_PORT = 5557   # Locust's own default, where workers look first
+
+
+def master_address(opts: RunOptions) -> tuple[str, int] | None:
+    """Return (host, port) the Locust master binds for external workers, or None without them.
+
+    A host that is not a loopback address (workers on other machines) needs --allow-remote.
+    """
+    if opts.master_bind and opts.expect_workers <= 0:
+        raise BadInput("--master-bind: only with --expect-workers N (workers started elsewhere)")
+    if opts.expect_workers <= 0:
+        return None
+    if opts.workers > 0:
+        raise BadInput("--expect-workers: not with --workers (the lab starts those itself); give one of them")
+    text = opts.master_bind or "127.0.0.1"
+    if text.startswith("["):                       # [IPv6]:PORT
+        host, _, port_text = text[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+    elif text.count(":") == 1:                     # IPv4:PORT
+        host, port_text = text.split(":")
+    else:                                          # IPv4 or bare IPv6
+        host, port_text = text, ""
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text) if port_text else DEFAULT_MASTER_PORT
+    except ValueError:
+        raise BadInput(f"--master-bind: {text!r}: expected an IP address of this machine, "
+                       f"optionally with :PORT") from None
+    if not 1 <= port <= 65535:
+        raise BadInput(f"--master-bind: port {port} is not 1-65535")
+    if not address.is_loopback and not opts.allow_remote:
+        raise BadInput(f"--master-bind: {host} is not a loopback address; workers on other machines "
+                       f"need --allow-remote")
+    return host, port
+
+
+def worker_env(opts: RunOptions, scenario: Scenario) -> dict[str, str]:
+    """The environment a worker started elsewhere needs to follow this run's scenario."""
+    env = {"LAB_SCENARIO": opts.scenario or scenario.name, "LAB_SEED": str(scenario.seed or 0),
+           "LAB_LOCUST_PROCESSES": str(max(1, opts.expect_workers))}
+    if opts.duration_s is not None:
+        env["LAB_DURATION_S"] = str(opts.duration_s)
+        if opts.truncate:
+            env["LAB_TRUNCATE"] = "1"
+    return env
+
+
 def _locust_commands(opts: RunOptions, host: str, master_port: int) -> list[list[str]]:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host,
             "--loglevel", "WARNING"]
+    external = master_address(opts)
+    if external:
+        return [base + ["--headless", "--master", "--master-bind-host", external[0],
+                        "--master-bind-port", str(external[1]), "--expect-workers", str(opts.expect_workers),
+                        "--csv", "locust/stats", "--only-summary"]]
     if opts.workers <= 0:
         return [base + ["--headless", "--csv", "locust/stats", "--only-summary"]]
     bind = "0.0.0.0" if opts.locust_bind_all else "127.0.0.1"
@@ -346,6 +401,7 @@ class _Run:
         self.status = on_status or (lambda _msg: None)
         self.scenario = scenario = resolve_scenario(opts)
         self.host = check_host(opts.host, opts.allow_remote) if opts.host else None
+        self.external = external = master_address(opts)
         self.prometheus_url, info = (check_prometheus(opts.prometheus_url) if opts.prometheus_url
                                      else (None, {}))
         out = Path(opts.out).absolute()   # Locust runs with the run folder as its cwd
@@ -357,8 +413,10 @@ class _Run:
             "run_id": self.run_dir.name, "status": "failed", "scenario": scenario.to_dict(),
             "seed": scenario.seed, "load_model": scenario.load_model,
             "started_at": utc_iso(time.time()), "ended_at": None,
-            "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers,
-                                      "locustfile": "loadtests/locustfile.py", "cpus": None},
+            "target": {}, "loadgen": {"tool": "locust", "workers": opts.workers or opts.expect_workers,
+                                      "locustfile": "loadtests/locustfile.py", "cpus": None,
+                                      **({"external_workers": True, "master": f"{external[0]}:{external[1]}"}
+                                         if external else {})},
             "collector": {"source": "prometheus" if self.prometheus_url else "direct-scrape",
                           "prometheus_url": redact_url(self.prometheus_url) if self.prometheus_url else None,
                           **({"prometheus_version": info.get("version")} if self.prometheus_url else {})},
@@ -421,10 +479,15 @@ class _Run:
         opts, sc = self.opts, self.scenario
         env = dict(os.environ, LAB_SCENARIO_JSON=str(self.run_dir / SCENARIO_JSON),
                    LAB_SEED=str(sc.seed or 0), LAB_OUT=str(self.locust_dir),
-                   LAB_LOCUST_PROCESSES=str(max(1, opts.workers)),
+                   LAB_LOCUST_PROCESSES=str(max(1, opts.workers or opts.expect_workers)),
                    PYTHONPATH=str(ROOT), **opts.extra_env)
         commands = _locust_commands(opts, self.host, free_port())
-        self.status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})")
+        external = self.external
+        self.status(f"starting Locust ({'local runner' if opts.workers <= 0 else f'master + {opts.workers} workers'})"
+                    if not external else
+                    f"waiting for {opts.expect_workers} Locust workers on {external[0]}:{external[1]}: start each "
+                    f"with {' '.join(f'{k}={v}' for k, v in worker_env(opts, sc).items())} python -m locust "
+                    f"-f loadtests/locustfile.py --worker --master-host {external[0]} --master-port {external[1]}")
         for n, cmd in enumerate(commands):
             self.children.locust.append(self.children.popen(
                 cmd, self.run_dir / f"locust-{n}.log", cpus=self.loadgen_cpus, env=env, cwd=self.run_dir))
@@ -455,7 +518,11 @@ class _Run:
     def follow_rows(self) -> None:
         """Wait for t0, schedule the faults, then hand every row on until the collector ends."""
         children = self.children
-        t0 = _wait_for_t0(self.locust_dir / T0_FILE, children, timeout_s=60 + 10 * self.opts.workers)
+        opts, external = self.opts, self.external
+        t0 = _wait_for_t0(self.locust_dir / T0_FILE, children,
+                          timeout_s=60 + 10 * (opts.workers or opts.expect_workers),
+                          waiting=(f": {opts.expect_workers} workers must connect to {external[0]}:{external[1]}"
+                                   if external else ""))
         self.meta["t0"] = utc_iso(t0, ms=True)
         self.status("running")
         if self.faults_enabled:
@@ -588,17 +655,19 @@ def _read_rows(stream, rows: queue.Queue) -> None:
     rows.put(_EOF)
 
 
-def _wait_for_t0(path: Path, children: _Children, timeout_s: float) -> float:
+def _wait_for_t0(path: Path, children: _Children, timeout_s: float, waiting: str = "") -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().strip():
             return float(path.read_text())
+        if (path.parent / REFUSED_TXT).is_file():     # the master refused a worker (locustfile)
+            raise LabError((path.parent / REFUSED_TXT).read_text().strip())
         dead = [p for p in children.locust if p.poll() is not None]
         if dead:
             raise LabError(f"Locust exited with code {dead[0].returncode} before starting "
                            f"(see {path.parent.parent}/locust-0.log)")
         time.sleep(0.05)
-    raise LabError(f"Locust did not start within {timeout_s:g} s")
+    raise LabError(f"Locust did not start within {timeout_s:g} s{waiting}")
 
 
 def summarize_run(run_dir: Path, scenario: Scenario) -> dict:

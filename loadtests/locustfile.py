@@ -15,7 +15,20 @@ Environment (all optional): LAB_SCENARIO (built-in name or .toml path; default t
 default scenario), LAB_SCENARIO_JSON (a resolved scenario written by the harness), LAB_SEED,
 LAB_OUT (folder for the raw files below; nothing is written when unset),
 LAB_LOCUST_PROCESSES (the Locust processes that send load, i.e. the --workers count; default
-1; the open model's rate and max_in_flight are split evenly between them).
+1; the open model's rate and max_in_flight are split evenly between them), LAB_DURATION_S
+(scale the scenario to this many seconds, as run-scenario --duration does; cut it instead
+with LAB_TRUNCATE=1, as --truncate does).
+
+A worker on another machine (`run-scenario --expect-workers N`) is started with the same
+scenario, seed and duration as the lab's run and no LAB_OUT:
+
+    LAB_SCENARIO=spike LAB_SEED=1 LAB_LOCUST_PROCESSES=2 LAB_DURATION_S=60 \
+      python -m locust -f loadtests/locustfile.py --worker --master-host LAB_HOST --master-port 5557
+
+It tells the master its scenario, seed and process count when it connects (the master
+refuses a worker that differs: `refused.txt` in LAB_OUT, and the run stops), takes t0 from
+the master, and sends its sample and status lines to the master every 0.2 s, which writes
+them as samples-w-<worker>.csv and status-w-<worker>.csv in its LAB_OUT for the collector.
 
 Raw files in LAB_OUT (docs/contract.md), one pair per process that sends requests:
     samples-<pid>.csv  ts,response_time_ms,ok,name,service_ms,intended_ts
@@ -31,10 +44,13 @@ Raw files in LAB_OUT (docs/contract.md), one pair per process that sends request
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
+import re
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -48,6 +64,7 @@ from locust.runners import MasterRunner, WorkerRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.arrivals import in_flight_share, scenario_arrivals  # noqa: E402
+from contract.runfolder import REFUSED_TXT, WORKERS_JSON  # noqa: E402
 from contract.scenario import DEFAULT_SCENARIO, OPEN, Scenario, load_scenario  # noqa: E402
 from loadtests.shapes import shape_tick  # noqa: E402
 
@@ -56,7 +73,13 @@ def _load() -> Scenario:
     resolved = os.environ.get("LAB_SCENARIO_JSON")
     if resolved:
         return Scenario.from_dict(json.loads(Path(resolved).read_text()))
-    return load_scenario(os.environ.get("LAB_SCENARIO", DEFAULT_SCENARIO))
+    scenario = load_scenario(os.environ.get("LAB_SCENARIO", DEFAULT_SCENARIO))
+    if os.environ.get("LAB_SEED"):
+        scenario = scenario.with_seed(int(os.environ["LAB_SEED"]))
+    if os.environ.get("LAB_DURATION_S"):
+        seconds = int(os.environ["LAB_DURATION_S"])
+        scenario = scenario.truncated(seconds) if os.environ.get("LAB_TRUNCATE") == "1" else scenario.scaled(seconds)
+    return scenario
 
 
 SCENARIO = _load()
@@ -115,16 +138,115 @@ class SampleLog:
                 pass
 
 
+class ForwardLog(SampleLog):
+    """A worker without LAB_OUT (on another machine): lines go to the master, 5 times a second."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.samples_lines: list[str] = []
+        self.status_lines: list[str] = []
+
+    def request(self, done: float, response_ms: float, ok: bool, name: str, service_ms: float,
+                intended: float) -> None:
+        self.samples_lines.append(f"{done:.4f},{response_ms:.2f},{int(ok)},{name},{service_ms:.2f},"
+                                  f"{intended:.4f}")
+
+    def tick(self, users: int) -> None:
+        self.status_lines.append(f"{time.time():.4f},{users},{Counts.outstanding},{Counts.dropped},"
+                                 f"{Counts.sent}")
+        samples, self.samples_lines = self.samples_lines, []
+        status, self.status_lines = self.status_lines, []
+        self.runner.send_message("lab_lines", {"samples": samples, "status": status})
+
+    def close(self) -> None:
+        if self.samples_lines or self.status_lines:
+            self.tick(self.runner.user_count)
+
+
+def fingerprint() -> dict:
+    """What a worker and the master must share: the scenario (seed and length included) and N."""
+    text = json.dumps(SCENARIO.to_dict(), sort_keys=True)
+    return {"scenario": SCENARIO.name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "seed": SEED, "duration_s": SCENARIO.duration_s, "processes": PROCESSES,
+            "hostname": socket.gethostname()}
+
+
+class MasterSide:
+    """The master's half of external workers: check each one, write the lines it sends."""
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.mine = fingerprint()
+        self.files: dict[tuple[str, str], object] = {}
+        self.workers: dict[str, dict] = {}
+
+    def hello(self, environment, msg, **_kwargs) -> None:
+        theirs = dict(msg.data)
+        self.workers[msg.node_id] = theirs
+        different = [f"{k} {theirs.get(k)!r} (the run's: {self.mine[k]!r})"
+                     for k in ("scenario", "seed", "duration_s", "processes") if theirs.get(k) != self.mine[k]]
+        if not different and theirs.get("sha256") != self.mine["sha256"]:
+            different = ["scenario definition (another .toml or lab version)"]
+        if OUT is not None:
+            _atomic_text(OUT / WORKERS_JSON, json.dumps(self.workers, indent=2) + "\n")
+        if different:
+            reason = (f"Locust worker {msg.node_id} refused: {', '.join(different)}; start it with "
+                      f"LAB_SCENARIO={self.mine['scenario']} LAB_SEED={self.mine['seed']} LAB_DURATION_S={self.mine['duration_s']} LAB_LOCUST_PROCESSES={self.mine['processes']}")
+            log.error(reason)
+            if OUT is not None:
+                _atomic_text(OUT / REFUSED_TXT, reason + "\n")
+            gevent.spawn_later(0.1, environment.runner.quit)
+
+    def lines(self, environment, msg, **_kwargs) -> None:
+        if OUT is None:
+            return
+        worker = "w-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(msg.node_id))
+        for kind, header in (("samples", SAMPLES_HEADER), ("status", STATUS_HEADER)):
+            rows = msg.data.get(kind) or []
+            if not rows:
+                continue
+            fh = self.files.get((worker, kind))
+            if fh is None:
+                fh = self.files[(worker, kind)] = open(OUT / f"{kind}-{worker}.csv", "a", buffering=1 << 16)
+                if fh.tell() == 0:
+                    fh.write(header + "\n")
+            fh.write("\n".join(rows) + "\n")
+            fh.flush()
+
+    def send_t0(self, t0: float) -> None:
+        self.environment.runner.send_message("lab_t0", {"t0": t0})
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 _log: SampleLog | None = None
+_master: MasterSide | None = None
+_remote_t0: list[float] = []
 _user_counter = 0
 
 
 @events.init.add_listener
 def _on_init(environment, **_kwargs):
-    global _log
-    if OUT is None or isinstance(environment.runner, MasterRunner):
-        return   # the master sends no requests; workers and a local runner record them
-    _log = SampleLog(OUT)
+    global _log, _master
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        # The master sends no requests; it checks and relays external workers.
+        _master = MasterSide(environment)
+        runner.register_message("lab_hello", _master.hello)
+        runner.register_message("lab_lines", _master.lines)
+        return
+    if isinstance(runner, WorkerRunner):
+        runner.register_message("lab_t0", lambda environment, msg, **_k: _remote_t0.append(float(msg.data["t0"])))
+        runner.send_message("lab_hello", fingerprint())
+        if OUT is None:
+            _log = ForwardLog(runner)
+    if OUT is None and _log is None:
+        return
+    _log = _log or SampleLog(OUT)
 
     def flusher():
         while True:
@@ -265,6 +387,12 @@ def scenario_t0(environment) -> float:
     shape = environment.shape_class
     if isinstance(shape, ScenarioShape) and shape.t0 is not None:
         return shape.t0
+    if OUT is None and isinstance(environment.runner, WorkerRunner):
+        deadline = time.monotonic() + T0_WAIT_S     # a worker elsewhere: the master sends t0
+        while not _remote_t0 and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        if _remote_t0:
+            return _remote_t0[-1]
     if OUT is not None:
         path, deadline = OUT / "t0", time.monotonic() + T0_WAIT_S
         while time.monotonic() < deadline:
@@ -337,4 +465,6 @@ class ScenarioShape(LoadTestShape):
                 tmp = OUT / "t0.tmp"
                 tmp.write_text(f"{self.t0:.6f}\n")
                 os.replace(tmp, OUT / "t0")
+            if _master is not None:
+                _master.send_t0(self.t0)
         return shape_tick(SCENARIO, time.time() - self.t0, PROCESSES)

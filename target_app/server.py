@@ -296,3 +296,30 @@ def serve_dev(config: TargetConfig, on_ready=None) -> None:
     create_app({"SEED": config.seed, "ADMIN_TOKEN": config.token, "DEBUG": True,
                 "ADMIN_ALLOW_REMOTE": config.admin_allow_remote}).run(
         host=config.host, port=config.port, debug=True, use_reloader=False)
+
+
+def serve_command(config: TargetConfig, *, token: str | None, dev: bool, say, warn) -> int:
+    """`lab.py serve` once its options are parsed: run the target, telling `say` where it listens.
+
+    A token the user chose (`token`) stays out of stdout (container logs); a generated one
+    is shown once. Returns the exit code.
+    """
+    if token:
+        config.token = token
+    token_line = ("admin token: the one given (--token or LAB_ADMIN_TOKEN)" if token
+                  else f"admin token: {config.token}")
+    if dev:
+        serve_dev(config, on_ready=lambda: (
+            warn("--dev: Flask development server, debug on, one process; not for load tests"),
+            say(token_line)))
+        return 0
+
+    def ready(target):
+        say(f"target serving on [bold]{target.url}[/] (pid {target.pid}, {config.workers} workers x "
+            f"{config.threads} threads)")
+        say(token_line)
+        if config.metrics_port:
+            say(f"metrics listener: {config.metrics_url}")
+        say(f"try: curl {target.url}/stress   |   metrics: {target.url}/metrics   |   Ctrl-C stops")
+
+    return serve_foreground(config, on_ready=ready) or 0

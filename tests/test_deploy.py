@@ -238,7 +238,8 @@ def dockerfile() -> list[tuple[str, str]]:
 
 def test_dockerfile_is_slim_python_non_root_with_the_lab_installed_from_pyproject():
     steps = dockerfile()
-    assert steps[0] == ("FROM", "python:3.11-slim")
+    # The base is a build argument whose default is the official slim image users pull.
+    assert steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim") and steps[1] == ("FROM", "${BASE_IMAGE}")
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1] not in ("root", "0")
     runs = " ".join(args for op, args in steps if op == "RUN")
@@ -604,3 +605,23 @@ def test_distributed_smoke_run_both_workers_generate_load_and_rows_are_complete(
     assert [int(r["elapsed_s"]) for r in rows] == list(range(20))
     assert all(r["target_up"] == "1" and r["rps"] != "" and r["users"] != "" for r in rows)
     assert sum(float(r["rps"]) for r in rows) >= 20
+
+
+def test_the_test_override_builds_every_image_from_the_local_debian_base():
+    """deploy/compose.test.yml (deploy/stack-test.sh): no image from a registry, Grafana left out."""
+    tool = require_tool("docker-compose")
+    out = subprocess.run([tool, "--project-directory", str(ROOT), "-f", str(COMPOSE), "-f",
+                          str(DEPLOY / "compose.test.yml"), "config"],
+                         env=compose_env(**SECRETS), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    for name in LAB_SERVICES:
+        assert services[name]["image"] == "stability-lab:stack-test", name
+        assert services[name]["build"]["args"]["BASE_IMAGE"] == "lab-stack/debian-base:latest", name
+    for name, binary in (("prometheus", "/usr/bin/prometheus"), ("alertmanager", "/usr/bin/prometheus-alertmanager")):
+        assert services[name]["image"] == f"lab-stack/{name}:debian"
+        dockerfile = DEPLOY / "test-images" / services[name]["build"]["dockerfile"]
+        steps = [line for line in dockerfile.read_text().splitlines() if line and not line.startswith("#")]
+        assert steps[:2] == ["ARG BASE_IMAGE", "FROM ${BASE_IMAGE}"]
+        assert json.loads(steps[-1].split(None, 1)[1]) == [binary]
+    assert services["grafana"]["profiles"] == ["grafana"], "Grafana has no image or package reachable here"

@@ -3,6 +3,10 @@
 Each cell (scenario, seed, repeat) has a fixed run id, so a second invocation with the
 same arguments finds the complete runs (status complete, checksums match) and keeps them,
 and redoes only the cells whose folder is missing, interrupted or failed.
+
+`--shard I/N` (`shard_plan`) keeps one part of the matrix: N machines each record a
+disjoint part with the same run ids, and `lab.py dataset merge` (collector.dataset.merge_datasets)
+joins the parts into the dataset one machine would have written.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -38,10 +43,27 @@ class MatrixPlan:
     duration_s: int | None = None
     cells: list[Cell] = field(default_factory=list)
     planned_s: dict[str, int] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None      # (index, count) when this plan is one shard
+    all_run_ids: list[str] = field(default_factory=list)   # the whole matrix's, when sharded
 
     @property
     def total_s(self) -> int:
         return sum(self.planned_s[c.scenario] for c in self.cells)
+
+    def shard_meta(self) -> dict | None:
+        """The manifest's `generation.shard`: which part of which matrix this dataset holds."""
+        if self.shard is None:
+            return None
+        return {"index": self.shard[0], "count": self.shard[1],
+                "run_ids": [self.run_id(c) for c in self.cells], "matrix_run_ids": self.all_run_ids}
+
+    def run_id(self, cell: Cell) -> str:
+        return cell_name(cell, self.names[cell.scenario])
+
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """Scenario argument (name or .toml path) -> the scenario's name in run ids."""
+        return {arg: resolve_scenario(RunOptions(scenario=arg)).name for arg in self.scenarios}
 
 
 def plan_matrix(scenarios: list[str], seeds: list[int], repeats: int,
@@ -64,6 +86,48 @@ def plan_matrix(scenarios: list[str], seeds: list[int], repeats: int,
 
 def cell_name(cell: Cell, scenario_name: str) -> str:
     return f"{scenario_name}-s{cell.seed}-r{cell.repeat}"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`--shard I/N` -> (I, N), I counted from 0 (as JOB_COMPLETION_INDEX and Slurm arrays 0-(N-1))."""
+    if text is None:
+        return None
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise BadInput(f"--shard: expected I/N such as 0/4, got {text!r}") from None
+    if not sep or n < 1 or not 0 <= i < n:
+        raise BadInput(f"--shard: expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def shard_cells(cells: list[Cell], planned_s: dict[str, int], count: int) -> list[list[Cell]]:
+    """Split the cells into `count` disjoint parts of about equal planned time, deterministically.
+
+    Longest first, each to the part with the least planned time so far (ties: the lower
+    part, then the earlier cell), so a soak run and many smoke runs still balance; each
+    part keeps the matrix order. Depends on nothing but the cells and their planned seconds.
+    """
+    if count > len(cells):
+        raise BadInput(f"--shard: {count} shards for {len(cells)} runs; use at most {len(cells)}")
+    load = [0] * count
+    owner: dict[int, int] = {}
+    for pos in sorted(range(len(cells)), key=lambda k: (-planned_s[cells[k].scenario], k)):
+        part = min(range(count), key=lambda p: (load[p], p))
+        owner[pos] = part
+        load[part] += planned_s[cells[pos].scenario]
+    return [[c for k, c in enumerate(cells) if owner[k] == part] for part in range(count)]
+
+
+def shard_plan(plan: MatrixPlan, shard: tuple[int, int] | None) -> MatrixPlan:
+    """Return the plan of shard `shard` = (I, N) of `plan` (the plan itself when None)."""
+    if shard is None:
+        return plan
+    index, count = shard
+    parts = shard_cells(plan.cells, plan.planned_s, count)
+    return MatrixPlan(plan.scenarios, plan.seeds, plan.repeats, plan.duration_s, parts[index],
+                      dict(plan.planned_s), shard, [plan.run_id(c) for c in plan.cells])
 
 
 @dataclass
@@ -130,5 +194,7 @@ def generate_dataset(dataset_dir: Path, plan: MatrixPlan, *, command: str, worke
                         on_cell_start=on_cell_start, on_row=on_row)
     build = build_dataset_files(dataset_dir, scenarios=plan.scenarios, seeds=plan.seeds,
                                 extra_meta={"command": command, "repeats": plan.repeats,
-                                            "duration_s": plan.duration_s, **(extra_meta or {})})
+                                            "duration_s": plan.duration_s,
+                                            **({"shard": plan.shard_meta()} if plan.shard else {}),
+                                            **(extra_meta or {})})
     return result, build
