@@ -213,7 +213,9 @@ def _e(value: Any) -> str:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+    from collector.runio import safe_name
+
+    return safe_name(name, "run")
 
 
 def _pct(share: float | None) -> str:
