@@ -175,6 +175,11 @@ def test_monitor_service_uses_real_monitor_options(compose):
     known = _lab_params("monitor")
     unknown = [o for o in cmd if o.startswith("--") and o not in known]
     assert not unknown, f"lab.py monitor has no {unknown}"
+    # A service name is not a loopback literal: without --allow-remote the monitor refuses it.
+    from loadtests.harness import check_host
+
+    target = cmd[cmd.index("--target") + 1]
+    check_host(target, allow_remote="--allow-remote" in cmd, option="--target")
 
 
 def _non_loopback_address() -> str:

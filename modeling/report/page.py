@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from contract.runfolder import safe_name as runfolder_safe_name
 from contract.runfolder import atomic_write_bytes
 
 from .. import plots
@@ -132,8 +133,8 @@ def _e(value: Any) -> str:
 
 
 def safe_name(name: str) -> str:
-    """Return `name` with only file-name-safe characters, for a PNG named after a run."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+    """Return `name` as one plain file name (the run folder's rule), for a PNG named after a run."""
+    return runfolder_safe_name(name, "run")
 
 
 def pct(share: float | None) -> str:
