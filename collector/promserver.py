@@ -58,7 +58,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from contract.errors import BadInput, redact_url
+from contract.addresses import redact_url
+from contract.errors import BadInput
 
 from .promstats import DURATION, IN_FLIGHT, QUANTILES, QUEUE, REQUESTS, SERVER_KEYS
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from .clientstats import SampleTailer, SecondBinner, client_stats
 from .procstats import ProcessGroup, listener_pid
 from .targetview import TargetView
+from contract.addresses import is_loopback_host
 from contract.runfolder import COLLECTOR_JSON, LOCUST_DIR, METRICS_CSV, STATUS_GLOB, read_json, utc_iso
 from contract.schema import COLUMNS, DIRECT_SCRAPE_COLUMNS, NO_INCIDENT, csv_cell, violates_slo
 from contract.scenario import Scenario
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         from urllib.parse import urlparse
 
         parsed = urlparse(config.target_url)
-        if parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port:
+        if is_loopback_host(parsed.hostname or "") and parsed.port:
             config.target_pid = listener_pid(parsed.port)
     collector = Collector(config)
     if config.extra_columns:

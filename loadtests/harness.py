@@ -28,7 +28,8 @@ import requests
 
 from collector.promserver import PrometheusSource, check_server, check_url
 from collector.sampler import STOPPED_KEY, write_failure
-from contract.errors import BadInput, Interrupted, LabError, is_loopback_host, redact_url
+from contract.addresses import is_loopback_host, redact_url
+from contract.errors import BadInput, Interrupted, LabError
 from contract.runfolder import (COLLECTOR_CONFIG, COLLECTOR_JSON, EVENTS_JSONL, LOCUST_DIR, METRICS_CSV,
                                 SCENARIO_JSON, T0_FILE, TARGET_STATE_DIR, atomic_write_json, host_facts,
                                 package_versions, read_json, read_samples, REFUSED_TXT, utc_iso, write_run_json)

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from contract.errors import BadInput, LabError, is_loopback_host, redact_url
+from contract.addresses import is_loopback_host, redact_url
+from contract.errors import BadInput, LabError
 
 from .config import coerce, read_toml
 from .policy import Action, Decision
@@ -260,15 +261,10 @@ def check_url(url: str, what: str, loopback_http_only: bool = True) -> str:
         raise BadInput(f"{what}: {_safe(url)}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
         raise BadInput(f"{what}: {_safe(url)}: expected an http:// or https:// URL with a host")
-    if parts.scheme == "http" and loopback_http_only and not is_loopback(host):
+    if parts.scheme == "http" and loopback_http_only and not is_loopback_host(host):
         raise BadInput(f"{what}: {_safe(url)}: plain http is accepted only to a loopback address "
                        "(127.0.0.1, ::1, localhost); use https")
     return url
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine's loopback interface (no DNS lookup)."""
-    return is_loopback_host(host)
 
 
 # `//user:secret@` inside an exception's text (a library may quote the URL it was given).

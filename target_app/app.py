@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import hmac
-import ipaddress
 import math
 import os
 import secrets
@@ -14,6 +13,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from contract.errors import BadInput
+
+from contract.addresses import is_loopback_host
 
 from .catalogue import make_catalogue, search
 from .costs import SeededRandom, burn_cpu, wait_io
@@ -275,11 +276,7 @@ def _guard():
     """Answer only loopback clients holding the bearer token."""
     cfg = current_app.config
     if not cfg["ADMIN_ALLOW_REMOTE"]:
-        try:
-            loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        if not is_loopback_host(request.remote_addr or ""):
             return jsonify(error="admin API answers loopback clients only"), 403
     header = request.headers.get("Authorization", "")
     expected = f"Bearer {cfg['ADMIN_TOKEN']}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from contract.addresses import is_loopback_host
 from contract.errors import BadInput, LabError
 
 from .app import new_token
@@ -160,7 +161,7 @@ class Target:
             env["LAB_MAX_WORKER_RSS_MB"] = f"{float(c.max_worker_rss_mb):g}"
         if c.metrics_port:
             env["LAB_METRICS_PORT"] = str(c.metrics_port)
-            env["LAB_METRICS_HOST"] = "127.0.0.1" if c.host in ("127.0.0.1", "localhost") else c.host
+            env["LAB_METRICS_HOST"] = "127.0.0.1" if is_loopback_host(c.host) else c.host
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
@@ -289,7 +290,7 @@ def serve_dev(config: TargetConfig, on_ready=None) -> None:
     """
     from .app import create_app
 
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback_host(config.host):
         raise BadInput("--dev: refused with --bind-all: the debugger would run code for anyone who reaches it")
     if on_ready:
         on_ready()

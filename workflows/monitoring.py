@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from collector.procstats import listener_pid
 from collector.targetview import PrometheusTargetView, TargetView
+from contract.addresses import is_loopback_host
 from contract.errors import BadInput
 from contract.schema import slo_limits
 from loadtests.harness import check_host
@@ -24,9 +25,6 @@ from monitor.exporter import MonitorExporter
 from monitor.live import OnlineModel, run_monitor, status_line
 from monitor.policy import load_policy
 from monitor.sinks import load_sinks
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 @dataclass
 class MonitorOptions:
@@ -62,7 +60,7 @@ class Monitor:
                            f"running target")
         self.online = OnlineModel(bundle)
         parsed = urlparse(target)
-        pid = listener_pid(parsed.port or 80) if parsed.hostname in LOCAL_HOSTS else None
+        pid = listener_pid(parsed.port or 80) if is_loopback_host(parsed.hostname or "") else None
         if opts.scale_target and pid is None:
             raise BadInput(f"--scale-target: no local gunicorn master is listening for {target}")
         scrape = opts.metrics_url or target + "/metrics"
