@@ -157,7 +157,8 @@ from collector.export import ExportFormat  # noqa: E402  (typer needs the Enum w
 @lab_command
 def generate_dataset(
     out_dir: Annotated[Path, typer.Option("--out", help="Dataset folder (e.g. datasets/mylab).")] = Path("datasets/lab"),
-    scenarios_: Annotated[str, typer.Option("--scenarios", help="Comma-separated scenario names or .toml paths.")] = "spike,ramp,step,wave,fault-latency,fault-errors,fault-cpu,fault-memory,mixed",
+    preset: Annotated[Optional[str], typer.Option(help="bench (every open-model built-in x 5 seeds, full length, ~3.3 h) or small (~20 min): fixed seeds and a train/test split in the manifest (docs/datasets.md).")] = None,
+    scenarios_: Annotated[Optional[str], typer.Option("--scenarios", help="Comma-separated scenario names or .toml paths (default: spike,ramp,step,wave,fault-*,mixed; with --preset: its own).")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Runs per scenario, seeds --seed, --seed+1, ...")] = 1,
     seed: Annotated[int, typer.Option(help="First seed.")] = 1,
     seeds: Annotated[Optional[str], typer.Option(help="Explicit comma-separated seeds (instead of --seed/--repeats).")] = None,
@@ -168,18 +169,18 @@ def generate_dataset(
 ):
     """Run scenarios x seeds into one dataset folder, then write dataset.parquet, manifest.json and CARD.md."""
     from loadtests.report_console import MatrixProgress
-    from workflows.matrix import generate_dataset as generate, parse_seeds, parse_shard, plan_matrix, shard_plan
+    from workflows.matrix import generate_dataset as generate, parse_shard, shard_plan
+    from workflows.presets import dataset_plan
 
-    names = [n.strip() for n in scenarios_.split(",") if n.strip()]
-    plan = shard_plan(plan_matrix(names, parse_seeds(seeds, seed, repeats), 1, duration), parse_shard(shard))
+    plan, extra = dataset_plan(preset, scenarios_, seeds, seed, repeats, duration)
+    plan = shard_plan(plan, parse_shard(shard))
     out.print(f"dataset {out_dir}: {len(plan.cells)} runs, {plan.total_s / 60:.1f} min of scenario time")
     command = "python lab.py generate-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with MatrixProgress(out, plan, enabled=not quiet) as progress:
-        result, build = generate(out_dir, plan, command=command, workers=workers,
+        result, build = generate(out_dir, plan, command=command, workers=workers, extra_meta=extra,
                                  on_cell_start=progress.cell, on_row=progress.row)
-    out.print(f"{len(result.done)} runs ({len(result.kept)} kept from before, "
-              f"{len(result.redone)} redone) -> [bold]{build.parquet}[/], {build.card.name}, "
-              f"{build.manifest_path.name}")
+    out.print(f"{len(result.done)} runs ({len(result.kept)} kept from before, {len(result.redone)} redone) -> "
+              f"[bold]{build.parquet}[/], {build.card.name}, {build.manifest_path.name}")
 
 
 @lab_command
@@ -256,13 +257,13 @@ def export(
 def train(
     sources: Annotated[list[Path], typer.Argument(help="Run folders, dataset folders, folders of runs or imported CSV files.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")] = Path("models/lab"),
-    holdout: Annotated[Optional[str], typer.Option(help="Comma-separated scenario names held out for evaluation (default: a random quarter of the runs; one run: its last quarter).")] = None,
+    holdout: Annotated[Optional[str], typer.Option(help="Comma-separated scenario names held out for evaluation (default: a dataset's fixed split from its manifest, else a random quarter of the runs; one run: its last quarter).")] = None,
     preset: Annotated[str, typer.Option(help="default, guide (the original guide's LSTM) or tiny.")] = "default",
     window: Annotated[Optional[int], typer.Option(min=1, help="Seconds of history per prediction.")] = None,
     horizon: Annotated[Optional[int], typer.Option(min=1, help="Seconds ahead to forecast.")] = None,
     units: Annotated[Optional[int], typer.Option(min=1, help="LSTM units.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = None,
-    known_future_users: Annotated[bool, typer.Option("--known-future-users", help="Give the model the planned user count for the next H seconds.")] = False,
+    plan: Annotated[Optional[str], typer.Option(help="Give the model the scenario's plan (planned_rate or planned_users) for the next H s: 'ahead' (serving needs the plan too) or 'held' (the plan of now repeated, what a monitor without a plan feeds).")] = None,
     regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", min=2, help="Number of regimes (default: chosen by silhouette).")] = None,
     profile: Annotated[str, typer.Option(help="lab: every column of a run; live: only what a monitor sees of a running target (its /metrics, processes, host), for `lab.py monitor`.")] = "lab",
     seed: Annotated[int, typer.Option(help="Seed for the split, weights and KMeans.")] = 0,
@@ -272,13 +273,12 @@ def train(
     from modeling.console import EpochProgress, print_training
     from modeling.pipeline import train_bundle
 
-    params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs).items()
-              if v is not None}
+    params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs).items() if v is not None}
     with EpochProgress(out, enabled=not quiet) as progress:
         bundle = train_bundle([str(s) for s in sources], out_dir,
                               holdout=[h.strip() for h in holdout.split(",")] if holdout else None,
                               preset=preset, params=params, seed=seed, regimes_k=regimes_k,
-                              known_future=["users"] if known_future_users else (),
+                              plan=plan,
                               on_epoch=progress.epoch, profile=profile,
                               on_warning=warn)
     print_training(out, bundle, out_dir)

@@ -1,11 +1,16 @@
-"""Modelling benchmark: the issue's goal figures, timings, and the experiment grid behind the defaults.
+"""Modelling benchmark under the tuning protocol: tune on training scenarios, score the test split once.
 
-    python benchmarks/modeling.py                      # default model on a generated synthetic dataset
-    python benchmarks/modeling.py --grid --model-seeds 0,1,2   # every configuration in GRID (about an hour)
-    python benchmarks/modeling.py --runs DATASET --holdout mixed,wave   # real runs instead
+    python lab.py generate-dataset --preset small --out datasets/small      # ~20 min of runs
+    python benchmarks/modeling.py --dataset datasets/small --out results.json
+    python benchmarks/modeling.py --dataset datasets/bench --configs w60,w60+plan
 
-Training runs and held-out runs never share a scenario. Results go to stdout as a table
-and, with --out, to a JSON file. Figures are recorded in docs/modeling.md.
+The dataset's manifest fixes the split (held-out scenarios and held-out seeds are the test
+split; `modeling/protocol.py`). Everything tuned is chosen on the training runs only:
+the LSTM's configuration (from CONFIGS) and its alarm threshold by leave-one-scenario-out
+validation, the baselines' settings and the best baseline per metric on the training
+windows. The test split is opened once, for the one evaluation whose figures are printed
+(and recorded under `protocol.test_opened` in the JSON); the script refuses to open it
+again. Timings use training runs only. `benchmarks/README.md` records the figures.
 """
 
 from __future__ import annotations
@@ -19,178 +24,191 @@ from pathlib import Path
 
 import numpy as np
 
+# This file is named modeling.py: take its folder off the path so `modeling` is the package.
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+sys.path.insert(0, str(ROOT))
 
-TRAIN_SCENARIOS = ["spike", "ramp", "step", "fault-latency", "fault-errors", "fault-cpu", "fault-memory", "soak"]
-HELDOUT_SCENARIOS = ["mixed", "wave"]
-
-# name -> LSTMForecaster keyword arguments (on top of the defaults).
-GRID: dict[str, dict] = {
-    "default": {},
-    "window15": {"window": 15},
-    "window30": {"window": 30},
-    "units16": {"units": 16},
-    "units64": {"units": 64},
-    "dropout0": {"dropout": 0.0},
-    "dropout0.3": {"dropout": 0.3},
-    "lr1e-3": {"learning_rate": 1e-3},
-    "lr1e-2": {"learning_rate": 1e-2},
-    "layers2": {"layers": 2},
-    "huber": {"loss": "huber"},
-    "mae": {"loss": "mae"},
-    "no-delta": {"delta": False},
-    "no-log": {"log_latency": False},
-    "no-early-stop": {"patience": 0, "epochs": 30},
-    "known-future": {"known_future": ["users"]},
-    "window20": {"window": 20},
-    "window15+huber": {"window": 15, "loss": "huber"},
-    "known-future+window10": {"known_future": ["users"], "window": 10},
-    "known-future+window20": {"known_future": ["users"], "window": 20},
-    "known-future+window60": {"known_future": ["users"], "window": 60},
-    "known-future+window15": {"known_future": ["users"], "window": 15},
-    "known-future+window15+huber": {"known_future": ["users"], "window": 15, "loss": "huber"},
-    "guide": {"preset": "guide"},
+# name -> LSTMForecaster keyword arguments; "plan" stands for the dataset's plan column.
+CONFIGS: dict[str, dict] = {
+    "w30": {"window": 30},
+    "w30+plan": {"window": 30, "known_future": ["plan"]},
+    "w60": {"window": 60},
+    "w60+plan": {"window": 60, "known_future": ["plan"]},
 }
+TEST_FIGURES = "held-out scores: forecasts and baselines, model vs best baseline, early warning, regimes, goals"
 
 
-def datasets(args: argparse.Namespace):
-    """Return (train, test) runs: generated synthetic ones or loaded and split by scenario."""
-    from modeling.data import load_runs, split_runs
-    from modeling.synthetic import synthetic_run
-
-    if args.runs:
-        runs = load_runs(args.runs)
-        return split_runs(runs, holdout=args.holdout.split(","))
-    train = [synthetic_run(s, seed=i) for s in TRAIN_SCENARIOS for i in args.seeds]
-    test = [synthetic_run(s, seed=i) for s in HELDOUT_SCENARIOS for i in args.test_seeds]
-    return train, test
-
-
-def row(name: str, model, result: dict) -> dict:
-    """Flatten one evaluation into the figures the table shows."""
-    lstm = result["summary"]["lstm"]
-    mase_all = [v for s in result["forecast"]["lstm"].values() for v in s["mase"] if v is not None]
-    ew = result["early_warning"]
-    return {
-        "config": name,
-        **{f"mase@H {m}": lstm[m]["mase_at_h"] for m in result["data"]["key_metrics"]},
-        "mase mean": float(np.mean(mase_all)), "mase worst": float(np.max(mase_all)),
-        "f1": ew["lstm"]["f1"], "f1 fcst": ew["lstm_forecast"]["f1"],
-        "f1 reactive": ew["reactive"]["f1"], "f1 linear": ew["predict_linear"]["f1"],
-        "event recall": ew["lstm"]["event_recall"], "lead s": ew["lstm"]["mean_lead_s"],
-        "false/h": ew["lstm"]["false_alarms_per_hour"],
-        "epochs": model.epochs_trained_, "s/epoch": model.training_summary_["seconds_per_epoch"],
-        "fit s": model.training_summary_["fit_seconds"],
-    }
-
-
-def mean_row(rows: list[dict]) -> dict:
-    """Average the figures of one configuration over model seeds (None stays out of the mean)."""
-    out = {"config": rows[0]["config"], "seeds": len(rows)}
-    for key in rows[0]:
-        if key == "config":
-            continue
-        values = [r[key] for r in rows if r[key] is not None]
-        out[key] = float(np.mean(values)) if values else None
-    if len(rows) > 1:
-        out["f1 sd"] = float(np.std([r["f1"] for r in rows]))
+def resolve(configs: dict[str, dict], plan: str | None) -> dict[str, dict]:
+    """Replace the "plan" placeholder by the dataset's plan column (configs needing one are dropped without)."""
+    out = {}
+    for name, params in configs.items():
+        if "plan" in params.get("known_future", ()):
+            if plan is None:
+                continue
+            params = {**params, "known_future": [plan]}
+        out[name] = params
     return out
 
 
-def print_table(rows: list[dict]) -> None:
-    """Print rows as an aligned plain-text table."""
-    cols = list(rows[0])
-    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    width = {c: max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in cols}
-    print("  ".join(c.rjust(width[c]) for c in cols))
-    for r in rows:
-        print("  ".join(fmt(r.get(c)).rjust(width[c]) for c in cols))
-
-
-def timings(model) -> dict:
-    """Measure training seconds per epoch on one hour of data and online inference latency."""
-    from contract.scenario import load_scenario
+def run_protocol(dataset: Path, configs: dict[str, dict], *, seed: int = 0, epochs: int | None = None,
+                 log=print) -> dict:
+    """Tune on the training runs, fit the final models, open the test split once, evaluate; return everything."""
+    from contract.errors import BadInput
+    from modeling.evaluate import evaluate
     from modeling.forecaster import LSTMForecaster
-    from modeling.synthetic import synthetic_run
+    from modeling.pipeline import fit_baselines, plan_column
+    from modeling.protocol import DatasetSplit, tune
+    from modeling.regimes import RegimeModel
 
-    hour = synthetic_run(load_scenario("mixed").scaled(3600), seed=5)
-    params = {k: v for k, v in model.get_params().items() if k not in ("epochs", "patience", "validation_fraction")}
+    split = DatasetSplit.of(dataset)
+    train = split.train_runs()
+    try:
+        plan = plan_column(train)
+    except BadInput:
+        plan = None
+    grid = resolve(configs, plan)
+    if epochs:
+        grid = {k: {**v, "epochs": epochs} for k, v in grid.items()}
+    log(f"train: {len(train)} runs ({sum(map(len, train))} rows) of "
+        f"{', '.join(sorted({str(r.attrs.get('scenario')) for r in train}))}; test split sealed: "
+        f"{len(split.test_dirs)} runs; configurations {', '.join(grid)}")
+    tuned = tune(train, grid, seed=seed, on_fit=lambda c, f: log(f"  fold {c} / left out {f}"))
+    log(f"chosen by leave-one-scenario-out: {tuned.config} ({json.dumps(tuned.scores[tuned.config])}); "
+        f"alarm threshold {tuned.threshold:.2f} ({tuned.threshold_note})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        started = time.monotonic()
+        model = LSTMForecaster(**tuned.params, seed=seed).fit(train)
+        fit_s = time.monotonic() - started
+        model.warn_threshold_, model.threshold_note_ = tuned.threshold, tuned.threshold_note
+        started = time.monotonic()
+        suite = fit_baselines(model, train)
+        suite_s = time.monotonic() - started
+        regimes = RegimeModel(seed=seed).fit(train)
+    timing = timings(model, train)
+    timing.update(final_fit_s=round(fit_s, 1), baselines_fit_s=round(suite_s, 1), tuning_s=tuned.seconds,
+                  tuning_fits=tuned.fits)
+    sealed = split.sealed_test()
+    test = sealed.open(TEST_FIGURES)
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(model, test, regimes, suite)
+    timing["evaluate_s"] = round(time.monotonic() - started, 1)
+    return {"dataset": str(dataset), "split": {k: v for k, v in split.split.items() if k not in ("train", "test")},
+            "protocol": {"configs": grid, "validation": tuned.scores, "chosen": tuned.config,
+                         "threshold": tuned.threshold, "threshold_note": tuned.threshold_note,
+                         "baselines": suite.to_dict(), "test_opened": sealed.opened},
+            "result": result, "timings": timing}
+
+
+def timings(model, train) -> dict:
+    """Online inference latency and AutoETS's cost per window, measured on a training run (never the test split)."""
+    from modeling.baselines import auto_ets
+
+    w = model.windows(train[:1])
+    x = w.x_key[: min(100, len(w))]
     started = time.perf_counter()
-    LSTMForecaster(**params, epochs=2, patience=0, validation_fraction=0.0).fit([hour])
-    per_epoch = (time.perf_counter() - started) / 2
-    W = model.params_["window"]
-    H = model.params_["horizon"]
-    future = hour["users"].iloc[W:W + H].to_numpy() if model.known_future_ else None
-    model.predict_one(hour.iloc[:W], future=future)          # trace the compiled function once
+    auto_ets(x, model.params_["horizon"])
+    ets_ms = (time.perf_counter() - started) * 1000 / max(1, x.shape[0] * x.shape[2])
+    run, W = train[0], model.params_["window"]
+    columns = [c for c in model.columns_ if c != "missing"]
+    future = None
+    if model.known_future_:
+        future = run[model.known_future_].iloc[W:W + model.params_["horizon"]].to_numpy()
+    model.predict_one(run[columns].iloc[:W], future=future)          # trace the compiled function once
     lat = []
-    for i in range(300):
+    for i in range(min(200, len(run) - W - model.params_["horizon"])):
         t = time.perf_counter()
-        model.predict_one(hour.iloc[i:i + W], future=future)
+        model.predict_one(run[columns].iloc[i:i + W], future=future)
         lat.append((time.perf_counter() - t) * 1000)
-    return {"seconds_per_epoch_1h_incl_setup": round(per_epoch, 2),
-            "predict_one_ms_p50": round(float(np.percentile(lat, 50)), 2),
-            "predict_one_ms_p99": round(float(np.percentile(lat, 99)), 2)}
+    return {"auto_ets_ms_per_window_and_metric": round(ets_ms, 2),
+            "predict_one_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat else None,
+            "predict_one_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat else None}
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _f(v, d: int = 2) -> str:
+    return "–" if v is None else f"{v:.{d}f}"
+
+
+def _ci(ci, d: int = 2) -> str:
+    return "–" if not ci or ci[0] is None else f"{_f(ci[0], d)}–{_f(ci[1], d)}"
+
+
+def markdown(out: dict) -> str:
+    """The figures as Markdown tables (what benchmarks/README.md records)."""
+    r = out["result"]
+    d, key, H = r["data"], r["data"]["key_metrics"], r["data"]["horizon_s"]
+    lines = [f"Test split: {d['windows']} windows of {d['runs_with_windows']} runs ({', '.join(d['scenarios'])}); "
+             f"chosen configuration `{out['protocol']['chosen']}`; 95% block-bootstrap intervals "
+             f"(blocks of {d['block_s']} s, {d['n_boot']} resamples).", ""]
+    lines += [f"RelMAE at h = 1, 5, {H} s [95% interval] (below 1 beats persistence):", "",
+              "| forecaster | " + " | ".join(key) + " |", "|---|" + "---|" * len(key)]
+    steps = sorted({0, min(4, H - 1), H - 1})
+    for name, scores in r["forecast"].items():
+        cells = ["<br>".join(f"h{h + 1} {_f(scores[m]['relmae'][h])} [{_ci(scores[m]['relmae_ci'][h])}]"
+                             for h in steps) for m in key]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"MASE at h = 1, 5, {H} s [95% interval] (scale: in-sample one-step naive MAE of the training "
+                  "series):", "", "| forecaster | " + " | ".join(key) + " |", "|---|" + "---|" * len(key)]
+    for name, scores in r["forecast"].items():
+        cells = ["<br>".join(f"h{h + 1} {_f(scores[m]['mase'][h])} [{_ci(scores[m]['mase_ci'][h])}]"
+                             for h in steps) for m in key]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"LSTM against its best baseline (chosen on the training runs), MAE at {H} s:", "",
+              "| metric | best baseline | MAE LSTM | MAE baseline | gain | 95% interval | windows | runs |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for m, c in r["comparison"].items():
+        lines.append(f"| {m} | {c['best_baseline']} | {_f(c['mae'], 3)} | {_f(c['mae_baseline'], 3)} | "
+                     f"{_f(c['mae_gain'])} | {_ci([c['ci_low'], c['ci_high']])} | {c['windows']} | {c['runs']} |")
+    ew = r["early_warning"]
+    lines += ["", f"Early warning by episode (headline: event F1 within {ew['budget_per_h']:g} false alarms/h):", "",
+              "| alert | headline | F1 [95%] | precision | recall | false alarms/h [95%] | mean lead s | "
+              "share of achievable [95%] |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in ew.items():
+        if isinstance(s, dict):
+            lines.append(f"| {name} | {_f(s['f1_in_budget'])} | {_f(s['f1'])} [{_ci(s['ci']['f1'])}] | "
+                         f"{_f(s['precision'])} | {_f(s['recall'])} | {_f(s['false_alarms_per_h'], 1)} "
+                         f"[{_ci(s['ci']['false_alarms_per_h'], 1)}] | {_f(s['mean_lead_s'], 1)} | "
+                         f"{_f(s['lead_share'])} [{_ci(s['ci']['lead_share'])}] |")
+    lines += ["", "Goals:", "", "| goal | figure | 95% interval | target | status |", "|---|---:|---:|---|---|"]
+    for name, g in r["goals"].items():
+        lines.append(f"| {name} | {_f(g['value'])} | {_ci(g['ci'])} | {g['goal']} | {g['status']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", action="store_true", help="run every configuration in GRID")
-    parser.add_argument("--configs", default="", help="comma-separated GRID names to run")
-    parser.add_argument("--runs", nargs="*", help="run or dataset folders instead of synthetic runs")
-    parser.add_argument("--holdout", default="mixed,wave", help="scenarios held out for testing (with --runs)")
-    parser.add_argument("--seeds", default="1,2,3", help="synthetic seeds of the training runs")
-    parser.add_argument("--test-seeds", default="7,8", help="synthetic seeds of the held-out runs")
-    parser.add_argument("--model-seeds", default="0", help="comma-separated model seeds; figures are averaged")
-    parser.add_argument("--no-timings", action="store_true")
-    parser.add_argument("--out", type=Path, help="write all results as JSON here")
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset folder made with generate-dataset --preset")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated of {', '.join(CONFIGS)}")
+    parser.add_argument("--seed", type=int, default=0, help="model seed")
+    parser.add_argument("--epochs", type=int, help="cap the epochs of every fit (default: the model's)")
+    parser.add_argument("--out", type=Path, help="write everything as JSON here")
     args = parser.parse_args()
-    args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.test_seeds = [int(s) for s in args.test_seeds.split(",")]
-    warnings.simplefilter("ignore")
-
-    from modeling.evaluate import evaluate
-    from modeling.forecaster import LSTMForecaster
-    from modeling.regimes import RegimeModel
-
-    train, test = datasets(args)
-    print(f"train: {len(train)} runs, {sum(map(len, train))} rows; held out: "
-          f"{len(test)} runs ({', '.join(sorted({str(r.attrs.get('scenario')) for r in test}))}), "
-          f"{sum(map(len, test))} rows", flush=True)
-    names = list(GRID) if args.grid else (args.configs.split(",") if args.configs else ["default"])
-    unknown = [n for n in names if n not in GRID]
+    names = [n for n in args.configs.split(",") if n]
+    unknown = [n for n in names if n not in CONFIGS]
     if unknown:
-        parser.error(f"unknown configuration {unknown[0]!r}; choose from {', '.join(GRID)}")
-    seeds = [int(s) for s in args.model_seeds.split(",")]
-    regimes = RegimeModel().fit(train)
-    rows, results, per_seed, first = [], {}, {}, None
-    for name in names:
-        runs_rows = []
-        for seed in seeds:
-            model = LSTMForecaster(**GRID[name], seed=seed).fit(train)
-            result = evaluate(model, test, regimes)
-            runs_rows.append(row(name, model, result))
-            results[f"{name}/seed{seed}"] = result
-            first = first or (model, result)
-            print(json.dumps(runs_rows[-1]), flush=True)
-        per_seed[name] = runs_rows
-        rows.append(mean_row(runs_rows))
+        parser.error(f"unknown configuration {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    warnings.simplefilter("ignore")
+    from contract.errors import LabError
+
+    try:
+        out = run_protocol(args.dataset, {n: CONFIGS[n] for n in names}, seed=args.seed, epochs=args.epochs,
+                           log=lambda m: print(m, flush=True))
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     print()
-    print_table(rows)
-    model, result = first
-    print("\ngoals (first configuration):")
-    for goal, figure in result["goals"].items():
-        value = figure["value"]
-        shown = "-" if value is None else f"{value:.3f}"
-        print(f"  {goal:22s} {shown:>8s}  goal {figure['goal']:45s} {'met' if figure['met'] else 'NOT met'}")
-    print("\n".join(result["verdict"]))
-    extra = {} if args.no_timings else timings(model)
-    if extra:
-        print("timings:", json.dumps(extra))
+    print(markdown(out))
+    print()
+    print("\n".join(out["result"]["verdict"]))
+    print("timings:", json.dumps(out["timings"]))
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "per_seed": per_seed, "results": results,
-                                        "timings": extra}, indent=1))
+        args.out.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def render_card(manifest: dict[str, Any], metas: Sequence[dict], scenarios: Sequ
     lines = _summary(manifest, included) + _files()
     if info:
         lines += _balance(info)
-    lines += _columns(manifest) + _labels(scenarios) + _scenarios(scenarios, included)
+    lines += _columns(manifest) + _labels(scenarios) + _scenarios(scenarios, included) + _split(manifest)
     lines += _machine(manifest, metas) + _reproduce(manifest) + _limitations(included)
     return "\n".join(lines) + "\n"
 
@@ -178,6 +178,23 @@ def _machine(manifest: dict[str, Any], metas: Sequence[dict]) -> list[str]:
     versions = manifest.get("versions") or {}
     return lines + ["", "Package versions when the dataset was built: "
                     + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
+
+
+def _split(manifest: dict[str, Any]) -> list[str]:
+    """The fixed train/validation/test split of a preset dataset (manifest generation.split)."""
+    split = (manifest.get("generation") or {}).get("split")
+    if not isinstance(split, dict):
+        return []
+    folds = split.get("validation_folds") or {}
+    return ["## Split", "",
+            f"Preset `{split.get('preset')}`: {split.get('about', '')}. The split is fixed in `manifest.json` "
+            f"(`generation.split`), so any two models are compared on the same runs.", "",
+            f"- test: {len(split.get('test') or [])} runs: the held-out scenarios "
+            f"{', '.join(split.get('test_scenarios') or []) or '-'} (every seed) and the held-out seeds "
+            f"{', '.join(str(s) for s in split.get('test_seeds') or []) or '-'} (every scenario)",
+            f"- train: {len(split.get('train') or [])} runs of {len(folds)} scenarios",
+            f"- validation: {split.get('validation', 'leave-one-scenario-out')}: {len(folds)} folds, one per "
+            "training scenario; tuning never reads the test split", ""]
 
 
 def _reproduce(manifest: dict[str, Any]) -> list[str]:

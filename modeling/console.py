@@ -44,29 +44,45 @@ def _f(value, digits: int = 2) -> str:
     return str(value)
 
 
+def _ci(ci) -> str:
+    return "-" if not ci or ci[0] is None else f"{_f(ci[0])}-{_f(ci[1])}"
+
+
 def print_evaluation(console: Console, result: dict) -> None:
-    """Print MASE per metric and model, early-warning scores, regimes and the verdict."""
+    """Print RelMAE and MASE per metric and model, the model against its best baseline, early warning, goals, verdict."""
     data = result["data"]
     H = data["horizon_s"]
-    table = Table(title=f"forecast MASE at {H} s (below 1 beats naive persistence)", box=None)
+    table = Table(title=f"forecast {H} s ahead: RelMAE (below 1 beats naive persistence) [95% interval] / MASE",
+                  box=None)
     table.add_column("model", style="bold")
     for metric in data["key_metrics"]:
         table.add_column(metric, justify="right")
     for name, scores in result["summary"].items():
-        table.add_row(name, *[_f(scores[m]["mase_at_h"]) for m in data["key_metrics"]])
+        table.add_row(name, *[f"{_f(scores[m].get('relmae_at_h'))} [{_ci(scores[m].get('relmae_ci_at_h'))}] / "
+                              f"{_f(scores[m].get('mase_at_h'))}" for m in data["key_metrics"]])
+    console.print(table)
+    table = Table(title=f"LSTM against its best baseline (chosen on the training runs), MAE at {H} s", box=None)
+    for col in ("metric", "best baseline", "MAE gain", "95% interval", "windows", "runs"):
+        table.add_column(col, justify="left" if col in ("metric", "best baseline") else "right")
+    for metric, c in result.get("comparison", {}).items():
+        table.add_row(metric, c["best_baseline"], _f(c["mae_gain"]), _ci([c["ci_low"], c["ci_high"]]),
+                      str(c["windows"]), str(c["runs"]))
     console.print(table)
     ew = result["early_warning"]
-    table = Table(title=f"early warning: SLO violated within {H} s", box=None)
-    for col in ("alert", "precision", "recall", "F1", "mean lead s", "event recall"):
+    table = Table(title=f"early warning by episode (headline: F1 within {_f(ew.get('budget_per_h'), 0)} false alarms/h)",
+                  box=None)
+    for col in ("alert", "headline", "F1 [95%]", "precision", "recall", "false alarms/h", "mean lead s",
+                "share of achievable"):
         table.add_column(col, justify="right" if col != "alert" else "left")
     for name, s in ew.items():
         if isinstance(s, dict):
-            table.add_row(name, _f(s.get("precision")), _f(s.get("recall")), _f(s.get("f1")),
-                          _f(s.get("mean_lead_s"), 1), _f(s.get("event_recall")))
+            table.add_row(name, _f(s.get("f1_in_budget")), f"{_f(s.get('f1'))} [{_ci((s.get('ci') or {}).get('f1'))}]",
+                          _f(s.get("precision")), _f(s.get("recall")), _f(s.get("false_alarms_per_h"), 1),
+                          _f(s.get("mean_lead_s"), 1), _f(s.get("lead_share")))
     console.print(table)
     if "regimes" in result:
         r = result["regimes"]
-        console.print(f"regimes: k={r['k']} ({', '.join(r['names'])})  ARI {_f(r['ari'])}  "
+        console.print(f"regimes: k={r['k']} ({', '.join(r['names'])})  ARI {_f(r['ari'])} [{_ci(r.get('ari_ci'))}]  "
                       f"NMI {_f(r['nmi'])}  silhouette {_f(r.get('silhouette'))}")
     if "products" in result:
         groups: dict[str, list[str]] = {}
@@ -75,11 +91,13 @@ def print_evaluation(console: Console, result: dict) -> None:
         console.print("endpoint clusters: " + "; ".join(f"{c}: {', '.join(e)}" for c, e in groups.items()))
     goals = result.get("goals", {})
     if goals:
-        table = Table(title="goals", box=None)
-        for col in ("goal", "figure", "target", "met"):
+        table = Table(title="goals (met only when the 95% interval supports it)", box=None)
+        for col in ("goal", "figure", "95% interval", "target", "status"):
             table.add_column(col)
+        colour = {"met": "green", "not met": "red"}
         for name, g in goals.items():
-            table.add_row(name, _f(g["value"]), g["goal"], "[green]yes[/]" if g["met"] else "[red]no[/]")
+            st = g.get("status", "met" if g["met"] else "not met")
+            table.add_row(name, _f(g["value"]), _ci(g.get("ci")), g["goal"], f"[{colour.get(st, 'yellow')}]{st}[/]")
         console.print(table)
     for line in result.get("verdict", []):
         console.print(line, highlight=False)

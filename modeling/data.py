@@ -19,6 +19,15 @@ Feature rule: every numeric column of the training runs except `elapsed_s` (time
 `fault_intensity` (the injected fault's ground truth, which a real system does not
 expose); columns that are constant or empty on the training runs are dropped with a
 warning, except the key metrics, which are always kept.
+
+Target rule: the forecast targets are the key metrics `horizon` seconds ahead, read raw:
+a target second that is missing (empty, NaN or inf) stays missing and is masked when
+scoring (never gap-filled); training uses only windows whose targets are all present.
+The latency and error-rate targets are the pooled SLO-window columns
+(`latency_p95_window_ms`, `error_rate_window`, what the SLO label reads). A run recorded
+before those columns existed (or imported, or synthetic) has them empty: they are then
+taken from the per-second columns (`pooled_targets`), which is exactly the pooled value
+of a one-second window, the rule such runs were labelled with.
 """
 
 from __future__ import annotations
@@ -35,13 +44,20 @@ from contract.errors import BadInput
 from contract.schema import DEFAULT_SLO, violates_slo
 from contract.runfolder import included_runs, read_run
 
-KEY_METRICS: tuple[str, ...] = ("latency_p95_ms", "error_rate", "cpu_percent", "rps")
+KEY_METRICS: tuple[str, ...] = ("latency_p95_window_ms", "error_rate_window", "cpu_percent", "rps")
+# Pooled SLO-window column -> the per-second column that stands in for it where a run has none.
+POOLED_FALLBACK: dict[str, str] = {"latency_p95_window_ms": "latency_p95_ms",
+                                   "latency_p99_window_ms": "latency_p99_ms",
+                                   "error_rate_window": "error_rate"}
+# The scenario's plan (contract.schema.PLAN_COLUMNS): the only columns a model may read ahead.
+PLAN_COLUMNS: tuple[str, ...] = ("planned_rate", "planned_users")
 LABEL = "slo_violation"
 MISSING = "missing"
 EXCLUDED = ("elapsed_s", "fault_intensity")
 DEFAULT_MAX_GAP_S = 5
 LATENCY_COLUMNS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "srv_latency_p50_ms",
-                   "srv_latency_p95_ms", "srv_latency_p99_ms")
+                   "srv_latency_p95_ms", "srv_latency_p99_ms", "latency_p95_window_ms",
+                   "latency_p99_window_ms", "srv_queue_p95_ms")
 
 
 class DataWarning(UserWarning):
@@ -54,6 +70,38 @@ def _warn(message: str) -> None:
 def run_name(frame: pd.DataFrame) -> str:
     """Return the run id stored in a frame's attrs, or a placeholder."""
     return str(frame.attrs.get("run_id", "<run>"))
+
+
+def pooled_targets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the run with each empty pooled-window column taken from its per-second column.
+
+    A frame that has every pooled column with values is returned as it is; otherwise a
+    shallow copy (the caller's frame is not changed) whose attrs record the stand-ins
+    under `pooled_from`.
+    """
+    fill = {w: s for w, s in POOLED_FALLBACK.items() if s in frame.columns
+            and (w not in frame.columns or not np.isfinite(_finite(frame[w])).any())}
+    if not fill:
+        return frame
+    out = frame.copy(deep=False)
+    out.attrs = {**frame.attrs, "pooled_from": {**(frame.attrs.get("pooled_from") or {}), **fill}}
+    for window_col, second_col in fill.items():
+        out[window_col] = pd.to_numeric(frame[second_col], errors="coerce")
+    return out
+
+
+def slo_columns(key_metrics: Sequence[str]) -> tuple[str, str]:
+    """Return the latency and error-rate columns among the key metrics that the SLO rule reads.
+
+    The pooled window columns when present (the contract's rule), else the per-second ones
+    (models trained before the pooled target existed).
+    """
+    key = list(key_metrics)
+    for lat, err in (("latency_p95_window_ms", "error_rate_window"), ("latency_p95_ms", "error_rate")):
+        if lat in key and err in key:
+            return lat, err
+    raise BadInput("the SLO is defined on latency_p95_window_ms and error_rate_window (or latency_p95_ms "
+                   "and error_rate): the key metrics must include one pair")
 
 
 def run_slo(frame: pd.DataFrame) -> dict[str, float]:
@@ -96,9 +144,11 @@ def read_csv_run(path: str | Path, slo: dict[str, float] | None = None) -> pd.Da
         frame = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise BadInput(f"{path}: unreadable CSV: {exc}") from None
-    missing = [c for c in KEY_METRICS if c not in frame.columns]
+    needed = [POOLED_FALLBACK.get(c, c) for c in KEY_METRICS]
+    missing = [s for c, s in zip(KEY_METRICS, needed) if c not in frame.columns and s not in frame.columns]
     if missing:
-        raise BadInput(f"{path}: column '{missing[0]}' missing (a run needs {', '.join(KEY_METRICS)})")
+        raise BadInput(f"{path}: column '{missing[0]}' missing (a run needs {', '.join(needed)}, "
+                       f"or their pooled *_window columns)")
     for col in frame.columns:
         if col not in ("timestamp", "phase", "fault") and not pd.api.types.is_numeric_dtype(frame[col]):
             converted = pd.to_numeric(frame[col], errors="coerce")
@@ -106,8 +156,10 @@ def read_csv_run(path: str | Path, slo: dict[str, float] | None = None) -> pd.Da
                 frame[col] = converted
     slo = {**DEFAULT_SLO, **(slo or {})}
     if LABEL not in frame.columns:
-        frame[LABEL] = [violates_slo(p95, err, slo) for p95, err
-                        in zip(frame["latency_p95_ms"], frame["error_rate"])]
+        lat, err = (("latency_p95_window_ms", "error_rate_window")
+                    if {"latency_p95_window_ms", "error_rate_window"} <= set(frame.columns)
+                    else ("latency_p95_ms", "error_rate"))
+        frame[LABEL] = [violates_slo(p95, e, slo) for p95, e in zip(frame[lat], frame[err])]
     frame.attrs.update(run_id=path.stem, scenario=path.stem, source=str(path), slo=slo)
     return frame
 
@@ -139,7 +191,7 @@ def load_runs(sources: Iterable[str | Path | pd.DataFrame]) -> list[pd.DataFrame
             runs.append(_from_run_folder(folder))
     if not runs:
         raise BadInput("no runs given (a source is a run folder, a dataset folder, a folder of runs or a CSV file)")
-    return runs
+    return [pooled_targets(r) for r in runs]
 
 
 def as_runs(runs: Any) -> list[pd.DataFrame]:
@@ -150,7 +202,7 @@ def as_runs(runs: Any) -> list[pd.DataFrame]:
     if not runs:
         raise BadInput("no runs given")
     if all(isinstance(r, pd.DataFrame) for r in runs):
-        return runs
+        return [pooled_targets(r) for r in runs]
     return load_runs(runs)
 
 
@@ -161,6 +213,7 @@ def select_features(runs: Sequence[pd.DataFrame], key_metrics: Sequence[str] = K
                     features: Sequence[str] | None = None,
                     exclude: Sequence[str] = EXCLUDED) -> list[str]:
     """Choose the input columns on the training runs (the module docstring states the rule)."""
+    runs = [pooled_targets(r) for r in runs]
     require_columns(runs, list(key_metrics) + [LABEL])
     if features is not None:
         require_columns(runs, features)
@@ -350,7 +403,7 @@ class Scaler:
 def fit_scaler(runs: Sequence[pd.DataFrame], columns: Sequence[str], kind: str = "standard",
                log_columns: Sequence[str] = (), max_gap_s: int = DEFAULT_MAX_GAP_S) -> Scaler:
     """Fit a Scaler on the rows of the given (training) runs only."""
-    values = np.vstack([fill_gaps(r, columns, max_gap_s) for r in runs])
+    values = np.vstack([fill_gaps(pooled_targets(r), columns, max_gap_s) for r in runs])
     return Scaler(kind=kind, log_columns=tuple(c for c in log_columns if c in columns)).fit(
         values, [*columns, MISSING])
 
@@ -360,9 +413,15 @@ def fit_scaler(runs: Sequence[pd.DataFrame], columns: Sequence[str], kind: str =
 
 @dataclass
 class Windows:
-    """Every complete (W inputs, H targets) window of some runs, in raw units."""
+    """Every complete (W inputs, H targets) window of some runs, in raw units.
+
+    `y` keeps a missing target second as NaN (see the target rule above); `y_ok` says
+    which target cells are present. `future` holds the plan's next H seconds, or with
+    `hold_future` the plan of "now" repeated H times (what a monitor without a plan feeds).
+    """
+
     x: np.ndarray            # (n, W, F) inputs: `columns`, last one is `missing`
-    y: np.ndarray            # (n, H, K) targets: the key metrics
+    y: np.ndarray            # (n, H, K) targets: the key metrics, NaN where missing
     warn: np.ndarray         # (n,) 1 when the SLO is violated in some target second
     future: np.ndarray       # (n, H, J) known-future inputs (J may be 0)
     run: np.ndarray          # (n,) index into run_ids
@@ -374,6 +433,7 @@ class Windows:
     violation: list[np.ndarray]  # per run: the slo_violation label of every row
     window: int
     horizon: int
+    frames: list[pd.DataFrame] = field(default_factory=list)  # per run: the run itself (ground truth)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -386,6 +446,11 @@ class Windows:
     def x_key(self) -> np.ndarray:
         """Return the inputs' key-metric columns, (n, W, K)."""
         return self.x[:, :, self.key_idx]
+
+    @property
+    def y_ok(self) -> np.ndarray:
+        """Return (n, H, K): True where the target second was observed."""
+        return ~np.isnan(self.y)
 
 
 def check_length(frame: pd.DataFrame, window: int, horizon: int) -> None:
@@ -452,20 +517,64 @@ def _names(cols: dict[str, None], most: int = 3) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def _future_values(frame: pd.DataFrame, known_future: Sequence[str]) -> np.ndarray:
+    for c in known_future:
+        if c not in PLAN_COLUMNS:
+            raise BadInput(f"known_future: {c}: only the plan ({', '.join(PLAN_COLUMNS)}) is known in advance")
+    if not known_future:
+        return np.empty((len(frame), 0))
+    return np.column_stack([_finite(frame[c]) for c in known_future])
+
+
+def _run_windows(frame: pd.DataFrame, columns: list[str], key_metrics: Sequence[str], window: int,
+                 horizon: int, known_future: Sequence[str], max_gap_s: int, hold_future: bool,
+                 require_targets: bool, why: "_Unusable | None" = None) -> dict[str, np.ndarray]:
+    """Cut one run: inputs gap-filled, targets raw (NaN stays NaN), plan ahead or held."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    values = fill_gaps(frame, columns, max_gap_s)
+    raw_key = np.column_stack([_finite(frame[c]) for c in key_metrics])
+    label = _finite(frame[LABEL])
+    extra = _future_values(frame, known_future)
+    span = window + horizon
+    inputs_ok = sliding_window_view(~np.isnan(values).any(axis=1), window)[:len(frame) - span + 1].all(axis=1)
+    label_ok = sliding_window_view(~np.isnan(label), horizon)[window:].all(axis=1)
+    plan_rows = ~np.isnan(extra).any(axis=1)
+    plan_ok = (plan_rows[window - 1:len(frame) - horizon] if hold_future
+               else sliding_window_view(plan_rows, horizon)[window:].all(axis=1))
+    y_all = sliding_window_view(raw_key, horizon, axis=0)[window:]          # (m, K, H)
+    ok = inputs_ok & label_ok & plan_ok
+    if require_targets:
+        ok &= ~np.isnan(y_all).any(axis=(1, 2))
+    if why is not None:
+        why.add(values[:, :-1], columns, label, extra, known_future)
+    keep = np.flatnonzero(ok)
+    x = np.transpose(sliding_window_view(values, window, axis=0)[keep], (0, 2, 1))
+    if hold_future:
+        future = np.repeat(extra[keep + window - 1][:, None, :], horizon, axis=1)
+    else:
+        future = np.transpose(sliding_window_view(extra, horizon, axis=0)[keep + window], (0, 2, 1))
+    warn = sliding_window_view(np.nan_to_num(label), horizon)[window:][keep].max(axis=1)
+    return {"x": x, "y": np.transpose(y_all[keep], (0, 2, 1)), "warn": warn, "future": future,
+            "t": keep + window - 1, "dropped": np.array(int((~ok).sum())), "possible": np.array(len(ok))}
+
+
 def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: int, horizon: int,
                  key_metrics: Sequence[str] = KEY_METRICS, known_future: Sequence[str] = (),
-                 max_gap_s: int = DEFAULT_MAX_GAP_S) -> Windows:
+                 max_gap_s: int = DEFAULT_MAX_GAP_S, *, hold_future: bool = False,
+                 require_targets: bool = False) -> Windows:
     """Cut every run into overlapping windows with a strided view; windows never cross runs.
 
     A run of n rows gives n - W - H + 1 windows before gap filtering (exactly W + H rows
     give one); shorter runs are skipped with a warning, or raise BadInput when no run is
-    long enough.
+    long enough. A window is dropped when its inputs touch a gap the gap rule cannot fill,
+    or its labels or plan are missing; with `require_targets` (training) also when a
+    target second is missing. Otherwise a missing target stays NaN (masked in the scores).
     """
-    from numpy.lib.stride_tricks import sliding_window_view
-
     if window < 1 or horizon < 1:
         raise BadInput(f"window and horizon must be at least 1, got {window} and {horizon}")
     columns = list(columns)
+    runs = [pooled_targets(r) for r in runs]
     require_columns(runs, [*columns, *key_metrics, *known_future, LABEL])
     span = window + horizon
     long_enough = [r for r in runs if len(r) >= span]
@@ -474,32 +583,21 @@ def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: i
     for r in runs:
         if len(r) < span:
             _warn(f"{run_name(r)}: skipped: needs at least {span} rows (window {window} + horizon {horizon}), got {len(r)}")
-    key_idx = [columns.index(c) for c in key_metrics]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "warn", "future", "run", "t", "slo")}
     run_ids, violation, dropped, possible = [], [], 0, 0
     why = _Unusable(max_gap_s)
     for frame in long_enough:
-        values = fill_gaps(frame, columns, max_gap_s)
-        label = _finite(frame[LABEL])
-        extra = np.column_stack([_finite(frame[c]) for c in known_future]) if known_future else np.empty((len(frame), 0))
-        ok_row = ~np.isnan(values).any(axis=1) & ~np.isnan(label) & ~np.isnan(extra).any(axis=1)
-        view = sliding_window_view(values, span, axis=0)            # (m, F+1, span)
-        ok = sliding_window_view(ok_row, span).all(axis=1)
-        dropped += int((~ok).sum())
-        possible += len(ok)
-        why.add(values[:, :-1], columns, label, extra, known_future)
-        keep = np.flatnonzero(ok)
-        v = view[keep]
-        parts["x"].append(np.transpose(v[:, :, :window], (0, 2, 1)))
-        parts["y"].append(np.transpose(v[:, key_idx, window:], (0, 2, 1)))
-        parts["warn"].append(sliding_window_view(np.nan_to_num(label), span)[keep, window:].max(axis=1))
-        parts["future"].append(np.transpose(sliding_window_view(extra, span, axis=0)[keep, :, window:], (0, 2, 1)))
-        parts["run"].append(np.full(len(keep), len(run_ids)))
-        parts["t"].append(keep + window - 1)
+        cut = _run_windows(frame, columns, key_metrics, window, horizon, known_future, max_gap_s,
+                           hold_future, require_targets, why)
+        dropped += int(cut.pop("dropped"))
+        possible += int(cut.pop("possible"))
+        for k, v in cut.items():
+            parts[k].append(v)
+        parts["run"].append(np.full(len(cut["t"]), len(run_ids)))
         slo = run_slo(frame)
-        parts["slo"].append(np.tile([slo["latency_p95_ms"], slo["error_rate"]], (len(keep), 1)))
+        parts["slo"].append(np.tile([slo["latency_p95_ms"], slo["error_rate"]], (len(cut["t"]), 1)))
         run_ids.append(run_name(frame))
-        violation.append(np.nan_to_num(label).astype("int8"))
+        violation.append(np.nan_to_num(_finite(frame[LABEL])).astype("int8"))
     total = sum(len(a) for a in parts["x"])
     if total == 0:
         names = ", ".join(run_name(r) for r in long_enough[:3]) + (", ..." if len(long_enough) > 3 else "")
@@ -518,4 +616,4 @@ def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: i
         t=np.concatenate(parts["t"]).astype("int64"),
         slo=np.concatenate(parts["slo"]).astype("float64"),
         run_ids=run_ids, columns=[*columns, MISSING], key_metrics=list(key_metrics),
-        violation=violation, window=window, horizon=horizon)
+        violation=violation, window=window, horizon=horizon, frames=list(long_enough))

@@ -7,9 +7,12 @@ One Keras model with two heads over a shared LSTM encoder of the last W seconds:
   naive persistence and training only has to learn the departures from it.
 - `warning`: sigmoid probability that the SLO is violated at some second in the next H.
 
-Optional known-future inputs (`known_future=["users"]`): the values of those columns over
-the next H seconds, which a load test knows from its scenario's plan, enter as a second
-input concatenated to the encoder's output.
+Optional known-future inputs (`known_future=["planned_rate"]`, plan columns only): the
+plan's values over the next H seconds, which a load test knows from its scenario, enter as
+a second input concatenated to the encoder's output. `future="plan"` trains on the plan
+ahead, so serving needs the plan too (`predict_one(future=...)`); `future="hold"` trains on
+the plan of "now" repeated H times, which is exactly what a monitor without a plan feeds,
+so training and serving agree by construction.
 
 TensorFlow is imported only when a model is built, trained or loaded, so importing this
 module (and the CLI) stays fast.
@@ -33,9 +36,9 @@ from sklearn.base import BaseEstimator
 from contract.errors import BadInput, LabError
 
 from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, DataWarning, Scaler, Windows,
-                   as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, require_columns,
-                   run_name, select_features, split_runs)
-from .metrics import warning_scores
+                   as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, pooled_targets,
+                   require_columns, run_name, select_features, slo_columns, split_runs)
+from .metrics import choose_threshold
 from .baselines import clip_forecast
 from contract.runfolder import atomic_path, atomic_write_json, read_json, sha256_file
 
@@ -43,12 +46,13 @@ FORMAT = "stability-lab/lstm-forecaster/1"
 MODEL_FILE = "model.keras"
 PARAMS_FILE = "params.json"
 
-# Chosen on held-out synthetic scenarios (docs/modeling.md, benchmarks/modeling.py).
+# Starting values. benchmarks/modeling.py chooses among settings by leave-one-scenario-out
+# validation inside the training scenarios, never on a test split (docs/modeling.md).
 DEFAULTS: dict[str, Any] = {
     "window": 60, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
     "learning_rate": 3e-3, "epochs": 60, "batch_size": 64, "patience": 6,
     "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
-    "warn_weight": 0.5, "loss": "mse", "max_gap_s": DEFAULT_MAX_GAP_S,
+    "warn_weight": 0.5, "loss": "mse", "max_gap_s": DEFAULT_MAX_GAP_S, "future": "plan",
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -128,7 +132,10 @@ class LSTMForecaster(BaseEstimator):
     loss : {"mse", "huber", "mae"}
         Forecast loss on scaled targets.
     known_future : list of str
-        Columns whose next-H values are given as an input (e.g. the planned `users`).
+        Plan columns (`planned_rate`, `planned_users`) given as an input for the next H s.
+    future : {"plan", "hold"}
+        The known future in training: the plan ahead, or the plan of "now" held (what a
+        monitor without a plan can give; see the module docstring).
     key_metrics, features : list of str
         Forecast targets; input columns (None: the rule in modeling/data.py).
     max_gap_s : int
@@ -145,7 +152,7 @@ class LSTMForecaster(BaseEstimator):
                  log_latency: bool | None = None, delta: bool | None = None,
                  warn_weight: float | None = None, loss: str | None = None, known_future: Sequence[str] = (),
                  key_metrics: Sequence[str] = KEY_METRICS, features: Sequence[str] | None = None,
-                 max_gap_s: int | None = None, seed: int = 0):
+                 max_gap_s: int | None = None, seed: int = 0, future: str | None = None):
         self.preset = preset
         self.window = window
         self.horizon = horizon
@@ -167,6 +174,7 @@ class LSTMForecaster(BaseEstimator):
         self.features = features
         self.max_gap_s = max_gap_s
         self.seed = seed
+        self.future = future
 
     # ------------------------------------------------------------ parameters
 
@@ -185,10 +193,11 @@ class LSTMForecaster(BaseEstimator):
             raise BadInput(f"validation_fraction must be in [0, 1), got {params['validation_fraction']}")
         if params["loss"] not in ("mse", "huber", "mae"):
             raise BadInput(f"loss must be mse, huber or mae, got {params['loss']!r}")
+        if params["future"] not in ("plan", "hold"):
+            raise BadInput(f"future must be plan or hold, got {params['future']!r}")
         params.update(known_future=list(self.known_future), key_metrics=list(self.key_metrics),
                       seed=int(self.seed))
-        if "latency_p95_ms" not in params["key_metrics"] or "error_rate" not in params["key_metrics"]:
-            raise BadInput("key_metrics must include latency_p95_ms and error_rate (the SLO is defined on them)")
+        slo_columns(params["key_metrics"])
         return params
 
     def _check_fitted(self) -> None:
@@ -213,11 +222,13 @@ class LSTMForecaster(BaseEstimator):
             scaler = fit_scaler(fit_runs, columns, kind=p["scaler"],
                                 log_columns=LATENCY_COLUMNS if p["log_latency"] else (),
                                 max_gap_s=p["max_gap_s"])
-            train = make_windows(fit_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
+            cut = dict(key_metrics=p["key_metrics"], known_future=p["known_future"], max_gap_s=p["max_gap_s"],
+                       hold_future=p["future"] == "hold", require_targets=True)
+            train = make_windows(fit_runs, columns, W, H, **cut)
             val = None
             if val_runs:
                 try:
-                    val = make_windows(val_runs, columns, W, H, p["key_metrics"], p["known_future"], p["max_gap_s"])
+                    val = make_windows(val_runs, columns, W, H, **cut)
                 except BadInput as exc:
                     # Gaps can leave the validation runs without a window: train without them.
                     warnings.warn(f"no validation windows ({exc}); training without early stopping",
@@ -249,9 +260,14 @@ class LSTMForecaster(BaseEstimator):
         self._serve = None
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.epochs_trained_ = len(history.history.get("loss", []))
-        self.warn_threshold_ = 0.5
-        if val is not None and len(val) and val.warn.any():
-            self.warn_threshold_ = _best_threshold(val.warn, self._raw_predict(val)[1])
+        self.target_scale_ = target_scales(runs, self.key_metrics_)
+        if val is not None and len(val):
+            self.warn_threshold_, self.threshold_note_ = choose_threshold(val, self._raw_predict(val)[1])
+        else:
+            self.warn_threshold_, self.threshold_note_ = 0.5, "no validation windows: threshold 0.5, not tuned"
+        if not self.threshold_note_.startswith("best"):
+            warnings.warn(f"alarm threshold: {self.threshold_note_}", DataWarning, stacklevel=2)
+            self.warnings_.append(f"alarm threshold: {self.threshold_note_}")
         self.training_summary_ = {
             "runs": [{"run_id": run_name(r), "scenario": str(r.attrs.get("scenario", "")), "rows": len(r)}
                      for r in runs],
@@ -259,6 +275,7 @@ class LSTMForecaster(BaseEstimator):
             "train_windows": len(train), "validation_windows": len(val) if val is not None else 0,
             "train_warn_share": float(train.warn.mean()),
             "epochs_trained": self.epochs_trained_, "fit_seconds": round(self.fit_seconds_, 2),
+            "alarm_threshold": self.warn_threshold_, "alarm_threshold_note": self.threshold_note_,
             "seconds_per_epoch": round(self.fit_seconds_ / max(1, self.epochs_trained_), 3),
             "warnings": self.warnings_,
         }
@@ -271,7 +288,7 @@ class LSTMForecaster(BaseEstimator):
             return runs, []
         span = int(p["window"]) + int(p["horizon"])
         if len(runs) >= 3:
-            fit_runs, val_runs = split_runs(runs, test_fraction=fraction, seed=int(p["seed"]))
+            fit_runs, val_runs = _with_violation(*split_runs(runs, test_fraction=fraction, seed=int(p["seed"])))
             if any(len(r) >= span for r in fit_runs) and any(len(r) >= span for r in val_runs):
                 return fit_runs, val_runs
         fit_runs, val_runs = [], []
@@ -345,7 +362,8 @@ class LSTMForecaster(BaseEstimator):
         runs = as_runs(runs)
         require_columns(runs, [c for c in self.columns_ if c != MISSING])
         return make_windows(runs, [c for c in self.columns_ if c != MISSING], int(p["window"]),
-                            int(p["horizon"]), self.key_metrics_, self.known_future_, int(p["max_gap_s"]))
+                            int(p["horizon"]), self.key_metrics_, self.known_future_, int(p["max_gap_s"]),
+                            hold_future=p.get("future") == "hold")
 
     def _raw_predict(self, w: Windows) -> tuple[np.ndarray, np.ndarray]:
         inputs = self._encode(w)
@@ -364,13 +382,16 @@ class LSTMForecaster(BaseEstimator):
         """Forecast from the last W seconds with a compiled call (for 1 Hz online use).
 
         `window` is a frame with the model's columns (its last W rows are used) or an
-        array (W, F) of raw values in `columns_` order without `missing`. Returns the
-        (H, K) forecast in raw units and the violation probability.
+        array (W, F) of raw values in `columns_` order without `missing`. `future` is the
+        plan's next H seconds (H x known-future columns); a `future="hold"` model takes the
+        plan of the window's last row, held, when it is not given (as in training).
+        Returns the (H, K) forecast in raw units and the violation probability.
         """
         self._check_fitted()
         W, H = int(self.params_["window"]), int(self.params_["horizon"])
         columns = [c for c in self.columns_ if c != MISSING]
         if isinstance(window, pd.DataFrame):
+            window = pooled_targets(window)            # the stand-ins training used, served the same way
             require_columns([window], columns)
             if len(window) < W:
                 raise BadInput(f"online window needs at least {W} rows, got {len(window)}")
@@ -388,8 +409,11 @@ class LSTMForecaster(BaseEstimator):
         x = np.where(np.isnan(x), 0.0, x)
         inputs = {"window": x.astype("float32")}
         if self.known_future_:
+            if future is None and self.params_.get("future") == "hold":
+                future = np.repeat(values[-1:, [columns.index(c) for c in self.known_future_]], H, axis=0)
             if future is None:
-                raise BadInput(f"this model needs the next {H} seconds of {', '.join(self.known_future_)} (future=)")
+                raise BadInput(f"this model was trained on the plan ahead: it needs the next {H} seconds of "
+                               f"{', '.join(self.known_future_)} (future=), or train it with future='hold'")
             fut = np.asarray(future, dtype="float64").reshape(H, len(self.known_future_))
             inputs["future"] = self.scaler_.transform(fut[None], self.known_future_).astype("float32")
         out = self._serving_fn()(inputs)
@@ -429,6 +453,8 @@ class LSTMForecaster(BaseEstimator):
             "known_future": self.known_future_,
             "scaler": self.scaler_.to_dict(),
             "warn_threshold": self.warn_threshold_,
+            "warn_threshold_note": getattr(self, "threshold_note_", None),
+            "target_scale": getattr(self, "target_scale_", {}),
             "history": self.history_,
             "training": self.training_summary_,
             "model_sha256": sha256_file(folder / MODEL_FILE),
@@ -464,6 +490,9 @@ class LSTMForecaster(BaseEstimator):
             est.known_future_ = [str(c) for c in meta["known_future"]]
             est.scaler_ = Scaler.from_dict(meta["scaler"])
             est.warn_threshold_ = float(meta["warn_threshold"])
+            est.threshold_note_ = str(meta.get("warn_threshold_note") or "not recorded (older model)")
+            est.target_scale_ = {str(k): (None if v is None else float(v))
+                                 for k, v in (meta.get("target_scale") or {}).items()}
             est.history_ = meta.get("history", {})
             est.training_summary_ = meta.get("training", {})
         except (KeyError, TypeError, ValueError) as exc:
@@ -513,11 +542,30 @@ def _deterministic() -> None:
         pass
 
 
-def _best_threshold(truth: np.ndarray, prob: np.ndarray) -> float:
-    """Return the alarm threshold in 0.1..0.9 that maximises F1 on validation windows."""
-    grid = np.round(np.arange(0.1, 0.91, 0.05), 2)
-    scores = [warning_scores(truth, prob >= g)["f1"] for g in grid]
-    return float(grid[int(np.argmax(scores))])
+def target_scales(runs: Sequence[pd.DataFrame], key_metrics: Sequence[str]) -> dict[str, float | None]:
+    """Return MASE's scale per key metric: the in-sample one-step naive MAE of the training runs' targets."""
+    from .data import _finite
+    from .metrics import naive_scale
+
+    frames = [pooled_targets(r) for r in runs]
+    out: dict[str, float | None] = {}
+    for m in key_metrics:
+        v = naive_scale([_finite(f[m]) for f in frames if m in f.columns])
+        out[m] = v if np.isfinite(v) else None
+    return out
+
+
+def _with_violation(fit_runs: list[pd.DataFrame], val_runs: list[pd.DataFrame]) -> tuple[list, list]:
+    """Swap a violating run into validation when it has none, so the alarm threshold has something to find."""
+    def violates(r: pd.DataFrame) -> bool:
+        return bool(pd.to_numeric(r["slo_violation"], errors="coerce").fillna(0).gt(0).any())
+
+    if any(violates(r) for r in val_runs) or not any(violates(r) for r in fit_runs) or not val_runs:
+        return fit_runs, val_runs
+    i = next(i for i, r in enumerate(fit_runs) if violates(r))
+    fit_runs, val_runs = list(fit_runs), list(val_runs)
+    fit_runs[i], val_runs[0] = val_runs[0], fit_runs[i]
+    return fit_runs, val_runs
 
 
 def _EpochHook(keras: Any, on_epoch: Callable[[int, int, dict[str, float]], None] | None, epochs: int) -> Any:

@@ -4,6 +4,8 @@ A model folder holds:
 
     forecaster/      model.keras + params.json (LSTM forecaster and early-warning head)
     regimes.json     KMeans regimes (centroids, scaling, names)
+    baselines.json   the baselines' settings and the best baseline per metric, chosen on the
+                     training runs (modeling.baselines.BaselineSuite)
     products.json    KMeans over endpoints by performance profile (when samples exist)
     train.json       sources, the split (train and held-out runs), settings, data summary
     metrics.json     written by evaluate
@@ -28,6 +30,7 @@ from contract.errors import BadInput, LabError
 from contract.runfolder import atomic_folder, atomic_write_json, read_json
 
 from .data import DataWarning, load_runs, run_name, split_runs
+from .protocol import read_split, split_by_manifest
 from .profiles import LIVE_FEATURES, apply_profile
 from contract.runfolder import read_samples
 from .products import ProductClusters, endpoint_profiles
@@ -40,6 +43,7 @@ FORECASTER_DIR = "forecaster"
 
 TRAIN_JSON = "train.json"
 METRICS_JSON = "metrics.json"
+BASELINES_JSON = "baselines.json"
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Bundle:
     regimes: Any | None
     products: Any | None
     meta: dict
+    baselines: Any | None = None
 
 
 def _run_folders(runs: Sequence[pd.DataFrame]) -> list[Path]:
@@ -77,20 +82,40 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
                  test_fraction: float = 0.25, preset: str = "default", params: dict | None = None,
                  known_future: Sequence[str] = (), seed: int = 0, regimes_k: int | None = None,
                  on_epoch: Callable[[int, int, dict], None] | None = None,
-                 on_warning: Callable[[str], None] | None = None, profile: str = "lab") -> Bundle:
-    """Load the sources, split by run (or in time for one run), fit and save every model."""
+                 on_warning: Callable[[str], None] | None = None, profile: str = "lab",
+                 plan: str | None = None) -> Bundle:
+    """Load the sources, split by run (or in time for one run), fit and save every model.
+
+    `plan` ("ahead" or "held") gives the forecaster the scenario's plan as its known future
+    (`plan_column` picks planned_rate or planned_users, whichever the training runs have);
+    a dataset folder with a fixed split in its manifest is split that way unless
+    `holdout` says otherwise.
+    """
     out = Path(out)
     _check_model_out(out)     # before the training, not after it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         runs = apply_profile(load_runs(sources), profile)
-        train, test = split_runs(runs, holdout=holdout, test_fraction=test_fraction, seed=seed)
+        manifest_split = read_split(sources[0]) if not holdout and len(sources) == 1 else None
+        if manifest_split is not None:
+            train, test = split_by_manifest(runs, manifest_split)
+        else:
+            train, test = split_runs(runs, holdout=holdout, test_fraction=test_fraction, seed=seed)
         started = time.monotonic()
         features = [c for c in LIVE_FEATURES if c in train[0].columns] if profile == "live" else None
+        params = dict(params or {})
+        if plan is not None:
+            if plan not in ("ahead", "held"):
+                raise BadInput(f"--plan: must be ahead or held, got {plan!r}")
+            if profile == "live":
+                raise BadInput("--plan: the live profile sees what a monitor sees of a running target, "
+                               "and that has no plan")
+            known_future, params["future"] = [plan_column(train)], {"ahead": "plan", "held": "hold"}[plan]
         forecaster = LSTMForecaster(preset=preset, known_future=known_future, seed=seed,
-                                    features=features, **(params or {})).fit(train, on_epoch=on_epoch)
+                                    features=features, **params).fit(train, on_epoch=on_epoch)
         train_s = time.monotonic() - started
         regimes = RegimeModel(k=regimes_k, seed=seed).fit(train)
+        baselines = fit_baselines(forecaster, train)
         products = fit_products(_run_folders(train), seed=seed)
     notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     for note in notes:
@@ -100,7 +125,8 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
     meta = {
         "sources": [str(Path(s).absolute()) for s in sources],
         "split": ("held-out scenarios: " + ", ".join(holdout)) if holdout else
-                 ("chronological: first 75% / last 25% of the one run" if len(runs) == 1 else
+                 (_manifest_split_text(manifest_split) if manifest_split is not None else
+                  "chronological: first 75% / last 25% of the one run" if len(runs) == 1 else
                   f"random {test_fraction:.0%} of runs (seed {seed})"),
         "holdout_scenarios": list(holdout or []),
         "train_runs": [run_name(r) for r in train],
@@ -115,12 +141,39 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with atomic_folder(out) as tmp:
-        forecaster.save(tmp / "forecaster")
+        forecaster.save(tmp / FORECASTER_DIR)
         regimes.save(tmp / "regimes.json")
+        atomic_write_json(tmp / BASELINES_JSON, baselines.to_dict())
         if products is not None:
             products.save(tmp / "products.json")
         atomic_write_json(tmp / TRAIN_JSON, meta)
-    return Bundle(out, forecaster, regimes, products, meta)
+    return Bundle(out, forecaster, regimes, products, meta, baselines)
+
+
+def plan_column(runs: Sequence[pd.DataFrame]) -> str:
+    """Return the plan column every run has values in: planned_rate (open model), else planned_users."""
+    for column in ("planned_rate", "planned_users"):
+        if all(column in r.columns and pd.to_numeric(r[column], errors="coerce").notna().any() for r in runs):
+            return column
+    raise BadInput("--plan: the training runs hold no plan (planned_rate or planned_users empty in some run: "
+                   "runs recorded before the plan columns, imported runs, or open and closed runs mixed)")
+
+
+def _manifest_split_text(split: dict) -> str:
+    return (f"the dataset's fixed split (preset {split.get('preset', '?')}): test = held-out scenarios "
+            f"{', '.join(split.get('test_scenarios') or []) or '-'} and held-out seeds "
+            f"{', '.join(str(s) for s in split.get('test_seeds') or []) or '-'}")
+
+
+def fit_baselines(forecaster: Any, train: Sequence[pd.DataFrame]):
+    """Choose the baselines' settings and the best baseline per metric on the training runs' windows."""
+    from .baselines import BaselineSuite
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        windows = forecaster.windows(train)
+    return BaselineSuite(horizon=int(forecaster.params_["horizon"]),
+                         key_metrics=list(forecaster.key_metrics_)).fit(windows)
 
 
 def is_model_folder(folder: str | Path) -> bool:
@@ -150,7 +203,26 @@ def load_bundle(folder: str | Path) -> Bundle:
     forecaster = LSTMForecaster.load(folder / FORECASTER_DIR)
     regimes = RegimeModel.load(folder / "regimes.json") if (folder / "regimes.json").exists() else None
     products = ProductClusters.load(folder / "products.json") if (folder / "products.json").exists() else None
-    return Bundle(folder, forecaster, regimes, products, meta)
+    baselines = None
+    if (folder / BASELINES_JSON).exists():
+        from .baselines import BaselineSuite
+
+        baselines = BaselineSuite.from_dict(read_meta_json(folder / BASELINES_JSON))
+    return Bundle(folder, forecaster, regimes, products, meta, baselines)
+
+
+def _baselines_of(bundle: Bundle):
+    """The bundle's baselines; an older model folder without baselines.json gets them fitted on its training runs."""
+    if bundle.baselines is not None or not bundle.meta.get("train_runs"):
+        return bundle.baselines
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs = apply_profile(load_runs(bundle.meta.get("sources") or []), bundle.meta.get("profile", "lab"))
+    except (BadInput, OSError):
+        return None                      # the training runs are gone: defaults, and metrics.json says so
+    train = [r for r in runs if run_name(r) in set(bundle.meta["train_runs"])]
+    return fit_baselines(bundle.forecaster, train) if train else None
 
 
 def read_meta_json(path: Path) -> dict:
@@ -179,7 +251,7 @@ def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
             runs = [chronological_split(r)[1] for r in runs]
     if not runs:
         raise LabError("no runs to evaluate on")
-    result = evaluate(bundle.forecaster, runs, regimes=bundle.regimes)
+    result = evaluate(bundle.forecaster, runs, regimes=bundle.regimes, baselines=_baselines_of(bundle))
     if bundle.products is not None:
         result["products"] = {"clusters": bundle.products.assignments(),
                               "k": getattr(bundle.products, "k_", None)}

@@ -31,12 +31,15 @@ MODEL_STYLES = {  # forecasters and alerts: colour, line width, label
     "moving_average": (GREEN, 2.0, "moving average"),
     "ewma": (ORANGE, 2.0, "EWMA"),
     "linear": (VERMILLION, 2.0, "linear (predict_linear)"),
+    "auto_ets": ("#CC79A7", 2.0, "AutoETS (statsforecast)"),
     "lstm_forecast": (SKY, 2.0, "LSTM forecast crosses SLO"),
     "reactive": (GREY, 2.0, "reactive threshold alert"),
     "predict_linear": (VERMILLION, 2.0, "predict_linear crosses SLO"),
+    "always_on": ("#000000", 2.0, "always on"),
 }
 ALERT_LABELS = {"lstm": "LSTM warning head", "lstm_forecast": "LSTM forecast\ncrosses SLO",
-                "reactive": "reactive alert\n(SLO already broken)", "predict_linear": "predict_linear\ncrosses SLO"}
+                "reactive": "reactive alert\n(SLO already broken)", "predict_linear": "predict_linear\ncrosses SLO",
+                "always_on": "always on\n(a trivial alarm)"}
 REGIME_COLOURS = {"stable": "#009E73", "light": "#8FD3B6", "busy": "#F0E442", "degraded": "#E69F00",
                   "saturated": "#D55E00", "recovering": "#56B4E9", "erroring": "#CC79A7",
                   "memory-pressure": "#8C564B", "unknown": "#DDDDDD",
@@ -47,6 +50,9 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "latency_p50_ms": ("median (p50) latency", "ms", 1.0),
     "latency_p95_ms": ("p95 latency", "ms", 1.0),
     "latency_p99_ms": ("p99 latency", "ms", 1.0),
+    "latency_p95_window_ms": ("p95 latency (SLO window)", "ms", 1.0),
+    "latency_p99_window_ms": ("p99 latency (SLO window)", "ms", 1.0),
+    "error_rate_window": ("error rate (SLO window)", "%", 100.0),
     "srv_latency_p95_ms": ("server p95 latency", "ms", 1.0),
     "error_rate": ("error rate", "%", 100.0),
     "srv_error_rate": ("server error rate", "%", 100.0),
@@ -490,7 +496,7 @@ def actual_vs_predicted(frame: pd.DataFrame, t: np.ndarray, forecast: np.ndarray
 
 
 def error_by_horizon(result: Mapping[str, Any]) -> Any:
-    """Plot MASE (or MAE where MASE is undefined) by horizon step, LSTM vs every baseline."""
+    """Plot RelMAE (or MAE where it is undefined) by horizon step, LSTM vs every baseline."""
     data = result["data"]
     key, H = data["key_metrics"], int(data["horizon_s"])
     cols = 2 if len(key) > 1 else 1
@@ -500,12 +506,14 @@ def error_by_horizon(result: Mapping[str, Any]) -> Any:
     steps = np.arange(1, H + 1)
     for ax, metric in zip(axes, key):
         series = {name: scores[metric] for name, scores in result["forecast"].items() if metric in scores}
-        use_mase = any(v is not None for s in series.values() for v in s["mase"])
+        # RelMAE (metrics.json from before the textbook MASE called it "mase").
+        rel = {name: s.get("relmae", s["mase"]) for name, s in series.items()}
+        use_mase = any(v is not None for r in rel.values() for v in r)
         name_, unit, factor = METRICS.get(metric, (metric, "", 1.0))
         for model in [m for m in series if m != "lstm"] + (["lstm"] if "lstm" in series else []):
             colour, width, text = MODEL_STYLES.get(model, ("#000000", 2.0, model))
             ys = [np.nan if v is None else (v if use_mase else v * factor)
-                  for v in (series[model]["mase"] if use_mase else series[model]["mae"])]
+                  for v in (rel[model] if use_mase else series[model]["mae"])]
             ax.plot(steps, ys, color=colour, lw=width, marker="o", ms=7 if model == "lstm" else 5,
                     ls="--" if model == "persistence" else "-", label=text, zorder=5 if model == "lstm" else 3)
         if use_mase:
@@ -515,16 +523,16 @@ def error_by_horizon(result: Mapping[str, Any]) -> Any:
             ax.axhspan(lo, 1.0, color=GREEN, alpha=0.08, lw=0, zorder=0)
             ax.text(0.01, 0.02, "better than naive", transform=ax.transAxes, fontsize=12, color=GREEN)
             ax.set_ylim(lo, hi)
-            ax.set_ylabel("MASE (1 = naive)")
+            ax.set_ylabel("RelMAE (1 = naive)")
             ax.set_title(f"{name_}: error relative to naive", loc="left")
         else:
             ax.set_ylabel(f"MAE ({unit})")
-            ax.set_title(f"{name_}: MAE (MASE undefined)", loc="left")
+            ax.set_title(f"{name_}: MAE (RelMAE undefined)", loc="left")
             ax.set_ylim(bottom=0)
             if ax.get_ylim()[1] <= 0:
                 ax.set_ylim(0, 1)
             ax.text(0.5, 0.6, "naive persistence is exact here:\nthe metric did not change in the\n"
-                              "held-out windows, so MASE is undefined", transform=ax.transAxes,
+                              "held-out windows, so RelMAE is undefined", transform=ax.transAxes,
                     ha="center", fontsize=13, color="#555555")
         ax.set_xlabel("seconds ahead (horizon step)")
         ax.set_xticks(steps if H <= 15 else steps[:: max(1, H // 10)])
@@ -582,31 +590,33 @@ def warning_timeline(frame: pd.DataFrame, t: np.ndarray, probability: np.ndarray
 def lead_time(result: Mapping[str, Any]) -> Any:
     """Plot F1 and mean lead time of the LSTM warning against the alert baselines."""
     ew = result["early_warning"]
-    names = [n for n in ("lstm", "lstm_forecast", "reactive", "predict_linear") if isinstance(ew.get(n), dict)]
+    names = [n for n in ("lstm", "lstm_forecast", "reactive", "predict_linear", "always_on")
+             if isinstance(ew.get(n), dict)]
     fig = new_figure(15, 6.5)
     a, b = fig.subplots(1, 2)
     labels = [ALERT_LABELS.get(n, n) for n in names]
     colours = [MODEL_STYLES.get(n, (BLUE,))[0] for n in names]
-    f1 = [ew[n].get("f1") or 0.0 for n in names]
+    f1 = [ew[n].get("f1_in_budget", ew[n].get("f1")) or 0.0 for n in names]
     a.bar(labels, f1, color=colours)
     for i, v in enumerate(f1):
         a.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=14)
-    goal = float(result.get("goals", {}).get("lstm_warning_f1", {}).get("goal", ">= 0.8").split()[-1])
+    goals = result.get("goals", {})
+    goal = float((goals.get("warning_f1") or goals.get("lstm_warning_f1") or {}).get("goal", ">= 0.8").split()[1])
     a.axhline(goal, color="#222222", ls=":", lw=1.5, label=f"goal F1 ≥ {goal:g}")
     a.set_ylim(0, 1.1)
-    a.set_ylabel("F1 (1 = perfect)")
-    a.set_title("Accuracy of the warnings (per second)", loc="left")
+    a.set_ylabel("event F1 within the false-alarm budget")
+    a.set_title("Accuracy of the warnings (0 when over budget)", loc="left")
     a.legend(loc="upper right")
     leads = [ew[n].get("mean_lead_s") for n in names]
     b.bar(labels, [v or 0.0 for v in leads], color=colours)
     for i, (n, v) in enumerate(zip(names, leads)):
-        onsets, detected = ew[n].get("onsets"), ew[n].get("detected")
+        onsets, detected = ew[n].get("episodes", ew[n].get("onsets")), ew[n].get("detected")
         text = "none caught" if v is None else f"{v:.1f} s"
         if onsets:
             text += f"\ncaught {detected} of {onsets}"
         b.text(i, v or 0.0, text, ha="center", va="bottom", fontsize=13)
-    horizon = float(result["data"]["horizon_s"])
-    b.axhline(horizon, color="#222222", ls=":", lw=1.5, label=f"longest possible: the horizon, {horizon:g} s")
+    horizon = float(ew.get("lstm", {}).get("mean_achievable_lead_s") or result["data"]["horizon_s"])
+    b.axhline(horizon, color="#222222", ls=":", lw=1.5, label=f"mean achievable lead, {horizon:.0f} s")
     b.legend(loc="upper right")
     top = max([v or 0.0 for v in leads] + [horizon])
     b.set_ylim(0, top * 1.45 + 0.5)

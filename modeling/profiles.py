@@ -15,6 +15,8 @@ import pandas as pd
 
 from contract.errors import BadInput
 
+from .data import POOLED_FALLBACK
+
 PROFILES = ("lab", "live")
 
 # server column -> the name it takes in the live view
@@ -50,6 +52,10 @@ def live_row(server: dict, process: dict) -> dict:
     row["srv_in_flight"] = server.get("srv_in_flight")
     row["target_up"] = server.get("target_up", 0)
     row.update({k: v for k, v in process.items() if k in LIVE_FEATURES})
+    # The live view has no pooled client window: its targets are the server's per-second
+    # values, as `modeling.data.pooled_targets` takes them in training.
+    for window_col, second_col in POOLED_FALLBACK.items():
+        row.setdefault(window_col, row.get(second_col))
     return row
 
 

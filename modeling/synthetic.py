@@ -151,6 +151,7 @@ def synthetic_run(scenario: Any = "spike-closed", seed: int | None = None, *,
     frame.insert(0, "timestamp", [(T0 + pd.Timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%SZ")
                                   for s in range(n)])
     frame["phase"], frame["fault"] = phase, fault
+    frame["planned_users"] = plan_users.astype("float64")      # the plan: known in advance
     if gaps:
         _add_gaps(frame, rng, m)
     frame = frame[COLUMNS]

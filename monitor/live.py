@@ -20,6 +20,7 @@ import pandas as pd
 
 from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
+from modeling.data import slo_columns
 
 from .policy import Decision, Prediction
 from modeling.profiles import live_row
@@ -48,6 +49,13 @@ class OnlineModel:
         span = getattr(self.regimes, "span", 5) if self.regimes is not None else 0
         self.rows: deque = deque(maxlen=max_rows or max(self.window, span) + 5)
         self.known_future = list(getattr(f, "known_future_", []) or [])
+        # Training and serving agree: a model trained on the plan ahead needs it, which a monitor
+        # does not have; a `future="hold"` model is trained on the plan of now repeated, as served.
+        self.future_mode = f.params_.get("future", "legacy") if self.known_future else None
+        if self.future_mode == "plan":
+            raise BadInput(f"{bundle.folder}: this model was trained on the scenario's plan ahead "
+                           f"({', '.join(self.known_future)}), which a monitor does not know; train it with "
+                           f"--plan held (the plan of now, repeated) to serve it here")
 
     def observe(self, row: dict) -> None:
         self.rows.append(row)
@@ -75,11 +83,12 @@ class OnlineModel:
             return Prediction(timestamp=now, **observed)
         frame = self.frame()
         future = None
-        if self.known_future:
-            future = np.asarray(future_users if future_users is not None
-                                else [_num(latest.get("users"))] * self.horizon, dtype=float)
+        if future_users is not None:
+            future = np.asarray(future_users, dtype=float)
+        elif self.future_mode == "legacy":          # models trained before the plan columns: users held
+            future = np.asarray([_num(latest.get("users"))] * self.horizon, dtype=float)
         forecast, probability = self.forecaster.predict_one(frame[self.columns], future=future)
-        p95 = tuple(float(v) for v in forecast[:, self.key.index("latency_p95_ms")])
+        p95 = tuple(float(v) for v in forecast[:, self.key.index(slo_columns(self.key)[0])])
         regime = None
         if self.regimes is not None:
             names = self.regimes.predict_names(frame)

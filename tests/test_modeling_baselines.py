@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from contract.errors import BadInput
-from modeling.baselines import (clip_forecast, ewma, forecast_all, linear, linear_alert,
-                                moving_average, persistence, reactive_alert)
+from modeling.baselines import (REACTIVE_GRID, BaselineSuite, always_on, auto_ets, clip_forecast, ewma,
+                                forecast_all, linear, linear_alert, moving_average, persistence,
+                                reactive_alert, reactive_for)
 
 # One window, W = 3 seconds, one metric: 1, 2, 4.
 X = np.array([[[1.0], [2.0], [4.0]]])
@@ -50,7 +51,7 @@ def test_linear_matches_numpy_polyfit():
 
 
 def test_forecasts_have_the_lstm_shape_and_valid_ranges():
-    key = ["latency_p95_ms", "error_rate"]
+    key = ["latency_p95_window_ms", "error_rate_window"]
     x = np.array([[[300.0, 0.9], [200.0, 0.95], [100.0, 1.0]]])
     out = forecast_all(x, 5, key)
     assert set(out) == {"persistence", "moving_average", "ewma", "linear"}
@@ -58,10 +59,23 @@ def test_forecasts_have_the_lstm_shape_and_valid_ranges():
     assert out["linear"][0, :, 0].min() == 0.0       # a falling line is clipped at 0 ms
     assert out["linear"][0, :, 1].max() == 1.0       # and a rising error rate at 1
     assert clip_forecast(np.array([[[-1.0, 2.0]]]), key).tolist() == [[[0.0, 1.0]]]
+    # Settings per metric: a 2 s moving average on one, the 3 s window capped span on the other.
+    ma = forecast_all(x, 1, key, {"moving_average": {key[0]: 2, key[1]: 30}})["moving_average"]
+    assert ma[0, 0].tolist() == pytest.approx([150.0, 0.95])
+
+
+def test_auto_ets_follows_a_trend_from_the_window_alone_and_repeats_flat_windows():
+    t = np.arange(40, dtype=float)
+    rng = np.random.default_rng(0)
+    x = np.stack([np.column_stack([100 + 5 * t + rng.normal(0, 0.5, 40), np.full(40, 3.0)])])
+    forecast, fallbacks = auto_ets(x, 5)
+    assert forecast.shape == (1, 5, 2)
+    assert forecast[0, :, 0] == pytest.approx(100 + 5 * np.arange(40, 45), rel=0.02)   # the trend goes on
+    assert forecast[0, :, 1].tolist() == [3.0] * 5 and fallbacks == 1                 # a flat window: repeated
 
 
 def test_reactive_alert_fires_only_when_already_violating():
-    key = ["latency_p95_ms", "error_rate"]
+    key = ["latency_p95_window_ms", "error_rate_window"]
     x = np.array([[[100.0, 0.0], [900.0, 0.0]],      # p95 above 800
                   [[900.0, 0.0], [800.0, 0.02]],     # equal is within the SLO
                   [[100.0, 0.0], [100.0, 0.05]]])    # error rate above 0.02
@@ -69,11 +83,44 @@ def test_reactive_alert_fires_only_when_already_violating():
     assert reactive_alert(x, slo, key).tolist() == [1, 0, 1]
 
 
+def test_reactive_for_needs_k_of_the_last_n_seconds():
+    v = np.array([0, 1, 0, 1, 1, 1, 0, 0])
+    t = np.arange(8)
+    assert reactive_for(v, t, 1, 1).tolist() == v.tolist()
+    assert reactive_for(v, t, 1, 3).tolist() == [0, 1, 1, 1, 1, 1, 1, 1]
+    assert reactive_for(v, t, 3, 3).tolist() == [0, 0, 0, 0, 0, 1, 0, 0]
+    assert reactive_for(v, t, 2, 3).tolist() == [0, 0, 0, 1, 1, 1, 1, 0]
+    with pytest.raises(BadInput, match="1 <= k <= n"):
+        reactive_for(v, t, 4, 3)
+    assert always_on(3).tolist() == [1, 1, 1]
+
+
 def test_predict_linear_alert_fires_on_a_crossing_within_the_horizon():
-    key = ["latency_p95_ms", "error_rate"]
+    key = ["latency_p95_ms", "error_rate"]                      # a model from before the pooled targets
     rising = np.array([[[500.0, 0], [600.0, 0], [700.0, 0]]])   # 800 at h=1, 900 at h=2
     slo = np.array([[850.0, 0.02]])
     assert linear_alert(rising, 1, slo, key, fit_s=3).tolist() == [0]
     assert linear_alert(rising, 2, slo, key, fit_s=3).tolist() == [1]
-    with pytest.raises(BadInput, match="need latency_p95_ms and error_rate"):
+    with pytest.raises(BadInput, match="the SLO is defined on latency_p95_window_ms and error_rate_window"):
         linear_alert(rising[:, :, :1], 2, slo, ["rps"])
+
+
+def test_the_suite_is_chosen_on_training_windows_and_round_trips():
+    import warnings
+
+    from modeling.data import make_windows
+    from modeling.synthetic import synthetic_run
+
+    runs = [synthetic_run(s, seed=1, duration_s=120) for s in ("spike-closed", "fault-latency-closed")]
+    cols = ["latency_p95_window_ms", "error_rate_window", "cpu_percent", "rps", "slo_violation"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = make_windows(runs, cols, 20, 5)
+    suite = BaselineSuite(horizon=5, key_metrics=w.key_metrics).fit(w, ets_windows=50)
+    assert set(suite.best) == set(w.key_metrics)
+    assert set(suite.best.values()) <= {"persistence", "moving_average", "ewma", "linear", "auto_ets"}
+    assert suite.settings["ewma"]["rps"] in (0.1, 0.3, 0.6) and suite.reactive in REACTIVE_GRID
+    assert suite.chosen_on.startswith(f"training windows: {len(w)} windows of 2 runs")
+    again = BaselineSuite.from_dict(suite.to_dict())
+    assert again == suite
+    assert set(again.forecasts(w.x_key[:3])) == {"persistence", "moving_average", "ewma", "linear", "auto_ets"}

@@ -36,7 +36,8 @@ def test_exactly_window_plus_horizon_rows_give_one_window():
     assert w.x.shape == (1, 10, len(COLS) + 1) and w.y.shape == (1, 3, 4)
     assert w.columns[-1] == MISSING
     np.testing.assert_allclose(w.x[0, :, COLS.index("rps")], np.arange(10) + 0.1, rtol=1e-6)
-    np.testing.assert_allclose(w.y[0, :, KEY_METRICS.index("latency_p95_ms")], [110, 111, 112])
+    # A run without the pooled window columns forecasts its per-second values (a 1 s window).
+    np.testing.assert_allclose(w.y[0, :, KEY_METRICS.index("latency_p95_window_ms")], [110, 111, 112])
     assert w.t.tolist() == [9]                       # "now" is the last input row
     assert w.warn.tolist() == [0.0]                  # violations at rows 9, 19: none in 10..12
 
@@ -84,11 +85,30 @@ def test_gap_rule_fills_short_gaps_and_drops_windows_with_long_ones():
     assert values[5, COLS.index("latency_p95_ms")] == 104    # previous value
     missing = values[:, -1]
     assert missing[[5, 10, 11, 12, 30, 37]].tolist() == [1] * 6 and missing[[0, 13, 29, 38]].tolist() == [0] * 4
-    with pytest.warns(DataWarning, match="dropped 20 of 48 window"):
+    with pytest.warns(DataWarning, match="dropped 17 of 48 window"):
         w = make_windows([f], COLS, window=10, horizon=3)
-    # Windows [s, s+13) that touch rows 30..37 are dropped: s in 18..37.
-    assert len(w) == 48 - 20
-    assert not np.isnan(w.x).any() and not np.isnan(w.y).any()
+    # Windows whose inputs [s, s+10) touch rows 30..37 are dropped: s in 21..37.
+    assert len(w) == 48 - 17
+    assert not np.isnan(w.x).any()
+
+
+def test_missing_targets_are_masked_never_filled():
+    f = frame(60)
+    f.loc[10:12, "cpu_percent"] = np.nan          # filled as an input, but a target it stays missing
+    f.loc[30:37, "rps"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = make_windows([f], COLS, window=10, horizon=3)
+        train = make_windows([f], COLS, window=10, horizon=3, require_targets=True)
+    cpu, rps = KEY_METRICS.index("cpu_percent"), KEY_METRICS.index("rps")
+    start = w.t - 9
+    missing = {(int(s), h, k) for s, h, k in zip(*np.nonzero(np.isnan(w.y)))}
+    expected = {(i, h, cpu) for i, s in enumerate(start) for h in range(3) if 10 <= s + 10 + h <= 12}
+    expected |= {(i, h, rps) for i, s in enumerate(start) for h in range(3) if 30 <= s + 10 + h <= 37}
+    assert missing == expected and len(expected) == 6 + 6
+    assert (~w.y_ok).sum() == 12
+    # Training never sees a filled target: windows with a missing one are left out.
+    assert len(train) == len(w) - 6 and not np.isnan(train.y).any()
 
 
 def test_leading_gap_is_not_filled():
@@ -132,7 +152,7 @@ def test_missing_and_empty_key_columns_are_bad_input():
         select_features([f])
     g = frame(20)
     g["error_rate"] = np.nan
-    with pytest.raises(BadInput, match="error_rate: no values in the training runs"):
+    with pytest.raises(BadInput, match="error_rate_window: no values in the training runs"):
         select_features([g])
 
 
@@ -182,7 +202,7 @@ def test_load_runs_from_folders_and_csv(tmp_path):
     assert loaded[0].attrs["slo"] == {"latency_p95_ms": 2000.0, "error_rate": 0.02, "window_s": 1}
     assert len(loaded[0]) == 20
     csv = tmp_path / "imported.csv"
-    run[["timestamp", *KEY_METRICS]].to_csv(csv, index=False)
+    run[["timestamp", "latency_p95_ms", "error_rate", "cpu_percent", "rps"]].to_csv(csv, index=False)
     (imported,) = load_runs([csv])
     assert imported.attrs["run_id"] == "imported"
     expected = ((imported["latency_p95_ms"] > 800) | (imported["error_rate"] > 0.02)).astype(int)
@@ -237,6 +257,6 @@ def test_no_windows_says_what_was_missing_not_a_long_gap():
 def test_dropped_windows_warning_names_the_longest_gap():
     f = frame(60)
     f.loc[30:37, "rps"] = np.nan                  # 8 s: stays missing
-    with pytest.warns(DataWarning, match=r"^dropped 20 of 48 window\(s\): they touch 8 row\(s\) in gaps longer "
+    with pytest.warns(DataWarning, match=r"^dropped 17 of 48 window\(s\): they touch 8 row\(s\) in gaps longer "
                                          r"than 5 s \(the longest 8 s\) in rps$"):
         make_windows([f], COLS, window=10, horizon=3)

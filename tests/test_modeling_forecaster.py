@@ -54,7 +54,9 @@ def fitted(runs):
 def test_fit_learns_attributes_and_reports_each_epoch(fitted):
     assert [e[:2] for e in fitted.epoch_calls] == [(1, 2), (2, 2)]
     assert "loss" in fitted.epoch_calls[0][2]
-    assert fitted.columns_[-1] == "missing" and fitted.key_metrics_[0] == "latency_p95_ms"
+    assert fitted.columns_[-1] == "missing" and fitted.key_metrics_[0] == "latency_p95_window_ms"
+    # MASE's scale: the training runs' in-sample one-step naive MAE of each target.
+    assert set(fitted.target_scale_) == set(fitted.key_metrics_) and fitted.target_scale_["rps"] > 0
     assert fitted.n_features_in_ == len(fitted.columns_) and fitted.epochs_trained_ == 2
     assert fitted.training_summary_["train_windows"] > 0 and len(fitted.history_["loss"]) == 2
     assert fitted.get_params()["units"] == 4                     # hyper-parameters stay as given
@@ -158,11 +160,35 @@ def test_same_seed_gives_the_same_model(runs, fitted):
 
 
 @pytest.mark.slow
-def test_known_future_users_is_an_extra_input(runs):
-    model = LSTMForecaster(**TINY, known_future=["users"], validation_fraction=0).fit(runs[:1])
+def test_the_plan_is_the_only_known_future_and_training_and_serving_agree(runs):
+    with pytest.raises(BadInput, match="only the plan .* is known in advance"):
+        LSTMForecaster(**TINY, known_future=["users"], validation_fraction=0).fit(runs[:1])
+    model = LSTMForecaster(**TINY, known_future=["planned_users"], validation_fraction=0).fit(runs[:1])
     assert len(model.model_.inputs) == 2
-    plan = runs[0]["users"].iloc[20:23].to_numpy()
+    plan = runs[0]["planned_users"].iloc[20:23].to_numpy()
     forecast, _ = model.predict_one(runs[0].iloc[12:20], future=plan)
     assert forecast.shape == (3, 4)
-    with pytest.raises(BadInput, match="needs the next 3 seconds of users"):
+    with pytest.raises(BadInput, match="trained on the plan ahead: it needs the next 3 seconds of planned_users"):
         model.predict_one(runs[0].iloc[12:20])
+    # future="hold": trained on the plan of now repeated, which is what serving feeds without a plan.
+    held = LSTMForecaster(**TINY, known_future=["planned_users"], future="hold", validation_fraction=0).fit(runs[:1])
+    w = held.windows(runs[:1])
+    assert (w.future[:, :, 0] == w.x[:, -1:, w.columns.index("planned_users")]).all()
+    now = runs[0].iloc[12:20]
+    served = held.predict_one(now)
+    given = held.predict_one(now, future=[now["planned_users"].iloc[-1]] * 3)
+    np.testing.assert_array_equal(served[0], given[0])
+    batch = held.predict(runs[:1])
+    i = int(np.flatnonzero(batch.windows.t == 19)[0])
+    np.testing.assert_allclose(batch.forecast[i], served[0], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_validation_without_violations_does_not_keep_a_silent_threshold(recwarn):
+    calm = [synthetic_run("smoke-closed", seed=s, duration_s=20) for s in (1, 2, 3)]
+    for r in calm:
+        r["slo_violation"] = 0
+    model = LSTMForecaster(**TINY).fit(calm)
+    assert "no SLO-violation episode in the validation windows" in model.threshold_note_
+    assert any("alarm threshold" in str(w.message) for w in recwarn)
+    assert model.training_summary_["alarm_threshold_note"] == model.threshold_note_

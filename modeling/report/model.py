@@ -13,16 +13,17 @@ from contract.runfolder import read_meta
 from contract.errors import BadInput
 
 from .. import plots
-from ..baselines import forecast_all, linear_alert, reactive_alert
+from ..baselines import forecast_all
 from ..data import chronological_split, load_runs, run_folders, run_name
-from ..metrics import forecast_violates
+from ..evaluate import alarms_of, default_suite
 from ..pipeline import METRICS_JSON, evaluate_bundle, load_bundle, read_meta_json
 from ..products import endpoint_profiles, read_samples
 from ..regimes import truth_regimes
 from .page import FigureWriter, Page, fmt, pct
 
 ALERT_NAMES = {"lstm": "LSTM warning head", "lstm_forecast": "LSTM forecast crosses the SLO",
-               "reactive": "reactive threshold alert", "predict_linear": "predict_linear crosses the SLO"}
+               "reactive": "reactive alert (for: k of n s)", "predict_linear": "predict_linear crosses the SLO",
+               "always_on": "always on (a trivial alarm)"}
 
 
 def model_report(path: Path, writer: FigureWriter) -> Page:
@@ -80,7 +81,8 @@ def model_facts(bundle: Any, result: Mapping[str, Any]) -> list[tuple[str, str]]
             ("created (UTC)", str(meta.get("created_at", "?"))),
             ("LSTM", f"preset {meta.get('preset', '?')}: window {p.get('window')} s in, horizon "
                      f"{p.get('horizon')} s out, {p.get('layers')} layer(s) of {p.get('units')} units"
-                     + (", knows the planned users" if p.get("known_future") else "")),
+                     + (f", knows the plan ({', '.join(p['known_future'])}, "
+                        f"{'held' if p.get('future') == 'hold' else 'ahead'})" if p.get("known_future") else "")),
             ("forecast metrics", ", ".join(plots.label(m) for m in data.get("key_metrics", p.get("key_metrics", [])))),
             ("training", f"{len(train_runs)} runs, {meta.get('train_rows', '?')} rows, "
                          f"{meta.get('epochs_run', '?')} epochs in {meta.get('train_seconds', '?')} s"),
@@ -97,22 +99,26 @@ def model_facts(bundle: Any, result: Mapping[str, Any]) -> list[tuple[str, str]]
 
 def _add_scores(page: Page, result: Mapping[str, Any], horizon: int) -> None:
     """Add the verdict, the goals table and the forecast-error table of metrics.json."""
-    page.section("Verdict", "The evaluation's own summary, in plain sentences. MASE compares a forecast's "
+    page.section("Verdict", "The evaluation's own summary, in plain sentences. RelMAE compares a forecast's "
                             "error with naive persistence (\u201cthe next seconds look like now\u201d): below 1 "
-                            "the model is better than that, above 1 it is worse.")
+                            "the model is better than that, above 1 it is worse. Intervals are 95% block-bootstrap "
+                            "intervals over the held-out runs.")
     page.bullets([line.strip() for line in result.get("verdict") or ["(no verdict in metrics.json)"]], "verdict")
     goals = result.get("goals") or {}
     if goals:
         page.section("Goals", "The project's targets for a model evaluated on scenarios it never saw in training.")
-        page.table(["goal", "figure", "target", "met"],
-                   [[k.replace("_", " "), fmt(g.get("value")), g.get("goal"), bool(g.get("met"))]
+        page.table(["goal", "figure", "95% interval", "target", "status"],
+                   [[k.replace("_", " "), fmt(g.get("value")),
+                     "-" if not g.get("ci") or g["ci"][0] is None else f"{fmt(g['ci'][0])} to {fmt(g['ci'][1])}",
+                     g.get("goal"), g.get("status", "met" if g.get("met") else "not met")]
                     for k, g in goals.items()], numeric=(1,))
     key = result["data"]["key_metrics"]
-    page.section(f"Forecast error {horizon} s ahead (MASE)",
+    page.section(f"Forecast error {horizon} s ahead (RelMAE)",
                  "One row per forecaster, one column per metric; lower is better and 1.00 is naive persistence. "
-                 "n/a: the metric did not change on these runs, so persistence is exact and MASE is undefined.")
+                 "n/a: the metric did not change on these runs, so persistence is exact and RelMAE is undefined.")
     page.table(["forecaster", *[plots.METRICS.get(m, (m,))[0] for m in key]],
-               [[plots.MODEL_STYLES.get(n, ("", 0, n))[2], *[fmt(s.get(m, {}).get("mase_at_h")) for m in key]]
+               [[plots.MODEL_STYLES.get(n, ("", 0, n))[2],
+                 *[fmt(s.get(m, {}).get("relmae_at_h", s.get(m, {}).get("mase_at_h"))) for m in key]]
                 for n, s in result.get("summary", {}).items()], numeric=range(1, len(key) + 1))
 
 
@@ -189,10 +195,8 @@ def _add_warning_figures(page: Page, writer: FigureWriter, result: Mapping[str, 
     """Add the early-warning timeline (when forecast), the lead-time figure and the alert table."""
     if pred is not None:
         w = pred.windows
-        alarms = {"lstm": pred.alarm,
-                  "lstm_forecast": forecast_violates(pred.forecast, w.slo, w.key_metrics),
-                  "reactive": reactive_alert(w.x_key, w.slo, w.key_metrics),
-                  "predict_linear": linear_alert(w.x_key, horizon, w.slo, w.key_metrics)}
+        alarms = alarms_of(pred, bundle.baselines or default_suite(horizon, w.key_metrics))
+        alarms.pop("always_on")
         name = writer.save("early_warning.png", plots.warning_timeline, run, w.t, pred.probability,
                            float(bundle.forecaster.warn_threshold_), alarms, horizon, run_name(run))
         page.figure(name, "Early warning over time",
@@ -203,15 +207,18 @@ def _add_warning_figures(page: Page, writer: FigureWriter, result: Mapping[str, 
                     f"is already broken.")
     name = writer.save("lead_time.png", plots.lead_time, result)
     page.figure(name, "Lead time: how early does each alert warn?",
-                f"Left: F1 per second (the balance of catching violations and avoiding false alarms; 1 is "
-                f"perfect). Right: for each violation that starts after at least {horizon} calm seconds, how many "
-                f"seconds before it the first alarm came, averaged, and the share of such violations caught. "
-                f"A reactive alert has a lead time of 0 by definition.")
+                f"Left: event F1 (violation episodes caught against false alarms; 1 is perfect), counted as 0 "
+                f"when an alert raises more false alarms per hour than the budget, as an alarm that is always on "
+                f"does. Right: for each violation episode, how many seconds before its onset the first alarm came "
+                f"(searched back to the first observable precursor: a plan change, a fault start, an incident), "
+                f"averaged, and the share of episodes caught. A reactive alert has a lead time of 0 by definition.")
     ew = result["early_warning"]
-    page.table(["alert", "precision", "recall", "F1", "mean lead (s)", "violations caught", "false alarms / h"],
+    page.table(["alert", "precision", "recall", "F1", "F1 within budget", "mean lead (s)", "share of achievable lead",
+                "false alarms / h"],
                [[ALERT_NAMES.get(n, n), fmt(s.get("precision")), fmt(s.get("recall")), fmt(s.get("f1")),
-                 fmt(s.get("mean_lead_s"), 1), pct(s.get("event_recall")), fmt(s.get("false_alarms_per_hour"), 1)]
-                for n, s in ew.items() if isinstance(s, dict)], numeric=range(1, 7))
+                 fmt(s.get("f1_in_budget")), fmt(s.get("mean_lead_s"), 1), pct(s.get("lead_share")),
+                 fmt(s.get("false_alarms_per_h", s.get("false_alarms_per_hour")), 1)]
+                for n, s in ew.items() if isinstance(s, dict)], numeric=range(1, 8))
 
 
 def _add_regimes_figure(page: Page, writer: FigureWriter, result: Mapping[str, Any], bundle: Any,
