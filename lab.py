@@ -19,13 +19,8 @@ from rich.markup import escape as _escape
 
 from contract.errors import LabError
 
-app = typer.Typer(
-    help="Stability Lab: load-test an instrumented target, record labelled runs, "
-    "forecast instability.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = typer.Typer(help="Stability Lab: load-test an instrumented target, record labelled runs, forecast "
+                  "instability.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err = Console(stderr=True)
 out = Console(soft_wrap=True)  # paths and messages never break mid-word when piped
 # typer 0.25+ carries its own copy of click: take the exception classes typer raises.
@@ -99,8 +94,6 @@ def serve(
                                    warn=lambda m: err.print(f"[yellow]{m}[/]")))
 
 
-# ---------------------------------------------------------------- scenarios and runs
-
 
 @lab_command
 def scenarios():
@@ -148,8 +141,6 @@ def run_scenario(
                             max_workers=max_workers, on_row=progress.row, on_status=progress.status)
     print_summary(out, result)
 
-
-# ---------------------------------------------------------------- datasets: generate, info, import, export
 
 from collector.export import ExportFormat  # noqa: E402  (typer needs the Enum when the command is defined)
 
@@ -250,8 +241,6 @@ def export(
     out.print(f"wrote [bold]{written}[/]")
 
 
-# ---------------------------------------------------------------- models
-
 
 @lab_command
 def train(
@@ -316,8 +305,6 @@ def report(
         err.print(f"[yellow]note:[/] {_escape(note)}", highlight=False)
     out.print(str(result.path), soft_wrap=True, highlight=False)
 
-
-# ---------------------------------------------------------------- live monitor and closed loop
 
 
 @lab_command

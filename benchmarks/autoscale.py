@@ -12,6 +12,8 @@ reactive with no more worker-seconds. The verdict is printed either way.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
+
 import argparse
 import sys
 import tempfile

@@ -10,6 +10,8 @@ with wrk's against the same target and endpoint in the same script.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
+
 import argparse
 import json
 import shutil

@@ -9,6 +9,8 @@ so each peak RSS is that build's alone. Prints one table and the cost per hour.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
+
 import argparse
 import json
 import resource

@@ -15,6 +15,8 @@ again. Timings use training runs only. `benchmarks/README.md` records the figure
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
+
 import argparse
 import json
 import sys

@@ -17,6 +17,8 @@ and the cost of `dataset merge` per hour of data.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
+
 import sys
 from pathlib import Path
 

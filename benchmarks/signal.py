@@ -22,17 +22,12 @@ Locust subprocesses, the collector), printed as tables; `benchmarks/README.md` r
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named signal.py: take its folder off the path before anything imports the
-# standard library's `signal`, and put the repository on it instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
 
 import argparse
 import json
+import sys
+from pathlib import Path
 import math
 import os
 import shutil

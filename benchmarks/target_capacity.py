@@ -10,6 +10,8 @@ growing and p95 starts climbing.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001  (first: see benchmarks/_paths.py)
+
 import argparse
 import json
 import shutil
