@@ -250,26 +250,43 @@ def part_throughput(tmp: Path, args) -> None:
 
 
 def precursors(frame: pd.DataFrame, onset: int, since: int) -> dict[str, int | None]:
-    """The last plan change, fault start and incident in [since, onset], and the first queue rise after them."""
+    """The observable precursors of an SLO episode starting at `onset`, searched back to `since`.
+
+    - plan change: the start of the last change of the plan before the onset; a ramp is one
+      change from its first second (each second of a ramp differs from the one before);
+    - fault start: the last second a fault began, and incident: the first incident, in the span;
+    - queue rise: the first second after the cause whose queue time (or backlog) is three
+      times its level in the 15 s before the cause.
+    The cause is the later of the plan change and the fault start; the achievable lead is
+    onset - cause.
+    """
     f = frame.set_index("elapsed_s")
     window = f.loc[since:onset]
-    plan = window["planned_rate"].fillna(window.get("planned_users"))
-    changes = plan.index[plan.diff().fillna(0) != 0].tolist()
+    plan = window["planned_rate"].where(window["planned_rate"].notna(), window.get("planned_users"))
+    changing = (plan.diff().fillna(0) != 0).to_numpy()
+    seconds = window.index.to_numpy()
+    change = None
+    if changing.any():
+        i = int(np.flatnonzero(changing)[-1])
+        while i > 0 and changing[i - 1]:
+            i -= 1                                   # back to the first second of that ramp
+        change = int(seconds[i])
     faults = window.index[(window["fault"] != "none") & (window["fault"].shift(fill_value="none") == "none")].tolist()
     incidents = window.index[window["incident"].fillna("none") != "none"].tolist()
-    cause = max([c for c in changes + faults if c <= onset], default=None)
-    found = {"plan_change": max(changes, default=None), "fault_start": max(faults, default=None),
-             "incident": min(incidents, default=None), "queue_rise": None}
+    fault = max(faults, default=None)
+    cause = max([c for c in (change, fault) if c is not None], default=None)
+    found = {"plan_change": change, "fault_start": fault, "incident": min(incidents, default=None),
+             "queue_rise": None, "cause": cause}
     base = f.loc[max(0, (cause or since) - 15):(cause or since) - 1]
-    for column in ("srv_queue_p95_ms", "outstanding"):
-        ref = base[column].median() if column in base and base[column].notna().any() else None
-        if ref is None:
+    for column, floor in (("srv_queue_p95_ms", 20.0), ("outstanding", 5.0)):
+        if column not in base or not base[column].notna().any():
             continue
+        ref = float(base[column].median())
         rising = window.loc[(cause or since):onset, column]
-        above = rising.index[rising > max(3 * ref, ref + (20 if column == "srv_queue_p95_ms" else 5))]
+        above = rising.index[rising > max(3 * ref, ref + floor)]
         if len(above):
-            found["queue_rise"] = min(int(above[0]), found["queue_rise"] or int(above[0]))
-    found["cause"] = cause
+            first = int(above[0])
+            found["queue_rise"] = first if found["queue_rise"] is None else min(first, found["queue_rise"])
     return found
 
 
