@@ -89,6 +89,17 @@ def locust_files(tmp_path, samples, status):
     (folder / "status-1.csv").write_text("ts,users\n" + "".join(f"{T0 + t},{u}\n" for t, u in status))
 
 
+def record(c, tmp_path, sampled: int, written: int) -> list[dict]:
+    """Sample `sampled` seconds as the collector's deadlines would, write `written` rows, read them back."""
+    for second in range(sampled):
+        c.sample_second(second, T0 + second + 1)
+    c.drain_client()
+    for second in range(written):
+        c.finalise(second)
+    c.csv_file.close()
+    return rows_of(tmp_path)
+
+
 def rows_of(tmp_path):
     with open(tmp_path / "metrics.csv", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -103,13 +114,7 @@ def test_rows_join_server_process_client_and_labels_per_second(tmp_path):
                           (1.2, 50, 1), (1.7, 60, 0),                                  # second 1: half fail
                           (2.5, 600, 1)],                                              # second 2: slow
                  status=[(1.5, 2), (2.5, 5)])
-    for second in range(3):                    # second 3 is never sampled (the run ended)
-        c.sample_second(second, T0 + second + 1)
-    c.drain_client()
-    for second in range(4):
-        c.finalise(second)
-    c.csv_file.close()
-    rows = rows_of(tmp_path)
+    rows = record(c, tmp_path, sampled=3, written=4)    # second 3 is never sampled (the run ended)
     assert len(rows) == 4
 
     first = rows[0]
@@ -221,13 +226,7 @@ def test_open_model_rows_carry_the_plan_outstanding_drops_pooled_slo_and_inciden
     status = [(0.9, 1, 2, 0, 10), (1.9, 1, 3, 0, 20), (2.9, 1, 40, 5, 45), (3.9, 1, 60, 9, 75)]
     (folder / "status-1.csv").write_text("ts,users,outstanding,dropped,sent\n" + "".join(
         f"{T0 + t},{u},{o},{d},{s}\n" for t, u, o, d, s in status))
-    for second in range(4):
-        c.sample_second(second, T0 + second + 1)
-    c.drain_client()
-    for second in range(4):
-        c.finalise(second)
-    c.csv_file.close()
-    rows = rows_of(tmp_path)
+    rows = record(c, tmp_path, sampled=4, written=4)
     assert [r["users"] for r in rows] == [""] * 4                  # the open model has no user count
     assert [r["planned_users"] for r in rows] == [""] * 4
     assert [float(r["planned_rate"]) for r in rows] == [10.0, 10.0, 15.0, 25.0]   # ramp 10 -> 30 over 2 s
