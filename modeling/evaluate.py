@@ -269,7 +269,7 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
 def _ci(ci: Sequence[Any] | None, digits: int = 2) -> str:
     if not ci or ci[0] is None:
         return "no interval"
-    return f"95% {_fmt(ci[0], digits)}-{_fmt(ci[1], digits)}"
+    return f"95% {_fmt(ci[0], digits)} to {_fmt(ci[1], digits)}"
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
@@ -283,8 +283,9 @@ def verdict(result: dict[str, Any]) -> list[str]:
     for m, c in result["comparison"].items():
         sig = ("significant" if c["ci_low"] is not None and (c["ci_low"] > 0 or c["ci_high"] < 0)
                else "not significant")
+        ci = "no interval" if c["ci_low"] is None else f"95% {_pct(c['ci_low'])} to {_pct(c['ci_high'])}"
         lines.append(f"  {m}: MAE gain over the best baseline ({c['best_baseline']}) {_pct(c['mae_gain'])} "
-                     f"({_ci([c['ci_low'], c['ci_high']])}, {sig}).")
+                     f"({ci}, {sig}).")
     ew = result["early_warning"]
     m = ew["lstm"]
     lines.append(f"Early warning (headline: event F1 within {ew['budget_per_h']:g} false alarms/h): LSTM "

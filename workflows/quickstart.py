@@ -1,7 +1,8 @@
 """quickstart: the whole lab in a few minutes on a laptop.
 
 A small dataset of short real runs (the embedded target under Locust), a model trained on
-some scenarios and scored on a scenario it never saw, a report, and a three-line verdict.
+some scenarios and scored on two runs of a scenario it never saw, a report, a three-line
+verdict with intervals, and a line on what so small a sample can and cannot show.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable
 
 from modeling.pipeline import evaluate_bundle, train_bundle
 from modeling.report import build_report
-from workflows.matrix import generate_dataset, plan_matrix
+from workflows.matrix import Cell, generate_dataset, plan_matrix
 
 TRAIN_SCENARIOS = ("spike", "ramp", "step", "fault-latency")
 HELD_OUT = "mixed"
@@ -33,8 +34,10 @@ class QuickstartResult:
     verdict: list[str] = field(default_factory=list)
 
 
-def _ci(ci) -> str:
-    return "no interval" if not ci or ci[0] is None else f"95% {ci[0]:.2f} to {ci[1]:.2f}"
+def _ci(ci, pct: bool = False) -> str:
+    if not ci or ci[0] is None:
+        return "no interval"
+    return f"95% {100 * ci[0]:+.0f}% to {100 * ci[1]:+.0f}%" if pct else f"95% {ci[0]:.2f} to {ci[1]:.2f}"
 
 
 def three_lines(metrics: dict) -> list[str]:
@@ -46,7 +49,7 @@ def three_lines(metrics: dict) -> list[str]:
     rel = "n/a" if s["relmae_at_h"] is None else f"{s['relmae_at_h']:.2f}"
     gain = "n/a" if c["mae_gain"] is None else f"{100 * c['mae_gain']:+.0f}%"
     line1 = (f"1. Forecast {H} s ahead ({lat}): RelMAE {rel} ({_ci(s['relmae_ci_at_h'])}; below 1 beats persistence); "
-             f"MAE gain over the best baseline ({c['best_baseline']}) {gain} ({_ci([c['ci_low'], c['ci_high']])}), "
+             f"MAE gain over the best baseline ({c['best_baseline']}) {gain} ({_ci([c['ci_low'], c['ci_high']], pct=True)}), "
              f"{metrics['goals']['mae_gain_p95']['status']}.")
     ew = metrics["early_warning"]
     m = ew["lstm"]
@@ -65,11 +68,13 @@ def three_lines(metrics: dict) -> list[str]:
 def sample_note(metrics: dict) -> str:
     """What the quickstart's small sample can and cannot show."""
     d = metrics["data"]
-    return (f"This sample is {d['windows']} held-out windows of {d['runs_with_windows']} run(s) and "
-            f"{metrics['early_warning']['lstm']['episodes']} violation episode(s): it shows the whole pipeline "
-            f"working and how wide the intervals are at this size, not whether the model beats its baselines. "
-            f"For that: python lab.py generate-dataset --preset small (about 20 min) or --preset bench, then "
-            f"python benchmarks/modeling.py --dataset <folder>.")
+    blocks = metrics["comparison"][d["slo_columns"][0]]["blocks"]
+    return (f"This sample is {d['windows']} held-out windows ({blocks} bootstrap block(s) of {d['block_s']} s) of "
+            f"{d['runs_with_windows']} run(s) and {metrics['early_warning']['lstm']['episodes']} violation "
+            f"episode(s): it shows the whole pipeline working, not whether the model beats its baselines; with "
+            f"so few blocks and episodes even the intervals understate the uncertainty, and an always-on alarm "
+            f"can look as good as a model. For that: python lab.py generate-dataset --preset small (about "
+            f"20 min) or --preset bench, then python benchmarks/modeling.py --dataset <folder>.")
 
 
 def run_quickstart(folder: Path, *, seed: int = 1, run_seconds: int = RUN_SECONDS,
@@ -82,10 +87,13 @@ def run_quickstart(folder: Path, *, seed: int = 1, run_seconds: int = RUN_SECOND
     timings = {}
     dataset = folder / "dataset"
     names = [*TRAIN_SCENARIOS, HELD_OUT]
+    plan = plan_matrix(names, [seed], 1, run_seconds)
+    # Two held-out runs (two seeds): the fewest that give a bootstrap interval at all.
+    plan.cells.append(Cell(HELD_OUT, seed + 1, 1))
+    plan.seeds = [seed, seed + 1]
     started = time.monotonic()
-    stage(f"1/4 recording {len(names)} runs of {run_seconds} s ({', '.join(names)})")
-    generate_dataset(dataset, plan_matrix(names, [seed], 1, run_seconds),
-                     command="python lab.py quickstart", on_row=on_row)
+    stage(f"1/4 recording {len(plan.cells)} runs of {run_seconds} s ({', '.join(names)}; {HELD_OUT} twice)")
+    generate_dataset(dataset, plan, command="python lab.py quickstart", on_row=on_row)
     timings["record_s"] = round(time.monotonic() - started, 1)
 
     t = time.monotonic()
@@ -96,7 +104,7 @@ def run_quickstart(folder: Path, *, seed: int = 1, run_seconds: int = RUN_SECOND
     timings["train_s"] = round(time.monotonic() - t, 1)
 
     t = time.monotonic()
-    stage(f"3/4 evaluating on the held-out {HELD_OUT} run against the baselines")
+    stage(f"3/4 evaluating on the held-out {HELD_OUT} runs against the baselines")
     metrics = evaluate_bundle(bundle)
     timings["evaluate_s"] = round(time.monotonic() - t, 1)
 
