@@ -77,9 +77,16 @@ def test_leave_one_scenario_out_folds(dataset):
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_modeling", ROOT / "benchmarks" / "modeling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Load benchmarks/modeling.py as `python benchmarks/modeling.py` would find its `_paths`."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))     # _paths takes the folder off again
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_modeling", ROOT / "benchmarks" / "modeling.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(ROOT / "benchmarks")]
     return module
 
 
