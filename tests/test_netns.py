@@ -160,7 +160,9 @@ def test_workers_on_two_other_hosts_load_a_target_on_a_third(hosts, tmp_path):
     import pandas as pd
 
     rows = pd.read_csv(run_dir / "metrics.csv")
-    assert len(rows) == SECONDS and rows["target_up"].eq(1).all()
+    # The collector's scrape has a 0.8 s budget per second across the veth link: on a busy
+    # machine one may miss it (that second is target_up=0 by the contract), not more.
+    assert len(rows) == SECONDS and rows["target_up"].eq(0).sum() <= 1, rows["target_up"].tolist()
     # Smoke is light (a few users who think between requests, and a latency fault): most
     # seconds, not every one, see an answer; none of the relayed samples came too late.
     assert rows["rps"].gt(0).mean() >= 0.8 and rows["latency_p95_ms"].notna().mean() >= 0.8
