@@ -160,9 +160,11 @@ def test_workers_on_two_other_hosts_load_a_target_on_a_third(hosts, tmp_path):
     import pandas as pd
 
     rows = pd.read_csv(run_dir / "metrics.csv")
-    # The collector's scrape has a 0.8 s budget per second across the veth link: on a busy
-    # machine one may miss it (that second is target_up=0 by the contract), not more.
-    assert len(rows) == SECONDS and rows["target_up"].eq(0).sum() <= 1, rows["target_up"].tolist()
+    # An external target's /metrics is answered by the same worker threads that smoke's latency
+    # fault holds up, so a scrape may miss its 0.8 s budget in the fault's seconds (a target_up=0
+    # second by the contract; the embedded target has a master-side metrics listener for this).
+    down = rows.loc[rows["target_up"].eq(0), "elapsed_s"].tolist()
+    assert len(rows) == SECONDS and len(down) <= 3, rows[["elapsed_s", "fault", "target_up"]].to_string()
     # Smoke is light (a few users who think between requests, and a latency fault): most
     # seconds, not every one, see an answer; none of the relayed samples came too late.
     assert rows["rps"].gt(0).mean() >= 0.8 and rows["latency_p95_ms"].notna().mean() >= 0.8
