@@ -55,7 +55,7 @@ def test_reactive_autoscale_scales_the_real_target_and_records_it(tmp_path):
     ups = frame.index[frame["autoscale_action"].str.startswith("scale_up")].tolist()
     assert ups, frame[["elapsed_s", "latency_p95_ms", "autoscale_action"]].to_string()
     first = ups[0]
-    assert frame["target_workers"].iloc[:6].eq(1).all()
+    assert frame["target_workers"].iloc[:max(first, 1)].eq(1).all()   # one worker until the first scale-up
     assert frame["target_workers"].iloc[first + 3:].max() >= 2      # gunicorn really forked a worker
     assert frame["target_workers"].max() <= 3                        # within --max-workers
     # every decision was logged with what caused it

@@ -173,7 +173,7 @@ def prometheus_run(tmp_path_factory):
         _wait(lambda: requests.get(prom_url + "/api/v1/query", timeout=1,
                                    params={"query": 'up{job="target"} == 1'}).json()["data"]["result"],
               30, "a first scrape of the target")
-        result = run_scenario(RunOptions(scenario="smoke", host=target.url, admin_token=config.token,
+        result = run_scenario(RunOptions(scenario="smoke-closed", host=target.url, admin_token=config.token,
                                          prometheus_url=prom_url, out=tmp / "runs"))
         frame = pd.read_csv(result.run_dir / "metrics.csv")
         # Where Prometheus' scrape grid fell within the run's seconds (random per run).
@@ -272,7 +272,7 @@ def test_embedded_target_unknown_to_prometheus_is_refused(prometheus_run, tmp_pa
 
     # The embedded target gets a free port this Prometheus does not scrape.
     with pytest.raises(BadInput, match="holds no scrapes of the target"):
-        run_scenario(RunOptions(scenario="smoke", prometheus_url=prometheus_run["prom_url"],
+        run_scenario(RunOptions(scenario="smoke-closed", prometheus_url=prometheus_run["prom_url"],
                                 out=tmp_path))
 
 
@@ -288,7 +288,7 @@ def _lab(*args: str) -> subprocess.CompletedProcess:
 ])
 def test_bad_prometheus_url_exits_2_before_the_run(tmp_path, url, message):
     url = url or f"http://127.0.0.1:{_free_port()}"
-    proc = _lab("run-scenario", "smoke", "--prometheus-url", url, "--out", str(tmp_path), "--quiet")
+    proc = _lab("run-scenario", "smoke-closed", "--prometheus-url", url, "--out", str(tmp_path), "--quiet")
     assert proc.returncode == 2, proc.stderr
     assert "--prometheus-url" in proc.stderr and message in proc.stderr
     assert "Traceback" not in proc.stderr

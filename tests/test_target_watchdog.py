@@ -109,7 +109,8 @@ def test_a_memory_leak_ends_in_a_worker_kill_recorded_as_an_incident(make_target
     assert failed == 4                                   # in-flight requests of a killed worker fail
     assert incidents_on(target.url + "/metrics")["worker_killed"] == len(kills)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and len(target.worker_pids()) != 2:
+    # Until the master has reaped the killed ones and booted two new workers.
+    while time.monotonic() < deadline and (len(target.worker_pids()) != 2 or set(target.worker_pids()) & before):
         time.sleep(0.2)
     after = set(target.worker_pids())
     assert len(after) == 2 and not after & before         # the master replaced both
