@@ -132,7 +132,7 @@ def test_stack_records_a_labelled_run_and_prometheus_scrapes_target_and_monitor(
     # external target has no process columns, which the live profile reads).
     compose("run", "--rm", "runner", "python", "-c",
             "from modeling.synthetic import synthetic_run, write_run\n"
-            "for n, (name, seed) in enumerate([('spike', 1), ('ramp', 2), ('spike', 3)]):\n"
+            "for n, (name, seed) in enumerate([('spike-closed', 1), ('ramp-closed', 2), ('spike-closed', 3)]):\n"
             "    write_run(synthetic_run(name, seed), f'/data/synthetic/r{n}')", timeout=300)
     compose("run", "--rm", "runner", "python", "lab.py", "train", "/data/synthetic", "--out", "/data/models/lab",
             "--preset", "tiny", "--profile", "live", "--quiet", timeout=600)
