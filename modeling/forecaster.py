@@ -2,10 +2,16 @@
 
 One Keras model with two heads over a shared LSTM encoder of the last W seconds:
 
-- `forecast`: (H, K) key metrics in scaled units. With `delta=True` (default) the head
-  predicts the change from the last observed value, so an untrained head starts out as
-  naive persistence and training only has to learn the departures from it.
-- `warning`: sigmoid probability that the SLO is violated at some second in the next H.
+- `forecast`: (H, K) key metrics in scaled units (latency as log1p(ms)), the median ahead
+  (MAE loss by default). With `delta=True` (default) the head predicts the residual over a
+  robust baseline of the window (`base`: the EWMA of the scaled, so log, targets by
+  default; or the rolling median, or the last value), and starts at zero: an untrained
+  model *is* that baseline, and training only learns what the baseline misses.
+- `upper`: the same residual at the `quantile` (0.9 by default) under the pinball loss, so
+  a warning can read the upper quantile of the pooled p95 ahead, not only its median.
+- `warning`: sigmoid probability that the SLO is violated at some second in the next H,
+  recalibrated on the validation windows (Platt scaling, two numbers in params.json) and
+  turned into an alarm by a threshold chosen there within a false-alarm budget.
 
 Optional known-future inputs (`known_future=["planned_rate"]`, plan columns only): the
 plan's values over the next H seconds, which a load test knows from its scenario, enter as
@@ -49,18 +55,21 @@ PARAMS_FILE = "params.json"
 # Starting values. benchmarks/modeling.py chooses among settings by leave-one-scenario-out
 # validation inside the training scenarios, never on a test split (docs/modeling.md).
 DEFAULTS: dict[str, Any] = {
-    "window": 60, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
+    "window": 30, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
     "learning_rate": 3e-3, "epochs": 60, "batch_size": 64, "patience": 6,
     "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
-    "warn_weight": 0.5, "loss": "mse", "max_gap_s": DEFAULT_MAX_GAP_S, "future": "plan",
+    "base": "ewma", "base_alpha": 0.3, "quantile": 0.9, "calibrate": True,
+    "warn_weight": 0.5, "loss": "mae", "max_gap_s": DEFAULT_MAX_GAP_S, "future": "plan",
 }
+BASES = ("ewma", "median", "last")
+MEDIAN_SPAN = 10    # seconds of the rolling-median base
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The original guide: two stacked LSTM(50) with Dropout(0.2), 60 s windows, MinMax
     # scaling of raw values, 20 epochs of batch 32, no early stopping, absolute targets.
     "guide": {"window": 60, "units": 50, "layers": 2, "dropout": 0.2, "learning_rate": 1e-3,
               "epochs": 20, "batch_size": 32, "patience": 0, "scaler": "minmax",
-              "log_latency": False, "delta": False, "loss": "mse"},
+              "log_latency": False, "delta": False, "loss": "mse", "calibrate": False},
     # For tests and smoke runs: trains in about a second.
     "tiny": {"window": 8, "horizon": 3, "units": 4, "epochs": 2, "batch_size": 64, "patience": 0},
 }
@@ -99,9 +108,18 @@ def configure_tensorflow() -> Any:
 class WindowForecasts:
     """Forecasts and early-warning probabilities for every window of some runs."""
     windows: Windows
-    forecast: np.ndarray      # (n, H, K) raw units
-    probability: np.ndarray   # (n,)
+    forecast: np.ndarray      # (n, H, K) raw units: the median ahead
+    probability: np.ndarray   # (n,) calibrated P(SLO violated within H)
     alarm: np.ndarray         # (n,) probability >= the model's threshold
+    upper: np.ndarray | None = None  # (n, H, K) raw units: the upper quantile (None: older model)
+
+
+@dataclass
+class OneForecast:
+    """One window's forecast: (H, K) median and upper quantile in raw units, calibrated probability."""
+    forecast: np.ndarray
+    probability: float
+    upper: np.ndarray | None = None
 
 
 class LSTMForecaster(BaseEstimator):
@@ -126,11 +144,19 @@ class LSTMForecaster(BaseEstimator):
     log_latency : bool
         Scale latency columns as log1p(ms): their spread covers three decades.
     delta : bool
-        Predict the change from the last value (starts from persistence).
+        Predict the residual over `base` (an untrained model is that baseline).
+    base : {"ewma", "median", "last"}
+        The baseline the residual is over: EWMA of the window's scaled targets (weight
+        `base_alpha` on the newest second), their median over the last 10 s, or the last
+        value (persistence; models saved before `base` existed).
+    quantile : float
+        The upper head's quantile (pinball loss); 0 leaves the head out.
+    calibrate : bool
+        Platt-scale the warning probability on the validation windows.
     warn_weight : float
         Weight of the early-warning loss next to the forecast loss.
-    loss : {"mse", "huber", "mae"}
-        Forecast loss on scaled targets.
+    loss : {"mae", "mse", "huber"}
+        Forecast loss on scaled targets (MAE: the median ahead).
     known_future : list of str
         Plan columns (`planned_rate`, `planned_users`) given as an input for the next H s.
     future : {"plan", "hold"}
@@ -151,6 +177,8 @@ class LSTMForecaster(BaseEstimator):
                  validation_fraction: float | None = None, scaler: str | None = None,
                  log_latency: bool | None = None, delta: bool | None = None,
                  warn_weight: float | None = None, loss: str | None = None, known_future: Sequence[str] = (),
+                 base: str | None = None, base_alpha: float | None = None, quantile: float | None = None,
+                 calibrate: bool | None = None,
                  key_metrics: Sequence[str] = KEY_METRICS, features: Sequence[str] | None = None,
                  max_gap_s: int | None = None, seed: int = 0, future: str | None = None):
         self.preset = preset
@@ -169,6 +197,10 @@ class LSTMForecaster(BaseEstimator):
         self.delta = delta
         self.warn_weight = warn_weight
         self.loss = loss
+        self.base = base
+        self.base_alpha = base_alpha
+        self.quantile = quantile
+        self.calibrate = calibrate
         self.known_future = known_future
         self.key_metrics = key_metrics
         self.features = features
@@ -193,6 +225,12 @@ class LSTMForecaster(BaseEstimator):
             raise BadInput(f"validation_fraction must be in [0, 1), got {params['validation_fraction']}")
         if params["loss"] not in ("mse", "huber", "mae"):
             raise BadInput(f"loss must be mse, huber or mae, got {params['loss']!r}")
+        if params["base"] not in BASES:
+            raise BadInput(f"base must be one of {', '.join(BASES)}, got {params['base']!r}")
+        if not 0 < float(params["base_alpha"]) <= 1:
+            raise BadInput(f"base_alpha must be in (0, 1], got {params['base_alpha']}")
+        if not (float(params["quantile"]) == 0 or 0.5 < float(params["quantile"]) < 1):
+            raise BadInput(f"quantile must be 0 (no upper head) or in (0.5, 1), got {params['quantile']}")
         if params["future"] not in ("plan", "hold"):
             raise BadInput(f"future must be plan or hold, got {params['future']!r}")
         params.update(known_future=list(self.known_future), key_metrics=list(self.key_metrics),
@@ -261,8 +299,12 @@ class LSTMForecaster(BaseEstimator):
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.epochs_trained_ = len(history.history.get("loss", []))
         self.target_scale_ = target_scales(runs, self.key_metrics_)
+        self.calibration_, self.calibration_note_ = None, "not calibrated: no validation windows"
         if val is not None and len(val):
-            self.warn_threshold_, self.threshold_note_ = choose_threshold(val, self._raw_predict(val)[1])
+            raw = self._raw_predict(val, calibrated=False)[1]
+            if p.get("calibrate"):
+                self.calibration_, self.calibration_note_ = platt(raw, val.warn)
+            self.warn_threshold_, self.threshold_note_ = choose_threshold(val, self._calibrated(raw))
         else:
             self.warn_threshold_, self.threshold_note_ = 0.5, "no validation windows: threshold 0.5, not tuned"
         if not self.threshold_note_.startswith("best"):
@@ -276,6 +318,7 @@ class LSTMForecaster(BaseEstimator):
             "train_warn_share": float(train.warn.mean()),
             "epochs_trained": self.epochs_trained_, "fit_seconds": round(self.fit_seconds_, 2),
             "alarm_threshold": self.warn_threshold_, "alarm_threshold_note": self.threshold_note_,
+            "calibration": self.calibration_, "calibration_note": self.calibration_note_,
             "seconds_per_epoch": round(self.fit_seconds_ / max(1, self.epochs_trained_), 3),
             "warnings": self.warnings_,
         }
@@ -301,7 +344,7 @@ class LSTMForecaster(BaseEstimator):
                 fit_runs.append(r)
         return fit_runs, val_runs
 
-    def _build(self, keras: Any, p: dict[str, Any]) -> Any:
+    def _build(self, keras: Any, p: dict[str, Any], compile: bool = True) -> Any:
         W, H, K = int(p["window"]), int(p["horizon"]), len(p["key_metrics"])
         window = keras.Input((W, len(self.columns_)), name="window")
         inputs = {"window": window}
@@ -315,16 +358,24 @@ class LSTMForecaster(BaseEstimator):
             future = keras.Input((H, len(p["known_future"])), name="future")
             inputs["future"] = future
             h = keras.layers.Concatenate(name="with_future")([h, keras.layers.Flatten(name="future_flat")(future)])
-        dense = keras.layers.Dense(H * K, name="forecast_dense",
-                                   # Zero start: with delta targets the untrained model is persistence.
-                                   kernel_initializer="zeros" if p["delta"] else "glorot_uniform")(h)
-        forecast = keras.layers.Reshape((H, K), name="forecast")(dense)
-        warning = keras.layers.Dense(1, activation="sigmoid", name="warning")(h)
-        model = keras.Model(inputs, {"forecast": forecast, "warning": warning}, name="lstm_forecaster")
-        model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
-                      loss={"forecast": p["loss"],
-                            "warning": "binary_crossentropy"},
-                      loss_weights={"forecast": 1.0, "warning": float(p["warn_weight"])})
+        # Zero start: with residual targets the untrained model is the base forecast.
+        init = "zeros" if p["delta"] else "glorot_uniform"
+        outputs = {"forecast": keras.layers.Reshape((H, K), name="forecast")(
+            keras.layers.Dense(H * K, name="forecast_dense", kernel_initializer=init)(h))}
+        losses: dict[str, Any] = {"forecast": p["loss"]}
+        if float(p.get("quantile", 0)):
+            outputs["upper"] = keras.layers.Reshape((H, K), name="upper")(
+                keras.layers.Dense(H * K, name="upper_dense", kernel_initializer=init)(h))
+            losses["upper"] = _pinball(keras, float(p["quantile"]))
+        outputs["warning"] = keras.layers.Dense(1, activation="sigmoid", name="warning")(h)
+        losses["warning"] = "binary_crossentropy"
+        model = keras.Model(inputs, outputs, name="lstm_forecaster")
+        if not compile:
+            return model
+        weights = {name: 1.0 for name in losses}
+        weights["warning"] = float(p["warn_weight"])
+        model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])), loss=losses,
+                      loss_weights=weights)
         return model
 
     # ------------------------------------------------------------ encoding
@@ -336,22 +387,40 @@ class LSTMForecaster(BaseEstimator):
             inputs["future"] = self.scaler_.transform(w.future, self.known_future_).astype("float32")
         return inputs
 
-    def _last_scaled(self, x_scaled: np.ndarray) -> np.ndarray:
+    def _base_scaled(self, x_scaled: np.ndarray) -> np.ndarray:
+        """Return the base forecast (n, 1, K) in scaled units that the residual heads add to."""
         idx = [self.columns_.index(c) for c in self.key_metrics_]
-        return x_scaled[:, -1, idx][:, None, :]
+        key = np.asarray(x_scaled, dtype="float64")[:, :, idx]
+        base = self.params_.get("base", "last")        # models saved before `base` existed: persistence
+        if base == "ewma":
+            return np.einsum("nwk,w->nk", key, _ewma_weights(key.shape[1], float(self.params_["base_alpha"])))[:, None, :]
+        if base == "median":
+            return np.median(key[:, -min(MEDIAN_SPAN, key.shape[1]):, :], axis=1, keepdims=True)
+        return key[:, -1:, :]
 
     def _targets(self, w: Windows) -> dict[str, np.ndarray]:
         y = self.scaler_.transform(w.y, self.key_metrics_)
         if self.params_["delta"]:
-            y = y - self._last_scaled(self.scaler_.transform(w.x, self.columns_))
-        return {"forecast": y.astype("float32"), "warning": w.warn.reshape(-1, 1).astype("float32")}
+            y = y - self._base_scaled(self.scaler_.transform(w.x, self.columns_))
+        out = {"forecast": y.astype("float32"), "warning": w.warn.reshape(-1, 1).astype("float32")}
+        if float(self.params_.get("quantile", 0)):
+            out["upper"] = out["forecast"]
+        return out
 
     def _decode(self, out: np.ndarray, x_scaled: np.ndarray) -> np.ndarray:
-
         y = np.asarray(out, dtype="float64")
         if self.params_["delta"]:
-            y = y + self._last_scaled(x_scaled)
+            y = y + self._base_scaled(x_scaled)
         return clip_forecast(self.scaler_.inverse_transform(y, self.key_metrics_), self.key_metrics_)
+
+    def _calibrated(self, probability: np.ndarray) -> np.ndarray:
+        """Apply the Platt scaling fitted on validation (identity when there is none)."""
+        cal = getattr(self, "calibration_", None)
+        p = np.asarray(probability, dtype="float64")
+        if not cal:
+            return p
+        logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, None))
+        return 1.0 / (1.0 + np.exp(-(cal["a"] * logit + cal["b"])))
 
     # ------------------------------------------------------------ prediction
 
@@ -365,17 +434,20 @@ class LSTMForecaster(BaseEstimator):
                             int(p["horizon"]), self.key_metrics_, self.known_future_, int(p["max_gap_s"]),
                             hold_future=p.get("future") == "hold")
 
-    def _raw_predict(self, w: Windows) -> tuple[np.ndarray, np.ndarray]:
+    def _raw_predict(self, w: Windows, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         inputs = self._encode(w)
         out = self.model_.predict(inputs, batch_size=1024, verbose=0)
-        return self._decode(out["forecast"], inputs["window"]), np.asarray(out["warning"]).reshape(-1)
+        prob = np.asarray(out["warning"]).reshape(-1)
+        upper = self._decode(out["upper"], inputs["window"]) if "upper" in out else None
+        return (self._decode(out["forecast"], inputs["window"]), self._calibrated(prob) if calibrated else prob,
+                upper)
 
     def predict(self, runs: Sequence[pd.DataFrame | str | Path] | Windows) -> WindowForecasts:
         """Forecast every window of the runs; return forecasts, probabilities and alarms."""
         self._check_fitted()
         w = runs if isinstance(runs, Windows) else self.windows(runs)
-        forecast, prob = self._raw_predict(w)
-        return WindowForecasts(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"))
+        forecast, prob, upper = self._raw_predict(w)
+        return WindowForecasts(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"), upper)
 
     def predict_one(self, window: pd.DataFrame | np.ndarray,
                     future: np.ndarray | Sequence[float] | None = None) -> tuple[np.ndarray, float]:
@@ -385,10 +457,12 @@ class LSTMForecaster(BaseEstimator):
         array (W, F) of raw values in `columns_` order without `missing`. `future` is the
         plan's next H seconds (H x known-future columns); a `future="hold"` model takes the
         plan of the window's last row, held, when it is not given (as in training).
-        Returns the (H, K) forecast in raw units and the violation probability.
+        Returns the (H, K) forecast (the median) in raw units and the calibrated violation
+        probability. The monitor's hot path keeps its window in an `OnlineWindow` ring
+        buffer and calls `predict_filled`, which skips pandas altogether.
         """
         self._check_fitted()
-        W, H = int(self.params_["window"]), int(self.params_["horizon"])
+        W = int(self.params_["window"])
         columns = [c for c in self.columns_ if c != MISSING]
         if isinstance(window, pd.DataFrame):
             window = pooled_targets(window)            # the stand-ins training used, served the same way
@@ -402,23 +476,32 @@ class LSTMForecaster(BaseEstimator):
                 raise BadInput(f"window must be an array of at least {W} rows x {len(columns)} columns "
                                f"({', '.join(columns)}), got shape {arr.shape}")
             frame = pd.DataFrame(arr[-W:], columns=columns)
-        values = fill_gaps(frame, columns, int(self.params_["max_gap_s"]))
-        # Online there is no dropping a window: what the gap rule cannot fill takes the
-        # training mean (scaled 0) and is flagged in `missing`.
-        x = self.scaler_.transform(values[None], self.columns_)
-        x = np.where(np.isnan(x), 0.0, x)
-        inputs = {"window": x.astype("float32")}
+        out = self.predict_filled(fill_gaps(frame, columns, int(self.params_["max_gap_s"])), future)
+        return out.forecast, out.probability
+
+    def predict_filled(self, values: np.ndarray, future: np.ndarray | Sequence[float] | None = None) -> OneForecast:
+        """Forecast from W rows already through the gap rule: (W, F + 1) raw values, `missing` last.
+
+        What the gap rule could not fill (NaN) takes the training mean (scaled 0); the row's
+        `missing` flag says so, as in training.
+        """
+        H = int(self.params_["horizon"])
+        x = self.scaler_.transform(np.asarray(values, dtype="float64")[None], self.columns_)
+        x = np.where(np.isnan(x), 0.0, x).astype("float32")
+        inputs = {"window": x}
         if self.known_future_:
             if future is None and self.params_.get("future") == "hold":
-                future = np.repeat(values[-1:, [columns.index(c) for c in self.known_future_]], H, axis=0)
+                columns = [c for c in self.columns_ if c != MISSING]
+                future = np.repeat(np.asarray(values)[-1:, [columns.index(c) for c in self.known_future_]], H, axis=0)
             if future is None:
                 raise BadInput(f"this model was trained on the plan ahead: it needs the next {H} seconds of "
                                f"{', '.join(self.known_future_)} (future=), or train it with future='hold'")
             fut = np.asarray(future, dtype="float64").reshape(H, len(self.known_future_))
             inputs["future"] = self.scaler_.transform(fut[None], self.known_future_).astype("float32")
         out = self._serving_fn()(inputs)
-        forecast = self._decode(out["forecast"].numpy(), inputs["window"])[0]
-        return forecast, float(out["warning"].numpy().reshape(-1)[0])
+        upper = self._decode(out["upper"].numpy(), x)[0] if "upper" in out else None
+        prob = float(self._calibrated(out["warning"].numpy().reshape(-1))[0])
+        return OneForecast(self._decode(out["forecast"].numpy(), x)[0], prob, upper)
 
     def _serving_fn(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         if getattr(self, "_serve", None) is None:
@@ -430,6 +513,15 @@ class LSTMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------ persistence
 
+    def _inference_copy(self) -> Any:
+        """Return an uncompiled copy of the model with its weights: the saved file then names no
+        loss (the pinball loss is a Python function, which a safe loader could not rebuild)."""
+        import keras
+
+        copy = self._build(keras, self.params_, compile=False)
+        copy.set_weights(self.model_.get_weights())
+        return copy
+
     def save(self, folder: str | Path) -> Path:
         """Write model.keras and params.json into `folder`, each atomically, with the umask's modes."""
 
@@ -440,7 +532,7 @@ class LSTMForecaster(BaseEstimator):
             with warnings.catch_warnings():
                 # Keras' own variable-to-numpy conversion under NumPy 2; nothing we can act on.
                 warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
-                self.model_.save(tmp)
+                self._inference_copy().save(tmp)
         import keras
 
         init = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
@@ -454,6 +546,7 @@ class LSTMForecaster(BaseEstimator):
             "scaler": self.scaler_.to_dict(),
             "warn_threshold": self.warn_threshold_,
             "warn_threshold_note": getattr(self, "threshold_note_", None),
+            "calibration": getattr(self, "calibration_", None),
             "target_scale": getattr(self, "target_scale_", {}),
             "history": self.history_,
             "training": self.training_summary_,
@@ -491,6 +584,8 @@ class LSTMForecaster(BaseEstimator):
             est.scaler_ = Scaler.from_dict(meta["scaler"])
             est.warn_threshold_ = float(meta["warn_threshold"])
             est.threshold_note_ = str(meta.get("warn_threshold_note") or "not recorded (older model)")
+            cal = meta.get("calibration")
+            est.calibration_ = None if cal is None else {"a": float(cal["a"]), "b": float(cal["b"])}
             est.target_scale_ = {str(k): (None if v is None else float(v))
                                  for k, v in (meta.get("target_scale") or {}).items()}
             est.history_ = meta.get("history", {})
@@ -531,6 +626,34 @@ def check_model_file(path: str | Path) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def _ewma_weights(window: int, alpha: float) -> np.ndarray:
+    """Weights of the EWMA recursion s_t = a*x_t + (1-a)*s_{t-1} over a finite window, newest last."""
+    weights = alpha * (1 - alpha) ** np.arange(window - 1, -1, -1)
+    return weights / weights.sum()
+
+
+def _pinball(keras: Any, q: float) -> Callable[[Any, Any], Any]:
+    """The pinball (quantile) loss at q: its minimiser is the q-quantile of the target."""
+    def pinball(y_true: Any, y_pred: Any) -> Any:
+        err = y_true - y_pred
+        return keras.ops.mean(keras.ops.maximum(q * err, (q - 1.0) * err), axis=-1)
+
+    return pinball
+
+
+def platt(probability: np.ndarray, truth: np.ndarray) -> tuple[dict[str, float] | None, str]:
+    """Fit Platt scaling, P = sigmoid(a * logit(p) + b), on validation windows; None when it cannot be fitted."""
+    from sklearn.linear_model import LogisticRegression
+
+    p, y = np.asarray(probability, dtype="float64"), np.asarray(truth).astype(int)
+    if len(np.unique(y)) < 2:
+        return None, "not calibrated: the validation windows hold one class only"
+    logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, None))
+    fit = LogisticRegression(C=1e4).fit(logit[:, None], y)
+    return ({"a": float(fit.coef_[0][0]), "b": float(fit.intercept_[0])},
+            f"Platt scaling on {len(y)} validation windows ({int(y.sum())} positive)")
 
 
 def _deterministic() -> None:

@@ -20,7 +20,8 @@ import pandas as pd
 
 from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
-from modeling.data import slo_columns
+from modeling.data import POOLED_FALLBACK, slo_columns
+from modeling.online import OnlineWindow
 
 from .policy import Decision, Prediction
 from modeling.profiles import live_row
@@ -57,8 +58,17 @@ class OnlineModel:
                            f"({', '.join(self.known_future)}), which a monitor does not know; train it with "
                            f"--plan held (the plan of now, repeated) to serve it here")
 
+        self.online = OnlineWindow(self.columns, self.window, int(f.params_.get("max_gap_s", 5)))
+        self._serves_filled = hasattr(f, "predict_filled")
+
     def observe(self, row: dict) -> None:
         self.rows.append(row)
+        # A row without a pooled-window value (a live view, an older collector) is served its
+        # per-second stand-in, as training read such runs (modeling.data.pooled_targets).
+        missing = [c for c in POOLED_FALLBACK if c in self.columns and math.isnan(_num(row.get(c)))]
+        if missing:
+            row = {**row, **{c: row.get(POOLED_FALLBACK[c]) for c in missing}}
+        self.online.push(row)
 
     @property
     def ready(self) -> bool:
@@ -81,19 +91,26 @@ class OnlineModel:
         )
         if not self.ready:
             return Prediction(timestamp=now, **observed)
-        frame = self.frame()
         future = None
         if future_users is not None:
             future = np.asarray(future_users, dtype=float)
         elif self.future_mode == "legacy":          # models trained before the plan columns: users held
             future = np.asarray([_num(latest.get("users"))] * self.horizon, dtype=float)
-        forecast, probability = self.forecaster.predict_one(frame[self.columns], future=future)
-        p95 = tuple(float(v) for v in forecast[:, self.key.index(slo_columns(self.key)[0])])
+        if self._serves_filled:
+            out = self.forecaster.predict_filled(self.online.values(), future=future)
+            forecast, probability, upper = out.forecast, out.probability, out.upper
+        else:                                        # a stand-in forecaster (tests) with predict_one only
+            forecast, probability = self.forecaster.predict_one(self.frame()[self.columns], future=future)
+            upper = None
+        col = self.key.index(slo_columns(self.key)[0])
+        p95 = tuple(float(v) for v in forecast[:, col])
+        p95_upper = tuple(float(v) for v in upper[:, col]) if upper is not None else None
         regime = None
         if self.regimes is not None:
-            names = self.regimes.predict_names(frame)
+            names = self.regimes.predict_names(self.frame())
             regime = str(names[-1]) if len(names) else None
-        return Prediction(timestamp=now, probability=float(probability), p95_ms=p95, regime=regime, **observed)
+        return Prediction(timestamp=now, probability=float(probability), p95_ms=p95, p95_upper_ms=p95_upper,
+                          regime=regime, **observed)
 
 
 def _opt(value) -> float | None:

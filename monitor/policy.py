@@ -43,7 +43,8 @@ class Prediction:
     """One second of monitor input: the model's forecast and what is observed now.
 
     `probability` is P(SLO violated at some second within the horizon); `p95_ms[h-1]`
-    is the predicted latency p95 h seconds ahead; `stability_percent` defaults to
+    is the predicted latency p95 h seconds ahead (the median), `p95_upper_ms[h-1]` its
+    upper quantile (models with an upper head); `stability_percent` defaults to
     100 x (1 - probability). The observed values are the newest second's; `cpu_percent`
     is the target's whole process tree in % of one core (the collector's column).
     """
@@ -51,6 +52,7 @@ class Prediction:
     timestamp: float
     probability: float | None = None
     p95_ms: tuple[float, ...] = ()
+    p95_upper_ms: tuple[float, ...] | None = None
     stability_percent: float | None = None
     observed_p95_ms: float | None = None
     observed_error_rate: float | None = None
@@ -62,6 +64,8 @@ class Prediction:
 
     def __post_init__(self):
         object.__setattr__(self, "p95_ms", tuple(float(v) for v in self.p95_ms))
+        if self.p95_upper_ms is not None:
+            object.__setattr__(self, "p95_upper_ms", tuple(float(v) for v in self.p95_upper_ms))
         p = self.probability
         if p is not None and math.isfinite(p):
             if not (-1e-6 <= p <= 1.0 + 1e-6):
@@ -79,6 +83,8 @@ class Prediction:
         """Return the prediction as a JSON-safe dict (NaN becomes None)."""
         out = asdict(self)
         out["p95_ms"] = [_finite(v) for v in self.p95_ms]
+        if self.p95_upper_ms is not None:
+            out["p95_upper_ms"] = [_finite(v) for v in self.p95_upper_ms]
         for key, value in out.items():
             if isinstance(value, float):
                 out[key] = _finite(value)

@@ -192,3 +192,107 @@ def test_a_validation_without_violations_does_not_keep_a_silent_threshold(recwar
     assert "no SLO-violation episode in the validation windows" in model.threshold_note_
     assert any("alarm threshold" in str(w.message) for w in recwarn)
     assert model.training_summary_["alarm_threshold_note"] == model.threshold_note_
+
+
+# ---------------------------------------------------------------- residual base, quantile, calibration
+
+
+def test_the_residual_base_is_the_ewma_of_the_scaled_targets(fitted, runs):
+    from modeling.baselines import ewma
+
+    w = fitted.windows(runs[:1])
+    x = fitted.scaler_.transform(w.x, fitted.columns_)
+    key = x[:, :, [fitted.columns_.index(c) for c in fitted.key_metrics_]]
+    # An all-zero residual (an untrained head) decodes to the EWMA forecast, in scaled (log) units.
+    expected = ewma(key, 1, alpha=fitted.params_["base_alpha"])
+    np.testing.assert_allclose(fitted._base_scaled(x), expected, rtol=1e-9)
+    zero = fitted._decode(np.zeros((len(w), 3, 4)), x)
+    back = fitted.scaler_.inverse_transform(np.repeat(expected, 3, axis=1), fitted.key_metrics_)
+    np.testing.assert_allclose(zero[..., 0], back[..., 0], rtol=1e-6)          # latency: not clipped
+    assert LSTMForecaster(base="median").resolved_params()["base"] == "median"
+    with pytest.raises(BadInput, match="base must be one of"):
+        LSTMForecaster(base="mean").resolved_params()
+    with pytest.raises(BadInput, match="quantile must be 0"):
+        LSTMForecaster(quantile=0.3).resolved_params()
+
+
+@pytest.mark.slow
+def test_the_upper_head_learns_a_higher_quantile_than_the_median(runs):
+    model = LSTMForecaster(**{**TINY, "epochs": 8, "learning_rate": 1e-2}).fit(runs)
+    pred = model.predict(runs)
+    assert pred.upper is not None and pred.upper.shape == pred.forecast.shape
+    lat = 0                                                 # latency_p95_window_ms
+    assert np.mean(pred.upper[..., lat] > pred.forecast[..., lat]) > 0.8
+    one = model.predict_filled(model.windows(runs[:1]).x[0])
+    assert one.upper.shape == (3, 4) and one.upper[:, lat].mean() > one.forecast[:, lat].mean()
+
+
+def test_platt_scaling_recovers_a_known_miscalibration():
+    from modeling.forecaster import platt
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.02, 0.98, 20000)
+    logit = np.log(p / (1 - p))
+    truth = rng.uniform(size=p.size) < 1 / (1 + np.exp(-(0.5 * logit - 1.0)))   # over-confident, biased
+    cal, note = platt(p, truth)
+    assert cal["a"] == pytest.approx(0.5, abs=0.05) and cal["b"] == pytest.approx(-1.0, abs=0.05)
+    assert "20000 validation windows" in note
+    assert platt(p, np.zeros(p.size))[0] is None             # one class: nothing to fit
+
+
+@pytest.mark.slow
+def test_calibration_is_kept_and_applied_after_a_round_trip(fitted, runs, tmp_path):
+    assert fitted.training_summary_["calibration_note"]
+    again = LSTMForecaster.load(fitted.save(tmp_path / "m"))
+    assert again.calibration_ == fitted.calibration_
+    w = fitted.windows(runs[:1])
+    raw = fitted._raw_predict(w, calibrated=False)[1]
+    np.testing.assert_allclose(again.predict(w).probability, fitted._calibrated(raw), rtol=1e-6)
+    if fitted.calibration_ is not None:
+        assert not np.allclose(fitted._calibrated(raw), raw)
+
+
+# ---------------------------------------------------------------- the online ring buffer
+
+
+def test_the_ring_buffer_fills_gaps_as_the_offline_rule_does():
+    import pandas as pd
+
+    from modeling.data import fill_gaps
+    from modeling.online import OnlineWindow
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(10, 1, (60, 3))
+    values[10:13, 0] = np.nan                       # a 3 s gap: carried forward
+    values[20, 1] = np.inf                          # non-finite counts as missing
+    values[40:50, 2] = np.nan                       # a 10 s gap: only its first 5 s are carried online
+    frame = pd.DataFrame(values, columns=["a", "b", "c"])
+    online = OnlineWindow(["a", "b", "c"], window=8, max_gap_s=5)
+    for i, row in enumerate(frame.to_dict("records")):
+        online.push(row)
+        if i + 1 >= 8 and not 39 <= i <= 58:          # windows that do not touch the long gap
+            # Training cuts its windows from the whole run through the gap rule: the same values.
+            np.testing.assert_array_equal(online.values(), fill_gaps(frame.iloc[:i + 1], ["a", "b", "c"], 5)[-8:])
+        if i == 44:
+            v = online.values()
+            assert (v[-5:, 2] == values[39, 2]).all() and (v[-5:, -1] == 1).all()
+        if i == 46:
+            assert np.isnan(online.values()[-2:, 2]).all()            # past max_gap_s: not filled
+    online.push({"a": 1, "b": 2, "c": 3, "target_up": 0})
+    assert online.values()[-1, -1] == 1                               # the target down: flagged missing
+
+
+@pytest.mark.slow
+def test_the_online_path_agrees_with_predict_one(fitted, runs):
+    from modeling.online import OnlineWindow
+
+    columns = [c for c in fitted.columns_ if c != "missing"]
+    from modeling.data import pooled_targets
+
+    online = OnlineWindow(columns, 8, 5)
+    for row in pooled_targets(runs[1]).iloc[30:38].to_dict("records"):
+        online.push(row)
+    out = fitted.predict_filled(online.values())
+    f, p = fitted.predict_one(runs[1].iloc[30:38])
+    np.testing.assert_allclose(out.forecast, f, rtol=1e-6)
+    assert out.probability == pytest.approx(p, rel=1e-6)
