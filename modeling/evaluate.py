@@ -17,7 +17,8 @@ import pandas as pd
 
 from . import baselines as bl
 from .data import as_runs, run_name, slo_columns
-from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, episode_intervals,
+from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, calibration,
+                      episode_intervals,
                       forecast_scores, forecast_violates, mae_gain, paired_ratio, regime_scores, score_alarms,
                       stability_pct, warning_scores)
 
@@ -25,7 +26,7 @@ from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, 
 GOALS = {"relmae_p95_at_h_below": 0.8, "relmae_all_below": 1.0, "mae_gain_at_least": 0.10,
          "f1_at_least": 0.8, "false_alarms_per_h_at_most": FALSE_ALARM_BUDGET_PER_H,
          "lead_share_at_least": 0.5, "ari_at_least": 0.6}
-ALERTERS = ("lstm", "lstm_forecast", "predict_linear", "reactive", "always_on")
+ALERTERS = ("lstm", "lstm_upper", "lstm_forecast", "predict_linear", "reactive", "always_on")
 
 
 def jsonable(obj: Any) -> Any:
@@ -115,8 +116,11 @@ def _comparison(w: Any, forecasts: dict[str, np.ndarray], suite: bl.BaselineSuit
 def alarms_of(pred: Any, suite: bl.BaselineSuite) -> dict[str, np.ndarray]:
     """Return every alerter's per-window alarm on a prediction's windows."""
     w = pred.windows
+    out = {"lstm": pred.alarm}
+    if getattr(pred, "upper", None) is not None:       # the upper quantile ahead crosses the SLO
+        out["lstm_upper"] = forecast_violates(pred.upper, w.slo, w.key_metrics)
     return {
-        "lstm": pred.alarm,
+        **out,
         "lstm_forecast": forecast_violates(pred.forecast, w.slo, w.key_metrics),
         "predict_linear": bl.linear_alert(w.x_key, w.horizon, w.slo, w.key_metrics, suite.linear_fit_s),
         "reactive": bl.reactive_windows(w, *suite.reactive),
@@ -198,6 +202,10 @@ def evaluate(forecaster: Any, runs: Sequence[pd.DataFrame], regimes: Any = None,
                                         "outside every episode, one per started repeat_s; headline f1_in_budget",
                           "budget_per_h": FALSE_ALARM_BUDGET_PER_H, "repeat_s": REPEAT_S,
                           "headline": "f1_in_budget", **_warning(w, alarms)},
+        "calibration": {"definition": "the warning probability against the windows' outcome (an SLO violation "
+                                      "within H s); Brier score vs the base rate's, and a reliability table",
+                        "note": getattr(forecaster, "calibration_note_", None),
+                        **calibration(pred.probability, w.warn)},
         "stability_pct": stability,
     }
     if regimes is not None:
@@ -297,6 +305,11 @@ def verdict(result: dict[str, Any]) -> list[str]:
     best_other = max((n for n in ALERTERS[1:] if n in ew), key=lambda n: ew[n]["f1_in_budget"] or 0.0)
     if (ew[best_other]["f1_in_budget"] or 0.0) > (m["f1_in_budget"] or 0.0):
         lines.append(f"  {best_other} scores higher than the LSTM's warning head on these runs.")
+    cal = result.get("calibration") or {}
+    if cal.get("brier") is not None:
+        better = "beats" if cal["brier"] < cal["brier_base_rate"] else "does not beat"
+        lines.append(f"  Warning probability: Brier {cal['brier']:.3f} vs {cal['brier_base_rate']:.3f} for the base "
+                     f"rate ({better} it; {cal.get('note') or 'calibration not recorded'}).")
     if "regimes" in result:
         r = result["regimes"]
         lines.append(f"Regimes: ARI {r['ari']:.2f} ({_ci(r['ari_ci'])}), NMI {r['nmi']:.2f} against the ground truth, "

@@ -47,7 +47,7 @@ import pandas as pd
 
 from .baselines import violates
 
-FALSE_ALARM_BUDGET_PER_H = 10.0
+FALSE_ALARM_BUDGET_PER_H = 2.0
 REPEAT_S = 60
 N_BOOT = 2000
 LEVEL = 0.95
@@ -378,6 +378,27 @@ def choose_threshold(windows: Any, probability: np.ndarray,
                                  f"plain event F1 ({plain[1]['f1']:.2f}, {plain[1]['false_alarms_per_h']:.1f}/h)")
     return above, (f"no threshold detected any of the {episodes} validation episodes: threshold {above:.2f}, "
                    f"just above every validation probability")
+
+
+def calibration(probability: np.ndarray, truth: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Return the warning probability's Brier score, the base rate's, and a reliability table.
+
+    The base-rate Brier score is that of always saying the share of positive windows: a
+    probability that does not beat it carries no information. Each reliability bin (equal
+    width over 0..1) gives its windows, mean probability and observed share of violations.
+    """
+    p = np.asarray(probability, dtype="float64")
+    y = np.asarray(truth, dtype="float64")
+    if not p.size:
+        return {"brier": None, "brier_base_rate": None, "base_rate": None, "bins": []}
+    rate = float(y.mean())
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = [{"low": float(edges[b]), "high": float(edges[b + 1]), "windows": int((idx == b).sum()),
+              "mean_probability": float(p[idx == b].mean()) if (idx == b).any() else None,
+              "observed": float(y[idx == b].mean()) if (idx == b).any() else None} for b in range(bins)]
+    return {"brier": float(np.mean((p - y) ** 2)), "brier_base_rate": float(np.mean((rate - y) ** 2)),
+            "base_rate": rate, "bins": table}
 
 
 # ---------------------------------------------------------------- regimes, stability

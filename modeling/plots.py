@@ -37,7 +37,8 @@ MODEL_STYLES = {  # forecasters and alerts: colour, line width, label
     "predict_linear": (VERMILLION, 2.0, "predict_linear crosses SLO"),
     "always_on": ("#000000", 2.0, "always on"),
 }
-ALERT_LABELS = {"lstm": "LSTM warning head", "lstm_forecast": "LSTM forecast\ncrosses SLO",
+ALERT_LABELS = {"lstm": "LSTM warning head", "lstm_upper": "LSTM upper quantile\ncrosses SLO",
+                "lstm_forecast": "LSTM forecast\ncrosses SLO",
                 "reactive": "reactive alert\n(SLO already broken)", "predict_linear": "predict_linear\ncrosses SLO",
                 "always_on": "always on\n(a trivial alarm)"}
 REGIME_COLOURS = {"stable": "#009E73", "light": "#8FD3B6", "busy": "#F0E442", "degraded": "#E69F00",
@@ -447,10 +448,12 @@ def dataset_shares(info: Mapping[str, Any], max_bars: int = 12) -> Any:
 
 
 def actual_vs_predicted(frame: pd.DataFrame, t: np.ndarray, forecast: np.ndarray, naive: np.ndarray,
-                        key: Sequence[str], horizon: int, run: str) -> Any:
+                        key: Sequence[str], horizon: int, run: str, upper: np.ndarray | None = None,
+                        quantile: float | None = None) -> Any:
     """Plot each key metric's actual values against the LSTM and naive forecasts 1 s and H s ahead.
 
-    `t` holds each window's last input row; `forecast` and `naive` are (n, H, K).
+    `t` holds each window's last input row; `forecast`, `naive` and `upper` (the upper
+    quantile, drawn as a band above the median when given) are (n, H, K).
     """
     x = elapsed(frame)
     steps = [1] if horizon == 1 else [1, horizon]
@@ -469,7 +472,11 @@ def actual_vs_predicted(frame: pd.DataFrame, t: np.ndarray, forecast: np.ndarray
             base = naive[ok, h - 1, i] * factor
             truth = actual[rows[ok]]
             ax.plot(x, actual, color="#111111", lw=2.2, label="actual")
-            ax.plot(xs, pred, color=BLUE, lw=2.2, label="LSTM forecast")
+            if upper is not None:
+                ax.fill_between(xs, np.minimum(pred, upper[ok, h - 1, i] * factor), upper[ok, h - 1, i] * factor,
+                                color=BLUE, alpha=0.18, lw=0,
+                                label=f"LSTM median to p{round(100 * (quantile or 0.9))} band")
+            ax.plot(xs, pred, color=BLUE, lw=2.2, label="LSTM forecast (median)")
             # Drawn last and dotted: an LSTM that copies the past hides under it otherwise.
             ax.plot(xs, base, color="#444444", lw=1.8, ls=":", label="naive persistence (last value seen)")
             good = np.isfinite(truth)
@@ -587,10 +594,38 @@ def warning_timeline(frame: pd.DataFrame, t: np.ndarray, probability: np.ndarray
     return fig
 
 
+def reliability(result: Mapping[str, Any]) -> Any:
+    """Plot the warning probability's reliability diagram: observed share of violations per probability bin."""
+    cal = result.get("calibration") or {}
+    bins = [b for b in cal.get("bins", []) if b.get("windows")]
+    fig = new_figure(11, 6.5)
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    a.plot([0, 1], [0, 1], color="#888888", ls="--", lw=1.5, label="perfectly calibrated")
+    if bins:
+        a.plot([x["mean_probability"] for x in bins], [x["observed"] for x in bins], "o-", color=BLUE, lw=2.2,
+               label="LSTM warning head")
+    if cal.get("base_rate") is not None:
+        a.axhline(cal["base_rate"], color=ORANGE, ls=":", lw=1.5, label="base rate")
+    a.set_xlim(0, 1)
+    a.set_ylim(0, 1)
+    a.set_xlabel("predicted P(SLO violated within H s)")
+    a.set_ylabel("observed share of windows that broke it")
+    a.legend(loc="upper left", frameon=False)
+    b.bar([x["low"] + 0.05 for x in cal.get("bins", [])], [x["windows"] for x in cal.get("bins", [])],
+          width=0.09, color=BLUE)
+    b.set_xlim(0, 1)
+    b.set_xlabel("predicted probability")
+    b.set_ylabel("windows")
+    brier = cal.get("brier")
+    fig.suptitle("Calibration of the warning probability" + (
+        f": Brier {brier:.3f} (base rate {cal['brier_base_rate']:.3f})" if brier is not None else ""))
+    return fig
+
+
 def lead_time(result: Mapping[str, Any]) -> Any:
     """Plot F1 and mean lead time of the LSTM warning against the alert baselines."""
     ew = result["early_warning"]
-    names = [n for n in ("lstm", "lstm_forecast", "reactive", "predict_linear", "always_on")
+    names = [n for n in ("lstm", "lstm_upper", "lstm_forecast", "reactive", "predict_linear", "always_on")
              if isinstance(ew.get(n), dict)]
     fig = new_figure(15, 6.5)
     a, b = fig.subplots(1, 2)

@@ -122,7 +122,7 @@ def test_model_report_on_a_tiny_model_computes_metrics_and_draws_every_figure(tm
     assert (model / METRICS_JSON).is_file()                # computed because it was missing
     shown = check_report(out)
     assert shown == ["actual_vs_predicted.png", "error_by_horizon.png", "early_warning.png", "lead_time.png",
-                     "regimes.png", "product_clusters.png", "training_curves.png"]
+                     "calibration.png", "regimes.png", "product_clusters.png", "training_curves.png"]
     html = (out / "report.html").read_text()
     metrics = json.loads((model / METRICS_JSON).read_text())
     assert metrics["verdict"][0] in html.replace("&#x27;", "'")    # the verdict lines, word for word

@@ -21,7 +21,8 @@ from ..products import endpoint_profiles, read_samples
 from ..regimes import truth_regimes
 from .page import FigureWriter, Page, fmt, pct
 
-ALERT_NAMES = {"lstm": "LSTM warning head", "lstm_forecast": "LSTM forecast crosses the SLO",
+ALERT_NAMES = {"lstm": "LSTM warning head", "lstm_upper": "LSTM upper quantile crosses the SLO",
+               "lstm_forecast": "LSTM forecast crosses the SLO",
                "reactive": "reactive alert (for: k of n s)", "predict_linear": "predict_linear crosses the SLO",
                "always_on": "always on (a trivial alarm)"}
 
@@ -173,10 +174,12 @@ def _add_forecast_figures(page: Page, writer: FigureWriter, result: Mapping[str,
         w, window = pred.windows, bundle.forecaster.params_["window"]
         naive = forecast_all(w.x_key, horizon, w.key_metrics)["persistence"]
         name = writer.save("actual_vs_predicted.png", plots.actual_vs_predicted, run, w.t, pred.forecast, naive,
-                           w.key_metrics, horizon, run_name(run))
+                           w.key_metrics, horizon, run_name(run), getattr(pred, "upper", None),
+                           bundle.forecaster.params_.get("quantile"))
         page.figure(name, "Actual vs predicted",
                     f"The original guide's plot, on run {run_name(run)}, which the model never saw in training. "
-                    f"Black: what happened. Blue: what the LSTM predicted for that second, "
+                    f"Black: what happened. Blue: what the LSTM predicted for that second (its median; the shaded "
+                    f"band reaches up to its upper quantile, where the model has one), "
                     + ("1 s ahead" if horizon == 1 else f"1 s ahead (left) and {horizon} s ahead (right)")
                     + f", from the {window} seconds before. Dotted grey: naive persistence, "
                     f"which just repeats the last value it saw. A forecast that looks like the black line shifted "
@@ -212,6 +215,14 @@ def _add_warning_figures(page: Page, writer: FigureWriter, result: Mapping[str, 
                 f"does. Right: for each violation episode, how many seconds before its onset the first alarm came "
                 f"(searched back to the first observable precursor: a plan change, a fault start, an incident), "
                 f"averaged, and the share of episodes caught. A reactive alert has a lead time of 0 by definition.")
+    if (result.get("calibration") or {}).get("bins"):
+        name = writer.save("calibration.png", plots.reliability, result)
+        page.figure(name, "Is the warning probability a probability?",
+                    "Left: windows grouped by the probability the warning head gave them; for each group, the share "
+                    "that really broke the SLO within the horizon. On the dashed diagonal, 30% means 3 in 10. The "
+                    "probability was recalibrated on the validation runs (Platt scaling); the Brier score in the "
+                    "title must be below the base rate's (always saying the average share) for it to carry "
+                    "information. Right: how many windows each group holds.")
     ew = result["early_warning"]
     page.table(["alert", "precision", "recall", "F1", "F1 within budget", "mean lead (s)", "share of achievable lead",
                 "false alarms / h"],
