@@ -32,11 +32,16 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 sys.path.insert(0, str(ROOT))
 
 # name -> LSTMForecaster keyword arguments; "plan" stands for the dataset's plan column.
+# The defaults are the residual over the EWMA of the log targets, MAE loss, a p90 head and
+# a calibrated warning; "+persist" is the model before the models issue (residual over the
+# last value, MSE, no upper head), kept to show what the change is worth.
 CONFIGS: dict[str, dict] = {
+    "w15": {"window": 15},
     "w30": {"window": 30},
+    "w30+median": {"window": 30, "base": "median"},
     "w30+plan": {"window": 30, "known_future": ["plan"]},
+    "w30+persist": {"window": 30, "base": "last", "loss": "mse", "quantile": 0, "calibrate": False},
     "w60": {"window": 60},
-    "w60+plan": {"window": 60, "known_future": ["plan"]},
 }
 TEST_FIGURES = "held-out scores: forecasts and baselines, model vs best baseline, early warning, regimes, goals"
 
