@@ -44,6 +44,8 @@ from contract.errors import BadInput
 from contract.schema import DEFAULT_SLO, violates_slo
 from contract.runfolder import included_runs, read_run
 
+from .features import add_derived
+
 KEY_METRICS: tuple[str, ...] = ("latency_p95_window_ms", "error_rate_window", "cpu_percent", "rps")
 # Pooled SLO-window column -> the per-second column that stands in for it where a run has none.
 POOLED_FALLBACK: dict[str, str] = {"latency_p95_window_ms": "latency_p95_ms",
@@ -75,19 +77,21 @@ def run_name(frame: pd.DataFrame) -> str:
 def pooled_targets(frame: pd.DataFrame) -> pd.DataFrame:
     """Return the run with each empty pooled-window column taken from its per-second column.
 
-    A frame that has every pooled column with values is returned as it is; otherwise a
-    shallow copy (the caller's frame is not changed) whose attrs record the stand-ins
-    under `pooled_from`.
+    The mechanism's derived columns (`modeling.features`: CPU per request, arrivals in excess
+    of completions, the RSS slope) are added too, wherever their sources are, so every
+    path into a model (training, evaluation, `predict_one`) reads them. The caller's frame
+    is not changed: a shallow copy is returned, whose attrs record the stand-ins under
+    `pooled_from`.
     """
     fill = {w: s for w, s in POOLED_FALLBACK.items() if s in frame.columns
             and (w not in frame.columns or not np.isfinite(_finite(frame[w])).any())}
     if not fill:
-        return frame
+        return add_derived(frame)
     out = frame.copy(deep=False)
     out.attrs = {**frame.attrs, "pooled_from": {**(frame.attrs.get("pooled_from") or {}), **fill}}
     for window_col, second_col in fill.items():
         out[window_col] = pd.to_numeric(frame[second_col], errors="coerce")
-    return out
+    return add_derived(out)
 
 
 def slo_columns(key_metrics: Sequence[str]) -> tuple[str, str]:

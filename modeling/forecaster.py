@@ -58,10 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "window": 30, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
     "learning_rate": 3e-3, "epochs": 60, "batch_size": 64, "patience": 6,
     "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
-    "base": "ewma", "base_alpha": 0.3, "quantile": 0.9, "calibrate": True,
+    "base": "auto", "base_alpha": 0.3, "quantile": 0.9, "calibrate": True,
     "warn_weight": 0.5, "loss": "mae", "max_gap_s": DEFAULT_MAX_GAP_S, "future": "plan",
 }
-BASES = ("ewma", "median", "last")
+BASES = ("auto", "ewma", "median", "last")
 MEDIAN_SPAN = 10    # seconds of the rolling-median base
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -145,10 +145,11 @@ class LSTMForecaster(BaseEstimator):
         Scale latency columns as log1p(ms): their spread covers three decades.
     delta : bool
         Predict the residual over `base` (an untrained model is that baseline).
-    base : {"ewma", "median", "last"}
+    base : {"auto", "ewma", "median", "last"}
         The baseline the residual is over: EWMA of the window's scaled targets (weight
         `base_alpha` on the newest second), their median over the last 10 s, or the last
-        value (persistence; models saved before `base` existed).
+        value (persistence; models saved before `base` existed). "auto" takes, per key
+        metric, whichever of the three has the lowest MAE on the training windows.
     quantile : float
         The upper head's quantile (pinball loss); 0 leaves the head out.
     calibrate : bool
@@ -282,6 +283,8 @@ class LSTMForecaster(BaseEstimator):
         self.key_metrics_, self.known_future_ = list(p["key_metrics"]), list(p["known_future"])
         self.n_features_in_ = len(self.columns_)
         model = self._build(keras, p)
+        if p["delta"] and p["base"] == "auto":
+            p["base_choice"] = self._choose_base(train)
         x_train, y_train = self._encode(train), self._targets(train)
         fit_kwargs: dict[str, Any] = {}
         callbacks: list[Any] = [_EpochHook(keras, on_epoch, int(p["epochs"]))]
@@ -299,7 +302,8 @@ class LSTMForecaster(BaseEstimator):
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.epochs_trained_ = len(history.history.get("loss", []))
         self.target_scale_ = target_scales(runs, self.key_metrics_)
-        self.calibration_, self.calibration_note_ = None, "not calibrated: no validation windows"
+        self.calibration_, self.calibration_note_ = None, ("not calibrated: no validation windows" if p["calibrate"]
+                                                            else "not calibrated (calibrate=False)")
         if val is not None and len(val):
             raw = self._raw_predict(val, calibrated=False)[1]
             if p.get("calibrate"):
@@ -391,12 +395,23 @@ class LSTMForecaster(BaseEstimator):
         """Return the base forecast (n, 1, K) in scaled units that the residual heads add to."""
         idx = [self.columns_.index(c) for c in self.key_metrics_]
         key = np.asarray(x_scaled, dtype="float64")[:, :, idx]
-        base = self.params_.get("base", "last")        # models saved before `base` existed: persistence
-        if base == "ewma":
-            return np.einsum("nwk,w->nk", key, _ewma_weights(key.shape[1], float(self.params_["base_alpha"])))[:, None, :]
-        if base == "median":
-            return np.median(key[:, -min(MEDIAN_SPAN, key.shape[1]):, :], axis=1, keepdims=True)
-        return key[:, -1:, :]
+        # Models saved before `base` existed: persistence. "auto": the choice made in fit.
+        choice = self.params_.get("base_choice") or [self.params_.get("base", "last")] * len(idx)
+        out = np.empty((key.shape[0], 1, key.shape[2]))
+        for name in set(choice):
+            cols = [j for j, c in enumerate(choice) if c == name]
+            out[:, :, cols] = _base_of(name, key[:, :, cols], float(self.params_["base_alpha"]))
+        return out
+
+    def _choose_base(self, w: Windows) -> list[str]:
+        """Per key metric, the base with the lowest MAE over every horizon on the training windows (scaled units)."""
+        idx = [self.columns_.index(c) for c in self.key_metrics_]
+        key = self.scaler_.transform(w.x, self.columns_)[:, :, idx]
+        y = self.scaler_.transform(w.y, self.key_metrics_)
+        errors = {name: np.nanmean(np.abs(y - _base_of(name, key, float(self.params_["base_alpha"]))), axis=(0, 1))
+                  for name in BASES[1:]}
+        return [min(BASES[1:], key=lambda n: (np.nan_to_num(errors[n][j], nan=np.inf), BASES.index(n)))
+                for j in range(len(idx))]
 
     def _targets(self, w: Windows) -> dict[str, np.ndarray]:
         y = self.scaler_.transform(w.y, self.key_metrics_)
@@ -453,8 +468,10 @@ class LSTMForecaster(BaseEstimator):
                     future: np.ndarray | Sequence[float] | None = None) -> tuple[np.ndarray, float]:
         """Forecast from the last W seconds with a compiled call (for 1 Hz online use).
 
-        `window` is a frame with the model's columns (its last W rows are used) or an
-        array (W, F) of raw values in `columns_` order without `missing`. `future` is the
+        `window` is a frame with the model's columns (its last W rows are used; give it the
+        30 s before them too, so the derived RSS slope of `modeling.features` reads the same
+        history as in training) or an array (W, F) of raw values in `columns_` order
+        without `missing`. `future` is the
         plan's next H seconds (H x known-future columns); a `future="hold"` model takes the
         plan of the window's last row, held, when it is not given (as in training).
         Returns the (H, K) forecast (the median) in raw units and the calibrated violation
@@ -626,6 +643,15 @@ def check_model_file(path: str | Path) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def _base_of(name: str, key: np.ndarray, alpha: float) -> np.ndarray:
+    """One base forecast (n, 1, K) from the window's scaled key metrics (n, W, K)."""
+    if name == "ewma":
+        return np.einsum("nwk,w->nk", key, _ewma_weights(key.shape[1], alpha))[:, None, :]
+    if name == "median":
+        return np.median(key[:, -min(MEDIAN_SPAN, key.shape[1]):, :], axis=1, keepdims=True)
+    return key[:, -1:, :]
 
 
 def _ewma_weights(window: int, alpha: float) -> np.ndarray:

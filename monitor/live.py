@@ -21,6 +21,7 @@ import pandas as pd
 from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
 from modeling.data import POOLED_FALLBACK, slo_columns
+from modeling.features import OnlineDerived
 from modeling.online import OnlineWindow
 
 from .policy import Decision, Prediction
@@ -60,8 +61,10 @@ class OnlineModel:
 
         self.online = OnlineWindow(self.columns, self.window, int(f.params_.get("max_gap_s", 5)))
         self._serves_filled = hasattr(f, "predict_filled")
+        self.derived = OnlineDerived()
 
     def observe(self, row: dict) -> None:
+        row = self.derived.update(row)       # the derived inputs, as training computed them
         self.rows.append(row)
         # A row without a pooled-window value (a live view, an older collector) is served its
         # per-second stand-in, as training read such runs (modeling.data.pooled_targets).

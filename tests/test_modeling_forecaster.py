@@ -174,7 +174,7 @@ def test_the_plan_is_the_only_known_future_and_training_and_serving_agree(runs):
     held = LSTMForecaster(**TINY, known_future=["planned_users"], future="hold", validation_fraction=0).fit(runs[:1])
     w = held.windows(runs[:1])
     assert (w.future[:, :, 0] == w.x[:, -1:, w.columns.index("planned_users")]).all()
-    now = runs[0].iloc[12:20]
+    now = runs[0].iloc[:20]            # the history before the window too: the RSS slope reads 30 s
     served = held.predict_one(now)
     given = held.predict_one(now, future=[now["planned_users"].iloc[-1]] * 3)
     np.testing.assert_array_equal(served[0], given[0])
@@ -197,18 +197,39 @@ def test_a_validation_without_violations_does_not_keep_a_silent_threshold(recwar
 # ---------------------------------------------------------------- residual base, quantile, calibration
 
 
-def test_the_residual_base_is_the_ewma_of_the_scaled_targets(fitted, runs):
-    from modeling.baselines import ewma
+def test_the_residual_base_is_the_chosen_baseline_of_the_scaled_targets(fitted, runs):
+    from types import SimpleNamespace
+
+    from modeling.baselines import ewma, persistence
 
     w = fitted.windows(runs[:1])
     x = fitted.scaler_.transform(w.x, fitted.columns_)
     key = x[:, :, [fitted.columns_.index(c) for c in fitted.key_metrics_]]
-    # An all-zero residual (an untrained head) decodes to the EWMA forecast, in scaled (log) units.
-    expected = ewma(key, 1, alpha=fitted.params_["base_alpha"])
-    np.testing.assert_allclose(fitted._base_scaled(x), expected, rtol=1e-9)
-    zero = fitted._decode(np.zeros((len(w), 3, 4)), x)
-    back = fitted.scaler_.inverse_transform(np.repeat(expected, 3, axis=1), fitted.key_metrics_)
-    np.testing.assert_allclose(zero[..., 0], back[..., 0], rtol=1e-6)          # latency: not clipped
+    choice = fitted.params_["base_choice"]
+    assert len(choice) == 4 and set(choice) <= {"ewma", "median", "last"}
+    # An all-zero residual (an untrained head) decodes to each metric's chosen baseline, in scaled (log) units.
+    expected = {"ewma": ewma(key, 1, alpha=fitted.params_["base_alpha"]), "last": persistence(key, 1),
+                "median": np.median(key[:, -8:, :], axis=1, keepdims=True)}
+    got = fitted._base_scaled(x)
+    for j, name in enumerate(choice):
+        np.testing.assert_allclose(got[:, :, j], expected[name][:, :, j], rtol=1e-9)
+
+    # "auto" picks, per metric, what forecasts the training windows best: the last value for a
+    # random walk, a smoothed level for noise around a constant.
+    rng = np.random.default_rng(5)
+    n, W, H = 400, 8, 3
+    walk = np.cumsum(rng.normal(0, 1, (n, W + H)), axis=1)
+    level = rng.normal(0, 1, (n, W + H))
+    series = np.stack([walk, level, walk, level], axis=-1)          # (n, W + H, 4) in scaled units
+    cols = fitted.columns_
+    xs = np.zeros((n, W, len(cols)))
+    for j, c in enumerate(fitted.key_metrics_):
+        xs[:, :, cols.index(c)] = series[:, :W, j]
+    raw_x = fitted.scaler_.inverse_transform(xs, cols)
+    raw_y = fitted.scaler_.inverse_transform(series[:, W:, :], fitted.key_metrics_)
+    picked = fitted._choose_base(SimpleNamespace(x=raw_x, y=raw_y))
+    assert picked[0] == picked[2] == "last" and picked[1] in ("ewma", "median") and picked[3] in ("ewma", "median")
+
     assert LSTMForecaster(base="median").resolved_params()["base"] == "median"
     with pytest.raises(BadInput, match="base must be one of"):
         LSTMForecaster(base="mean").resolved_params()
@@ -290,9 +311,9 @@ def test_the_online_path_agrees_with_predict_one(fitted, runs):
     from modeling.data import pooled_targets
 
     online = OnlineWindow(columns, 8, 5)
-    for row in pooled_targets(runs[1]).iloc[30:38].to_dict("records"):
+    for row in pooled_targets(runs[1]).iloc[:38].to_dict("records"):
         online.push(row)
     out = fitted.predict_filled(online.values())
-    f, p = fitted.predict_one(runs[1].iloc[30:38])
+    f, p = fitted.predict_one(runs[1].iloc[:38])
     np.testing.assert_allclose(out.forecast, f, rtol=1e-6)
     assert out.probability == pytest.approx(p, rel=1e-6)
