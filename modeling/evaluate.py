@@ -170,7 +170,8 @@ def score_regimes(regimes: Any, runs: Sequence[pd.DataFrame], *, ahead_s: int = 
             "p_violation_ahead": violation_share_by_regime(names_all, ahead_all), "ahead_s": ahead_s,
             "p_violation_base": float(np.nanmean(ahead_all)) if np.isfinite(ahead_all).any() else None,
             "runs": len(runs), "k": regimes.k_, "names": regimes.names_,
-            "params": {k: getattr(regimes, k, None) for k in ("span", "init", "smoothing", "min_dwell_s")},
+            "params": {k: getattr(regimes, k, None)
+                       for k in ("span", "init", "iterations", "smoothing", "min_dwell_s")},
             "truth": "system states by rule (modeling/states.py, docs/modeling.md): healthy, saturated, "
                      "recovering, erroring, exhaustion"}
 

@@ -6,11 +6,12 @@ Each second of a run gets one of `STATES`, from the mechanism and its visible ef
 1. erroring:   the error share pooled over the last 5 s (failures / completions) is above
                the run's SLO error rate.
 2. exhaustion: a resource is running out: an incident (`worker_killed`, `pool_exhausted`,
-               ...) happens in this second or within the next 30 s, or a memory or threads
+               ...) happens in this second or within the next 15 s, or a memory or threads
                fault is active and its effect has become visible (RSS rising by at least
-               1 MB/s over the last 10 s; at least 2 requests in flight on the target in
-               every one of the last 5 s, the stuck threads' floor). A fault counts from the
-               first second its effect is visible to its end, not from the plan's start.
+               1 MB/s over the last 10 s; at least half the thread pool in flight on the
+               target in every one of the last 5 s, the stuck threads' floor). A fault counts
+               from the first second its effect is visible to its end, not from the plan's
+               start.
 3. saturated:  the backlog is above the target's thread pool (`outstanding` > workers x
                threads) in each of the last 5 s, or the queue time is rising (server-side
                queue p95 above 50 ms and climbing by more than 20 ms/s over the last 5 s),
@@ -44,11 +45,11 @@ HEALTHY, SATURATED, RECOVERING, ERRORING, EXHAUSTION = (
 STATES: tuple[str, ...] = (HEALTHY, SATURATED, RECOVERING, ERRORING, EXHAUSTION)
 
 ERROR_WINDOW_S = 5
-INCIDENT_AHEAD_S = 30
+INCIDENT_AHEAD_S = 15
 LEAK_WINDOW_S = 10
 LEAK_MB_PER_S = 1.0
 STUCK_WINDOW_S = 5
-STUCK_MIN_IN_FLIGHT = 2
+STUCK_POOL_SHARE = 0.5          # of the pool, and at least 2 requests
 SATURATED_FOR_S = 5
 QUEUE_FLOOR_MS = 50.0
 QUEUE_RISE_MS_PER_S = 20.0
@@ -153,7 +154,7 @@ def incident_ahead(frame: pd.DataFrame, ahead: int = INCIDENT_AHEAD_S) -> np.nda
     return out
 
 
-def visible_resource_fault(frame: pd.DataFrame) -> np.ndarray:
+def visible_resource_fault(frame: pd.DataFrame, pool: float) -> np.ndarray:
     """True from the first second a memory or threads fault's effect is visible to the fault's end."""
     fault = _labels(frame, "fault", "none")
     n = len(frame)
@@ -164,7 +165,7 @@ def visible_resource_fault(frame: pd.DataFrame) -> np.ndarray:
     flight = column(frame, "srv_in_flight")
     if flight is not None:
         floor = np.nan_to_num(trailing(flight, STUCK_WINDOW_S, "min"))
-        visible |= (fault == "threads") & (floor >= STUCK_MIN_IN_FLIGHT)
+        visible |= (fault == "threads") & (floor >= max(2.0, STUCK_POOL_SHARE * pool))
     out = np.zeros(n, bool)
     for a, b, kind in runs_of(fault):
         if kind in RESOURCE_FAULTS and visible[a:b].any():
@@ -231,7 +232,7 @@ def system_states(frame: pd.DataFrame, pool: float | None = None) -> np.ndarray:
         elevated |= high
     states[elevated & draining] = RECOVERING
     states[saturated & ~draining] = SATURATED
-    states[incident_ahead(frame) | visible_resource_fault(frame)] = EXHAUSTION
+    states[incident_ahead(frame) | visible_resource_fault(frame, c)] = EXHAUSTION
     states[np.nan_to_num(error_share(frame, ERROR_WINDOW_S)) > run_slo(frame)["error_rate"]] = ERRORING
     return min_dwell(states, TRUTH_MIN_DWELL_S)
 

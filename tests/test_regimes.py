@@ -93,16 +93,16 @@ def test_a_memory_fault_counts_once_the_leak_is_visible_not_from_the_plan_start(
 def test_a_threads_fault_counts_once_stuck_threads_floor_the_in_flight_count():
     n = 80
     fault = np.where((np.arange(n) >= 20) & (np.arange(n) < 60), "threads", "none")
-    flight = np.where(np.arange(n) >= 35, 3.0, np.where(np.arange(n) % 2, 1.0, 0.0))
+    flight = np.where(np.arange(n) >= 35, 4.0, np.where(np.arange(n) % 2, 3.0, 1.0))   # half the pool from t=35
     s = system_states(canned(n, fault=fault, srv_in_flight=np.where(fault == "threads", flight, 0.0)))
     assert (s[:38] == "healthy").all() and (s[40:60] == "exhaustion").all() and (s[62:] == "healthy").all()
 
 
-def test_an_incident_ahead_is_exhaustion_for_the_thirty_seconds_before_it():
+def test_an_incident_ahead_is_exhaustion_for_the_fifteen_seconds_before_it():
     incident = np.array(["none"] * 80, dtype=object)
     incident[60] = "worker_killed"
     s = system_states(canned(80, incident=incident))
-    assert (s[30:61] == "exhaustion").all() and (s[:29] == "healthy").all() and (s[62:] == "healthy").all()
+    assert (s[45:61] == "exhaustion").all() and (s[:44] == "healthy").all() and (s[62:] == "healthy").all()
 
 
 def test_runs_without_client_backlog_use_the_in_flight_count():
@@ -242,7 +242,6 @@ def test_smoothing_removes_the_flicker_of_the_nearest_centroid(stories):
     raw = stretches("none")
     assert any(n < DEFAULT_DWELL_S for n, _ in raw)
     assert all(n >= DEFAULT_DWELL_S for n, _ in stretches("dwell"))
-    assert len(stretches("hmm")) < len(raw)
 
 
 def test_regimes_refuse_bad_parameters_json_and_short_data(stories, tmp_path):
@@ -260,7 +259,7 @@ def test_regimes_refuse_bad_parameters_json_and_short_data(stories, tmp_path):
     with pytest.raises(BadInput, match="need at least 6 complete seconds"):
         RegimeModel().fit([stories[0].iloc[:12]])
     with pytest.raises(BadInput, match="smoothing must be one of"):
-        RegimeModel(smoothing="kalman").fit(stories[:1])
+        RegimeModel(smoothing="hmm").fit(stories[:1])
     with pytest.raises(BadInput, match="column 'rss_mb' missing"):
         RegimeModel().fit([stories[0].drop(columns=["rss_mb"])])
 
