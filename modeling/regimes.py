@@ -14,6 +14,9 @@ the load level itself (`FEATURES`):
   span, / the thread pool: stuck threads never leave it);
 - the client p95 latency, log1p of its mean.
 
+A second in which nothing completed (rps 0: a stalled target) has no latency, queue time or
+error rate; those carry their last value through it instead of leaving the span undefined.
+
 The features are standardised on the training runs (each scale at least `SCALE_FLOORS`, so
 a feature that barely moves in training cannot blow up). k is the number of system states
 (`modeling.states.STATES`) unless given. With `init="states"` KMeans starts from the mean of
@@ -87,6 +90,10 @@ def regime_features(frame: pd.DataFrame, sources: Sequence[str], pool: float, sp
     raw = fill_gaps(frame, list(sources), max_gap_s)[:, :-1]
     v = {c: raw[:, j] for j, c in enumerate(sources)}
     rps = v["rps"]
+    idle = rps == 0                      # nothing completed: no latency to measure, the last one stands
+    for c in ("latency_p95_ms", "srv_queue_p95_ms", "error_rate"):
+        if c in v and idle.any():
+            v[c] = np.where(idle & np.isnan(v[c]), pd.Series(v[c]).ffill().to_numpy(), v[c])
     queue = v.get("srv_queue_p95_ms", v["latency_p95_ms"])
     backlog = v.get("outstanding", v.get("srv_in_flight"))
     failures = v["failures"] if "failures" in v else v["error_rate"] * rps

@@ -170,6 +170,18 @@ def test_features_are_pooled_over_the_span_and_normalised_by_the_pool():
     assert col["queue_ms:trend"] == pytest.approx(0.0) and col["error_share:level"] == 0.0
 
 
+def test_a_stalled_target_keeps_its_features_defined():
+    t = np.arange(40)
+    stall = (t >= 20) & (t < 32)                         # 12 s without a completion: longer than the gap rule
+    frame = canned(40, rps=np.where(stall, 0.0, 70.0), latency_p95_ms=np.where(stall, np.nan, 120.0),
+                   srv_queue_p95_ms=np.where(stall, np.nan, 8.0), error_rate=np.where(stall, np.nan, 0.0))
+    sources = ["latency_p95_ms", "error_rate", "cpu_percent", "rps", "rss_mb", "srv_queue_p95_ms"]
+    assert not np.isnan(regime_features(frame, sources, pool=8.0)[9:]).any()
+    lost = frame.copy()
+    lost.loc[20:31, "rps"] = np.nan                      # a lost stretch is still undefined
+    assert np.isnan(regime_features(lost, sources, pool=8.0)[35]).any()
+
+
 def test_regimes_are_the_states_with_names_from_the_training_map(stories, tmp_path):
     model = RegimeModel(seed=0).fit(stories[:3])
     assert model.k_ == len(STATES) and sorted(model.names_) == sorted(STATES)       # k = the states, one each
