@@ -23,7 +23,10 @@ a feature that barely moves in training cannot blow up). k is the number of syst
 each state's training seconds (a supervised start; then at most `iterations` Lloyd steps
 move the centroids: 1 keeps them by the states' means, 300 lets KMeans find its own
 optimum); a state that no training second is in gets a prototype centroid (the healthy
-profile with that state's signature set past its rule's threshold) and is named as such. With `init="k-means++"` KMeans starts as scikit-learn does (10 starts).
+profile with that state's signature set past its rule's threshold) and is named as such.
+With `init="k-means++"` KMeans starts as scikit-learn does (10 starts). The defaults (span
+10 s, the states' start, 1 Lloyd step, min dwell 5 s) are the setting leave-one-scenario-out
+chose on the small preset (benchmarks/README.md); `tune_regimes` chooses again per dataset.
 
 Names: the cluster-to-state map is learned on the training runs: the one-to-one assignment
 (Hungarian, scipy) that maximises the summed share of each state's seconds that its cluster
@@ -67,6 +70,7 @@ REQUIRED = ("latency_p95_ms", "error_rate", "cpu_percent", "rps", "rss_mb")
 OPTIONAL = ("srv_queue_p95_ms", "outstanding", "srv_in_flight", "arrivals", "failures")
 DEFAULT_SPAN = 10
 DEFAULT_DWELL_S = 5
+DEFAULT_ITERATIONS = 1      # the Lloyd steps leave-one-scenario-out chose on the small preset (benchmarks/README.md)
 MIN_STATE_S = 5              # a state with fewer training seconds gets a prototype centroid
 SMOOTHINGS = ("dwell", "none")
 INITS = ("states", "k-means++")
@@ -145,8 +149,8 @@ class RegimeModel:
     """
 
     def __init__(self, k: int | None = None, span: int = DEFAULT_SPAN, init: str = "states",
-                 smoothing: str = "dwell", min_dwell_s: int = DEFAULT_DWELL_S, iterations: int = 300,
-                 max_gap_s: int = DEFAULT_MAX_GAP_S, seed: int = 0):
+                 smoothing: str = "dwell", min_dwell_s: int = DEFAULT_DWELL_S,
+                 iterations: int = DEFAULT_ITERATIONS, max_gap_s: int = DEFAULT_MAX_GAP_S, seed: int = 0):
         self.k = k
         self.iterations = iterations
         self.span = span
