@@ -239,6 +239,21 @@ def test_score_regimes_reports_recall_intervals_and_usefulness(stories):
     assert set(goals) == {"regime_ari", "regime_recall"} and "worst" in goals["regime_recall"]["goal"]
 
 
+def test_the_printed_regime_table_lists_recall_and_usefulness_per_state(stories):
+    import io
+
+    from rich.console import Console
+
+    from modeling.console import regime_table
+
+    r = score_regimes(RegimeModel(seed=0).fit(stories[:2]), stories[2:])
+    out = io.StringIO()
+    regime_table(Console(file=out, width=200), r)
+    text = out.getvalue()
+    assert "P(violation ahead)" in text and f"{r['recall']['recovering']:.2f}" in text
+    assert all(s in text for s in STATES)
+
+
 def test_smoothing_removes_the_flicker_of_the_nearest_centroid(stories):
     from modeling.states import runs_of
 
