@@ -239,6 +239,14 @@ def _add_regimes_figure(page: Page, writer: FigureWriter, result: Mapping[str, A
                 "matching boundaries mean the regimes found the mechanism. On all held-out runs: ARI "
                 f"{fmt(r.get('ari'))}, NMI {fmt(r.get('nmi'))} (1 = perfect agreement, 0 = chance); recall per "
                 f"state {recall or 'n/a'}. Grey 'unknown' marks the first seconds, before a full feature window.")
+    ahead = r.get("p_violation_ahead") or {}
+    states = list(dict.fromkeys([*(r.get("recall") or {}), *ahead]))
+    if states:
+        ci = r.get("recall_ci") or {}
+        page.table(["state", "recall", "95% interval", f"P(SLO violation within {r.get('ahead_s', 30)} s)"],
+                   [[st, fmt((r.get("recall") or {}).get(st)),
+                     "-" if not (ci.get(st) or [None])[0] else f"{fmt(ci[st][0])}-{fmt(ci[st][1])}",
+                     fmt((ahead.get(st) or {}).get("p_violation"))] for st in states], numeric=(1, 3))
 
 
 def _add_products_figure(page: Page, writer: FigureWriter, bundle: Any) -> None:
