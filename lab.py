@@ -253,7 +253,7 @@ def train(
     units: Annotated[Optional[int], typer.Option(min=1, help="LSTM units.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = None,
     plan: Annotated[Optional[str], typer.Option(help="Give the model the scenario's plan (planned_rate or planned_users) for the next H s: 'ahead' (serving needs the plan too) or 'held' (the plan of now repeated, what a monitor without a plan feeds).")] = None,
-    regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", min=2, help="Number of regimes (default: chosen by silhouette).")] = None,
+    regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", min=2, help="Number of regimes (default: the number of system states).")] = None,
     profile: Annotated[str, typer.Option(help="lab: every column of a run; live: only what a monitor sees of a running target (its /metrics, processes, host), for `lab.py monitor`.")] = "lab",
     seed: Annotated[int, typer.Option(help="Seed for the split, weights and KMeans.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

@@ -66,7 +66,7 @@ def run_protocol(dataset: Path, configs: dict[str, dict], *, seed: int = 0, epoc
     from modeling.forecaster import LSTMForecaster
     from modeling.pipeline import fit_baselines, plan_column
     from modeling.protocol import DatasetSplit, tune
-    from modeling.regimes import RegimeModel
+    from modeling.regimes import RegimeModel, tune_regimes
 
     split = DatasetSplit.of(dataset)
     train = split.train_runs()
@@ -92,7 +92,8 @@ def run_protocol(dataset: Path, configs: dict[str, dict], *, seed: int = 0, epoc
         started = time.monotonic()
         suite = fit_baselines(model, train)
         suite_s = time.monotonic() - started
-        regimes = RegimeModel(seed=seed).fit(train)
+        regimes_chosen, regimes_params, regimes_scores = tune_regimes(train, seed=seed)
+        regimes = RegimeModel(seed=seed, **regimes_params).fit(train)
     timing = timings(model, train)
     timing.update(final_fit_s=round(fit_s, 1), baselines_fit_s=round(suite_s, 1), tuning_s=tuned.seconds,
                   tuning_fits=tuned.fits)
@@ -106,8 +107,57 @@ def run_protocol(dataset: Path, configs: dict[str, dict], *, seed: int = 0, epoc
     return {"dataset": str(dataset), "split": {k: v for k, v in split.split.items() if k not in ("train", "test")},
             "protocol": {"configs": grid, "validation": tuned.scores, "chosen": tuned.config,
                          "threshold": tuned.threshold, "threshold_note": tuned.threshold_note,
-                         "baselines": suite.to_dict(), "test_opened": sealed.opened},
+                         "baselines": suite.to_dict(), "test_opened": sealed.opened,
+                         "regimes": {"chosen": regimes_chosen, "params": regimes_params, "validation": regimes_scores}},
             "result": result, "timings": timing}
+
+
+REGIME_FIGURES = "held-out scores: regimes against the system states"
+
+
+def run_regimes(dataset: Path, *, seed: int = 0, log=print) -> dict:
+    """The regimes alone: settings chosen by leave-one-scenario-out on the training runs, the test split opened once."""
+    from modeling.evaluate import regime_goals, score_regimes
+    from modeling.protocol import DatasetSplit
+    from modeling.regimes import RegimeModel, tune_regimes
+
+    split = DatasetSplit.of(dataset)
+    train = split.train_runs()
+    log(f"train: {len(train)} runs ({sum(map(len, train))} rows); test split sealed: {len(split.test_dirs)} runs")
+    started = time.monotonic()
+    chosen, params, scores = tune_regimes(train, seed=seed)
+    log(f"regimes chosen by leave-one-scenario-out: {chosen} (objective {scores[chosen]['objective']:.3f}, "
+        f"ARI {scores[chosen]['ari']:.3f}, worst recall {scores[chosen]['min_recall']:.2f})")
+    regimes = RegimeModel(seed=seed, **params).fit(train)
+    tuning_s = round(time.monotonic() - started, 1)
+    sealed = split.sealed_test()
+    test = sealed.open(REGIME_FIGURES)
+    result = score_regimes(regimes, test)
+    return {"dataset": str(dataset), "split": {k: v for k, v in split.split.items() if k not in ("train", "test")},
+            "protocol": {"regimes": {"chosen": chosen, "params": params, "validation": scores},
+                         "test_opened": sealed.opened, "tuning_s": tuning_s},
+            "regimes": result, "goals": regime_goals(result),
+            "test_runs": [p.name for p in split.test_dirs]}
+
+
+def regime_markdown(r: dict, goals: dict) -> list[str]:
+    """The regime figures as Markdown: ARI and NMI, recall per state, P(violation ahead) per regime."""
+    lines = [f"Regimes (k = {r['k']}: {', '.join(r['names'])}; settings {r.get('params')}) against the system "
+             f"states on {r['runs']} test runs, {r['seconds']} seconds; 95% run-bootstrap intervals:", "",
+             f"ARI {_f(r['ari'])} [{_ci(r['ari_ci'])}], NMI {_f(r['nmi'])} [{_ci(r.get('nmi_ci'))}].", "",
+             f"| state | truth share | recall [95%] | predicted share | P(violation within {r.get('ahead_s', 30)} s) |",
+             "|---|---:|---:|---:|---:|"]
+    ahead = r.get("p_violation_ahead") or {}
+    for s in dict.fromkeys([*(r.get("recall") or {}), *ahead]):
+        rec = (r.get("recall") or {}).get(s)
+        lines.append(f"| {s} | {_f((r.get('truth_shares') or {}).get(s))} | "
+                     f"{_f(rec)} [{_ci((r.get('recall_ci') or {}).get(s)) if rec is not None else '–'}] | "
+                     f"{_f((r.get('shares') or {}).get(s))} | {_f((ahead.get(s) or {}).get('p_violation'))} |")
+    lines.append(f"| (all seconds) | | | | {_f(r.get('p_violation_base'))} |")
+    lines += ["", "| goal | figure | 95% interval | target | status |", "|---|---:|---:|---|---|"]
+    for name, g in goals.items():
+        lines.append(f"| {name} | {_f(g['value'])} | {_ci(g['ci'])} | {g['goal']} | {g['status']} |")
+    return lines
 
 
 def timings(model, train) -> dict:
@@ -181,10 +231,28 @@ def markdown(out: dict) -> str:
                          f"{_f(s['precision'])} | {_f(s['recall'])} | {_f(s['false_alarms_per_h'], 1)} "
                          f"[{_ci(s['ci']['false_alarms_per_h'], 1)}] | {_f(s['mean_lead_s'], 1)} | "
                          f"{_f(s['lead_share'])} [{_ci(s['ci']['lead_share'])}] |")
+    if "regimes" in r:
+        lines += [""] + regime_markdown(r["regimes"], {k: v for k, v in r["goals"].items() if k.startswith("regime")})
     lines += ["", "Goals:", "", "| goal | figure | 95% interval | target | status |", "|---|---:|---:|---|---|"]
     for name, g in r["goals"].items():
         lines.append(f"| {name} | {_f(g['value'])} | {_ci(g['ci'])} | {g['goal']} | {g['status']} |")
     return "\n".join(lines)
+
+
+def regimes_main(args) -> None:
+    """`--regimes-only`: print the regime figures (and write them as JSON with --out)."""
+    from contract.errors import LabError
+    from modeling.evaluate import jsonable
+
+    try:
+        out = jsonable(run_regimes(args.dataset, seed=args.seed, log=lambda m: print(m, flush=True)))
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    print()
+    print("\n".join(regime_markdown(out["regimes"], out["goals"])))
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=1))
 
 
 def main() -> None:
@@ -194,6 +262,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="model seed")
     parser.add_argument("--epochs", type=int, help="cap the epochs of every fit (default: the model's)")
     parser.add_argument("--out", type=Path, help="write everything as JSON here")
+    parser.add_argument("--regimes-only", action="store_true", help="tune and score the regimes alone (no LSTM)")
     args = parser.parse_args()
     names = [n for n in args.configs.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
@@ -202,6 +271,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from contract.errors import LabError
 
+    if args.regimes_only:
+        regimes_main(args)
+        return
     try:
         out = run_protocol(args.dataset, {n: CONFIGS[n] for n in names}, seed=args.seed, epochs=args.epochs,
                            log=lambda m: print(m, flush=True))

@@ -83,7 +83,8 @@ def print_evaluation(console: Console, result: dict) -> None:
     if "regimes" in result:
         r = result["regimes"]
         console.print(f"regimes: k={r['k']} ({', '.join(r['names'])})  ARI {_f(r['ari'])} [{_ci(r.get('ari_ci'))}]  "
-                      f"NMI {_f(r['nmi'])}  silhouette {_f(r.get('silhouette'))}")
+                      f"NMI {_f(r['nmi'])} [{_ci(r.get('nmi_ci'))}]  silhouette {_f(r.get('silhouette'))}")
+        regime_table(console, r)
     if "products" in result:
         groups: dict[str, list[str]] = {}
         for endpoint, cluster in result["products"]["clusters"].items():
@@ -111,3 +112,19 @@ def print_training(console: Console, bundle, out_dir) -> None:
     if bundle.regimes is not None:
         console.print(f"regimes: k={bundle.regimes.k_} ({', '.join(bundle.regimes.names_)})")
     console.print(f"model folder: [bold]{out_dir}[/]   next: python lab.py evaluate {out_dir}")
+
+
+def regime_table(console: Console, r: dict) -> None:
+    """Print each system state's recall and each regime's P(SLO violation ahead)."""
+    ahead = r.get("p_violation_ahead") or {}
+    table = Table(title=f"regimes vs system states (P(violation) within {r.get('ahead_s', 30)} s; "
+                        f"base rate {_f(r.get('p_violation_base'))})", box=None)
+    for col in ("state", "truth share", "recall", "95% interval", "predicted share", "P(violation ahead)"):
+        table.add_column(col, justify="left" if col == "state" else "right")
+    names = list(dict.fromkeys([*(r.get("recall") or {}), *ahead]))
+    for s in names:
+        rec = (r.get("recall") or {}).get(s)
+        table.add_row(s, _f((r.get("truth_shares") or {}).get(s)), _f(rec),
+                      _ci((r.get("recall_ci") or {}).get(s)) if rec is not None else "-",
+                      _f((r.get("shares") or {}).get(s)), _f((ahead.get(s) or {}).get("p_violation")))
+    console.print(table)

@@ -18,14 +18,14 @@ import pandas as pd
 from . import baselines as bl
 from .data import as_runs, run_name, slo_columns
 from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, calibration,
-                      episode_intervals,
-                      forecast_scores, forecast_violates, mae_gain, paired_ratio, regime_scores, score_alarms,
-                      stability_pct, warning_scores)
+                      episode_intervals, forecast_scores, forecast_violates, mae_gain, paired_ratio,
+                      regime_intervals, regime_scores, score_alarms, stability_pct, state_recall,
+                      violation_share_by_regime, warning_scores)
 
 # The project's goals on held-out scenarios and seeds (docs/modeling.md, "Goals").
 GOALS = {"relmae_p95_at_h_below": 0.8, "relmae_all_below": 1.0, "mae_gain_at_least": 0.10,
          "f1_at_least": 0.8, "false_alarms_per_h_at_most": FALSE_ALARM_BUDGET_PER_H,
-         "lead_share_at_least": 0.5, "ari_at_least": 0.6}
+         "lead_share_at_least": 0.5, "ari_at_least": 0.6, "recall_at_least": 0.7}
 ALERTERS = ("lstm", "lstm_upper", "lstm_forecast", "predict_linear", "reactive", "always_on")
 
 
@@ -141,22 +141,43 @@ def _warning(w: Any, alarms: dict[str, np.ndarray]) -> dict[str, Any]:
 # ---------------------------------------------------------------- regimes
 
 
-def _regimes(regimes: Any, runs: Sequence[pd.DataFrame]) -> dict[str, Any]:
-    from .regimes import UNKNOWN, truth_regimes
+def score_regimes(regimes: Any, runs: Sequence[pd.DataFrame], *, ahead_s: int = 30) -> dict[str, Any]:
+    """Score fitted regimes against the system states (modeling/states.py) on held-out runs.
 
-    truth, names, feats = [], [], []
+    ARI and NMI between the regime names and the states, each state's recall (the names are
+    states, from the cluster-to-state map learned on the training runs), run-bootstrap
+    intervals, and usefulness: P(SLO violation within `ahead_s` s) per regime.
+    """
+    from .regimes import UNKNOWN
+    from .states import STATES, pool_threads, system_states, violation_ahead
+
+    truth, names, feats, ahead = [], [], [], []
     for r in runs:
         n = regimes.predict_names(r)
         ok = n != UNKNOWN
-        truth.append(truth_regimes(r)[ok])
+        truth.append(system_states(r, pool=pool_threads(r, default=getattr(regimes, "pool_", None)))[ok])
         names.append(n[ok])
         feats.append(regimes.transform(r)[ok])
+        ahead.append(violation_ahead(r, ahead_s)[ok])
     truth_all, names_all = np.concatenate(truth), np.concatenate(names)
     scores = regime_scores(truth_all, names_all, np.vstack(feats), seed=0)
-    shares = pd.Series(names_all).value_counts(normalize=True).round(4).to_dict()
-    return {**scores, "ari_ci": list(ari_interval(truth, names)), "runs": len(runs), "k": regimes.k_,
-            "names": regimes.names_, "shares": shares,
-            "truth": "fault kind while a fault is active, else overload when the SLO is violated, else normal"}
+    recall = state_recall(truth_all, names_all, STATES)
+    ci = regime_intervals(truth, names, STATES)
+    present = [s for s in STATES if recall[s] is not None]
+    ahead_all = np.concatenate(ahead)
+    return {**scores, "ari_ci": list(ari_interval(truth, names)), "nmi_ci": ci["nmi_ci"],
+            "recall": {s: recall[s] for s in present}, "recall_ci": {s: ci["recall_ci"][s] for s in present},
+            "min_recall": min((recall[s] for s in present), default=None),
+            "truth_shares": pd.Series(truth_all).value_counts(normalize=True).round(4).to_dict(),
+            "shares": pd.Series(names_all).value_counts(normalize=True).round(4).to_dict(),
+            "confusion": {s: pd.Series(names_all[truth_all == s]).value_counts().to_dict() for s in present},
+            "p_violation_ahead": violation_share_by_regime(names_all, ahead_all), "ahead_s": ahead_s,
+            "p_violation_base": float(np.nanmean(ahead_all)) if np.isfinite(ahead_all).any() else None,
+            "runs": len(runs), "k": regimes.k_, "names": regimes.names_,
+            "params": {k: getattr(regimes, k, None)
+                       for k in ("span", "init", "iterations", "smoothing", "min_dwell_s")},
+            "truth": "system states by rule (modeling/states.py, docs/modeling.md): healthy, saturated, "
+                     "recovering, erroring, exhaustion"}
 
 
 # ---------------------------------------------------------------- evaluate
@@ -209,7 +230,7 @@ def evaluate(forecaster: Any, runs: Sequence[pd.DataFrame], regimes: Any = None,
         "stability_pct": stability,
     }
     if regimes is not None:
-        result["regimes"] = _regimes(regimes, runs)
+        result["regimes"] = score_regimes(regimes, runs)
     result["goals"] = goals(result)
     result["verdict"] = verdict(result)
     return jsonable(result)
@@ -268,9 +289,22 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
     out["lead_share"] = _goal(m["lead_share"], share_ci, f">= {GOALS['lead_share_at_least']:.0%} of the achievable lead",
                               status(*share_ci, GOALS["lead_share_at_least"], above=True))
     if "regimes" in result:
-        r = result["regimes"]
-        out["regime_ari"] = _goal(r["ari"], r["ari_ci"], f">= {GOALS['ari_at_least']}",
-                                  status(*r["ari_ci"], GOALS["ari_at_least"], above=True))
+        out.update(regime_goals(result["regimes"]))
+    return out
+
+
+def regime_goals(r: dict[str, Any]) -> dict[str, Any]:
+    """The regime goals: ARI >= 0.6, and every state's recall >= 0.7 (each with its interval)."""
+    out = {"regime_ari": _goal(r["ari"], r["ari_ci"], f">= {GOALS['ari_at_least']}",
+                               status(*r["ari_ci"], GOALS["ari_at_least"], above=True))}
+    recall = r.get("recall") or {}
+    states = {s: status(*(r.get("recall_ci", {}).get(s) or [None, None]), GOALS["recall_at_least"], above=True)
+              for s in recall}
+    state = ("not significant" if not states else "not met" if "not met" in states.values() else
+             "met" if all(x == "met" for x in states.values()) else "not significant")
+    worst = min(recall, key=lambda s: recall[s]) if recall else None
+    out["regime_recall"] = _goal(r.get("min_recall"), (r.get("recall_ci") or {}).get(worst, [None, None]),
+                                 f">= {GOALS['recall_at_least']} for every state (worst: {worst})", state)
     return out
 
 
@@ -312,8 +346,9 @@ def verdict(result: dict[str, Any]) -> list[str]:
                      f"rate ({better} it; {cal.get('note') or 'calibration not recorded'}).")
     if "regimes" in result:
         r = result["regimes"]
-        lines.append(f"Regimes: ARI {r['ari']:.2f} ({_ci(r['ari_ci'])}), NMI {r['nmi']:.2f} against the ground truth, "
-                     f"k={r['k']} ({', '.join(r['names'])}).")
+        lines.append(f"Regimes: ARI {r['ari']:.2f} ({_ci(r['ari_ci'])}), NMI {r['nmi']:.2f} against the system states, "
+                     f"k={r['k']} ({', '.join(r['names'])}); recall "
+                     + ", ".join(f"{s} {_fmt(v)}" for s, v in (r.get("recall") or {}).items()) + ".")
     met = [k for k, g in result["goals"].items() if g["status"] == "met"]
     unsure = [k for k, g in result["goals"].items() if g["status"] == "not significant"]
     lines.append(f"Goals: met {', '.join(met) or 'none'}; not significant {', '.join(unsure) or 'none'}; "

@@ -437,6 +437,44 @@ def ari_interval(truth: Sequence[np.ndarray], predicted: Sequence[np.ndarray], n
     return _percentiles(np.asarray(values), LEVEL)
 
 
+def state_recall(truth: Sequence[Any], predicted: Sequence[Any], states: Sequence[str]) -> dict[str, float | None]:
+    """Per state: the share of its seconds predicted as that state (None for a state absent from the truth)."""
+    truth, predicted = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
+    return {s: (float(np.mean(predicted[truth == s] == s)) if (truth == s).any() else None) for s in states}
+
+
+def regime_intervals(truth: Sequence[np.ndarray], predicted: Sequence[np.ndarray], states: Sequence[str],
+                     n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Percentile intervals of NMI and each state's recall, resampling the runs (one array per run)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    n = len(truth)
+    if n < 2:
+        return {"nmi_ci": [None, None], "recall_ci": {s: [None, None] for s in states}}
+    rng = np.random.default_rng(seed)
+    nmi, recall = [], {s: [] for s in states}
+    for _ in range(n_boot):
+        pick = rng.integers(0, n, n)
+        t = np.concatenate([truth[i] for i in pick])
+        p = np.concatenate([predicted[i] for i in pick])
+        nmi.append(normalized_mutual_info_score(t, p))
+        for s, r in state_recall(t, p, states).items():
+            recall[s].append(np.nan if r is None else r)
+    return {"nmi_ci": list(_percentiles(np.asarray(nmi), LEVEL)),
+            "recall_ci": {s: list(_percentiles(np.asarray(v, dtype="float64"), LEVEL)) for s, v in recall.items()}}
+
+
+def violation_share_by_regime(predicted: np.ndarray, ahead: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per regime: P(SLO violation within the next seconds) = mean of `ahead` (1/0, NaN skipped) over its seconds."""
+    predicted, ahead = np.asarray(predicted, dtype=object), np.asarray(ahead, dtype="float64")
+    ok = np.isfinite(ahead)
+    out = {}
+    for name in sorted(set(predicted[ok].tolist())):
+        mine = ok & (predicted == name)
+        out[str(name)] = {"p_violation": float(ahead[mine].mean()), "seconds": int(mine.sum())}
+    return out
+
+
 def stability_pct(p_violation: np.ndarray) -> float:
     """Return 100 x (1 - mean probability of an SLO violation within the horizon)."""
     return float(100.0 * (1.0 - np.mean(np.asarray(p_violation, dtype="float64"))))

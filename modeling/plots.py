@@ -44,7 +44,7 @@ ALERT_LABELS = {"lstm": "LSTM warning head", "lstm_upper": "LSTM upper quantile\
 REGIME_COLOURS = {"stable": "#009E73", "light": "#8FD3B6", "busy": "#F0E442", "degraded": "#E69F00",
                   "saturated": "#D55E00", "recovering": "#56B4E9", "erroring": "#CC79A7",
                   "memory-pressure": "#8C564B", "unknown": "#DDDDDD",
-                  "normal": "#009E73", "overload": "#D55E00"}
+                  "normal": "#009E73", "overload": "#D55E00", "healthy": "#009E73", "exhaustion": "#8C564B"}
 
 # Column -> (label, unit, factor applied to the stored value for display).
 METRICS: dict[str, tuple[str, str, float]] = {
@@ -684,7 +684,7 @@ def _regime_colour(name: str, seen: dict[str, str]) -> str:
 
 def regimes_timeline(frame: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray, slo: Mapping[str, float],
                      run: str) -> Any:
-    """Plot regime bands (KMeans) against the ground truth under the run's p95 latency."""
+    """Plot regime bands (KMeans) against the system states (the ground truth) under the run's p95 latency."""
     from matplotlib.patches import Patch
 
     x = elapsed(frame)
@@ -703,7 +703,7 @@ def regimes_timeline(frame: pd.DataFrame, predicted: np.ndarray, truth: np.ndarr
     colours: dict[str, str] = {}
     legends = []
     for strip, labels_, title in ((reg, predicted, "KMeans regime (the model)"),
-                                  (tru, truth, "ground truth (fault / overload / normal)")):
+                                  (tru, truth, "system state by rule (the ground truth)")):
         names = []
         for a, b, name in segments([str(v) for v in labels_]):
             x0, x1 = _span(x, a, b)

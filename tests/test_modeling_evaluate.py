@@ -57,7 +57,9 @@ def test_evaluate_scores_the_model_and_every_baseline_on_held_out_scenarios(tmp_
     for e in ew["lstm"]["per_episode"]:
         assert e["achievable_lead_s"] is None or e["achievable_lead_s"] >= 0
     assert set(result["goals"]) == {"relmae_p95_at_h", "relmae_all", "mae_gain_p95", "warning_f1", "lead_share",
-                                    "regime_ari"}
+                                    "regime_ari", "regime_recall"}
+    r = result["regimes"]
+    assert set(r["recall"]) == set(r["recall_ci"]) and r["ahead_s"] == 30 and "p_violation_ahead" in r
     for g in result["goals"].values():
         assert g["status"] in ("met", "not met", "not significant") and g["met"] == (g["status"] == "met")
     assert 0 <= result["stability_pct"]["lstm"] <= 100

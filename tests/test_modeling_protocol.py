@@ -133,3 +133,42 @@ def test_the_benchmark_never_reads_the_test_split_while_tuning(dataset, monkeypa
     result = out["result"]
     assert result["data"]["alarm_threshold"] == out["protocol"]["threshold"]
     assert {r for r in result["data"]["runs"]} == {p.name for p in split.test_dirs}
+
+
+def test_the_regime_benchmark_tunes_on_training_runs_and_opens_the_test_split_once(dataset, monkeypatch):
+    import contract.runfolder
+    import modeling.protocol
+    from modeling.regimes import RegimeModel
+
+    test_dirs = {p.resolve() for p in DatasetSplit.of(dataset).test_dirs}
+    events: list[str] = []
+    read_run, fit, open_ = contract.runfolder.read_run, RegimeModel.fit, modeling.protocol.SealedTest.open
+
+    def spy_read(run_dir, *a, **kw):
+        events.append("test-read" if Path(run_dir).resolve() in test_dirs else "read")
+        return read_run(run_dir, *a, **kw)
+
+    def spy_fit(self, runs, *a, **kw):
+        events.append("fit")
+        return fit(self, runs, *a, **kw)
+
+    def spy_open(self, figure):
+        events.append("open")
+        return open_(self, figure)
+
+    monkeypatch.setattr(contract.runfolder, "read_run", spy_read)
+    monkeypatch.setattr(RegimeModel, "fit", spy_fit)
+    monkeypatch.setattr(modeling.protocol.SealedTest, "open", spy_open)
+    bench = _benchmark()
+    grid = {"a": {"span": 10}, "b": {"span": 20, "smoothing": "none"}}
+    monkeypatch.setattr("modeling.regimes.DEFAULT_GRID", grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = bench.run_regimes(dataset, log=lambda m: None)
+    first_test = min(i for i, k in enumerate(events) if k in ("open", "test-read"))
+    assert events.count("open") == 1 and events[first_test] == "open"
+    assert events.count("fit") == len(grid) * len(TRAIN) + 1         # every setting per fold, then the final fit
+    assert max(i for i, k in enumerate(events) if k == "fit") < first_test
+    assert out["protocol"]["regimes"]["chosen"] in grid and set(out["protocol"]["regimes"]["validation"]) == set(grid)
+    assert {"regime_ari", "regime_recall"} == set(out["goals"]) and out["regimes"]["runs"] == len(test_dirs)
+    assert "| state | truth share |" in "\n".join(bench.regime_markdown(out["regimes"], out["goals"]))

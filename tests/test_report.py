@@ -133,3 +133,4 @@ def test_model_report_on_a_tiny_model_computes_metrics_and_draws_every_figure(tm
     assert sorted(trained_on.split(", ")) == ["synthetic-fault-errors-closed-s2", "synthetic-spike-closed-s2"]
     assert "<th>evaluated on</th><td>synthetic-fault-latency-closed-s2 (" in html
     assert "on run synthetic-fault-latency-closed-s2, which the model never saw in training" in html
+    assert "Operating regimes vs the system states" in html and "P(SLO violation within 30 s)" in html

@@ -18,7 +18,7 @@ from ..data import chronological_split, load_runs, run_folders, run_name
 from ..evaluate import alarms_of, default_suite
 from ..pipeline import METRICS_JSON, evaluate_bundle, load_bundle, read_meta_json
 from ..products import endpoint_profiles, read_samples
-from ..regimes import truth_regimes
+from ..states import pool_threads, system_states
 from .page import FigureWriter, Page, fmt, pct
 
 ALERT_NAMES = {"lstm": "LSTM warning head", "lstm_upper": "LSTM upper quantile crosses the SLO",
@@ -236,17 +236,28 @@ def _add_regimes_figure(page: Page, writer: FigureWriter, result: Mapping[str, A
                         run: pd.DataFrame) -> None:
     """Add the model's regimes against the ground truth on the held-out run."""
     regimes = bundle.regimes.predict_names(run)
-    name = writer.save("regimes.png", plots.regimes_timeline, run, regimes, truth_regimes(run),
+    truth = system_states(run, pool=pool_threads(run, default=getattr(bundle.regimes, "pool_", None)))
+    name = writer.save("regimes.png", plots.regimes_timeline, run, regimes, truth,
                        dict(run.attrs.get("slo") or {}), run_name(run))
     r = result.get("regimes") or {}
-    page.figure(name, "Operating regimes vs the ground truth",
-                "KMeans groups the seconds by the recent level and trend of latency, errors, CPU and "
-                "memory, without seeing any label; each group is named from the median of its members (stable, saturated, "
-                "recovering, ...). The middle strip is the model's regime, the bottom strip the truth: the "
-                "injected fault, else overload when the SLO is broken, else normal. Matching boundaries mean "
-                f"the regimes found something real. On all held-out runs: ARI {fmt(r.get('ari'))}, NMI "
-                f"{fmt(r.get('nmi'))} (1 = perfect agreement, 0 = chance). Grey 'unknown' marks the first "
-                "seconds, before a full feature window exists.")
+    recall = ", ".join(f"{s} {fmt(v)}" for s, v in (r.get("recall") or {}).items())
+    page.figure(name, "Operating regimes vs the system states",
+                "KMeans groups the seconds by load-normalised features pooled over the last seconds (queue "
+                "time, backlog per thread, arrivals against completions, error share, CPU per request, RSS "
+                "slope), without the load level; each cluster carries the system state it matched on the "
+                "training runs (healthy, saturated, recovering, erroring, exhaustion). The middle strip is the "
+                "model's regime, the bottom strip the system state by the documented rules (docs/modeling.md): "
+                "matching boundaries mean the regimes found the mechanism. On all held-out runs: ARI "
+                f"{fmt(r.get('ari'))}, NMI {fmt(r.get('nmi'))} (1 = perfect agreement, 0 = chance); recall per "
+                f"state {recall or 'n/a'}. Grey 'unknown' marks the first seconds, before a full feature window.")
+    ahead = r.get("p_violation_ahead") or {}
+    states = list(dict.fromkeys([*(r.get("recall") or {}), *ahead]))
+    if states:
+        ci = r.get("recall_ci") or {}
+        page.table(["state", "recall", "95% interval", f"P(SLO violation within {r.get('ahead_s', 30)} s)"],
+                   [[st, fmt((r.get("recall") or {}).get(st)),
+                     "-" if not (ci.get(st) or [None])[0] else f"{fmt(ci[st][0])}-{fmt(ci[st][1])}",
+                     fmt((ahead.get(st) or {}).get("p_violation"))] for st in states], numeric=(1, 3))
 
 
 def _add_products_figure(page: Page, writer: FigureWriter, bundle: Any) -> None:
