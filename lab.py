@@ -208,12 +208,14 @@ def import_csv(
     interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds per row after resampling (default: the median step of the file).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
     max_rows: Annotated[int, typer.Option(min=1, help="Refuse a file whose timestamps span more rows than this after resampling (a stray date would ask for billions).")] = 2_000_000,
+    column_map: Annotated[Optional[list[str]], typer.Option("--map", help="SRC=DST: name a source column as a lab column (value=cpu_percent); repeatable. Other numeric columns keep their own (sanitized) names.")] = None,
+    nab_windows: Annotated[Optional[Path], typer.Option(help="NAB's labels/combined_windows.json: the rows inside this file's [start, end] windows become slo_violation.")] = None,
 ):
     """Turn an external metrics CSV into a run folder the modelling commands accept."""
-    from collector.importer import import_csv as run_import, print_import
+    from collector.importer import import_csv as run_import, parse_column_map, print_import
 
-    run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir,
-                         interval_s=interval, max_rows=max_rows)
+    run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir, interval_s=interval,
+                         max_rows=max_rows, column_map=parse_column_map(column_map), nab_windows=nab_windows)
     print_import(out, run_dir)
 
 
