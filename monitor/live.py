@@ -20,7 +20,7 @@ import pandas as pd
 
 from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
-from modeling.data import slo_columns
+from modeling.data import has_slo_pair, slo_columns
 
 from .policy import Decision, Prediction
 from modeling.profiles import live_row
@@ -88,7 +88,9 @@ class OnlineModel:
         elif self.future_mode == "legacy":          # models trained before the plan columns: users held
             future = np.asarray([_num(latest.get("users"))] * self.horizon, dtype=float)
         forecast, probability = self.forecaster.predict_one(frame[self.columns], future=future)
-        p95 = tuple(float(v) for v in forecast[:, self.key.index(slo_columns(self.key)[0])])
+        # A model of other columns (train --target) forecasts no latency: the policy sees its probability only.
+        p95 = (tuple(float(v) for v in forecast[:, self.key.index(slo_columns(self.key)[0])])
+               if has_slo_pair(self.key) else ())
         regime = None
         if self.regimes is not None:
             names = self.regimes.predict_names(frame)
@@ -123,9 +125,13 @@ def status_line(step: MonitorStep, horizon: int) -> str:
 
 def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
                 duration_s: float | None = None, slo: dict | None = None,
-                on_step: Callable[[MonitorStep], None] | None = None) -> int:
-    """Sample, predict and act once per second until `stop` is set; return the seconds run."""
-    if model.profile != "live":
+                on_step: Callable[[MonitorStep], None] | None = None, make_row: Callable = live_row) -> int:
+    """Sample, predict and act once per second until `stop` is set; return the seconds run.
+
+    `make_row(server, process)` turns the view's sample into the model's row: the live
+    profile's columns by default; a model trained on PromQL reads the queries' values as they are.
+    """
+    if model.profile != "live" and not model.bundle.meta.get("queries"):
         raise BadInput(f"{model.bundle.folder}: this model was trained with --profile lab (it needs the "
                        f"load generator's client-side columns); train one with --profile live to monitor "
                        f"a running target")
@@ -142,7 +148,7 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
             break
         now = time.time()
         server, process = view.sample(now)
-        row = live_row(server, process)
+        row = make_row(server, process)
         p95, err = _opt(row.get("latency_p95_ms")), _opt(row.get("error_rate"))
         row["slo_violation"] = violates_slo(p95, err, slo)
         if not row["target_up"]:
