@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import baselines as bl
-from .data import as_runs, has_slo_pair, run_name, slo_columns
+from .data import annotated_label, as_runs, has_slo_pair, run_name, slo_columns
 from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, episode_intervals,
                       forecast_scores, forecast_violates, mae_gain, paired_ratio, regime_scores, score_alarms,
                       stability_pct, warning_scores)
@@ -117,15 +117,18 @@ def alarms_of(pred: Any, suite: bl.BaselineSuite) -> dict[str, np.ndarray]:
 
     The alerts that apply the SLO to a forecast (lstm_forecast, predict_linear) need a
     latency and an error-rate target; a model of other columns (`train --target cpu_percent`)
-    has the label-based ones only.
+    has the label-based ones only. The reactive alert reads the label of the seconds so far,
+    which is the observed SLO state in a lab run but the answer itself in runs labelled by
+    annotation (a label column, NAB windows): there it is left out.
     """
     w = pred.windows
     slo_alerts = {
         "lstm_forecast": forecast_violates(pred.forecast, w.slo, w.key_metrics),
         "predict_linear": bl.linear_alert(w.x_key, w.horizon, w.slo, w.key_metrics, suite.linear_fit_s),
     } if has_slo_pair(w.key_metrics) else {}
-    return {"lstm": pred.alarm, **slo_alerts, "reactive": bl.reactive_windows(w, *suite.reactive),
-            "always_on": bl.always_on(len(w))}
+    reactive = ({} if any(annotated_label(f) for f in w.frames)
+                else {"reactive": bl.reactive_windows(w, *suite.reactive)})
+    return {"lstm": pred.alarm, **slo_alerts, **reactive, "always_on": bl.always_on(len(w))}
 
 
 def _warning(w: Any, alarms: dict[str, np.ndarray]) -> dict[str, Any]:
