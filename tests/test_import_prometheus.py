@@ -154,6 +154,8 @@ def test_import_prometheus_keeps_gaps_and_records_the_queries(prometheus):
     answer = requests.get(url + "/api/v1/query", params={"query": QUERIES["rps"], "time": t_last}, timeout=5).json()
     assert float(answer["data"]["result"][0]["value"][1]) == pytest.approx(frame["rps"].iloc[-1])
     prometheus["run_dir"] = run_dir
+    result = _lab("import-prometheus", "--url", url, "--query", "bad=sum(", "--start", "now-1m", "--out", tmp / "bad")
+    assert result.exit_code == 2 and "--query: 'sum(':" in result.output and not (tmp / "bad").exists()
 
 
 @pytest.mark.slow
