@@ -59,8 +59,8 @@ class Monitor:
         if self.queries:
             self._query_view(bundle)
         elif target is None:
-            raise BadInput(f"--target: missing: {opts.model} was trained on a lab target's metrics (not on "
-                           f"import-prometheus queries), so the monitor needs that target's URL")
+            raise BadInput(f"--target: missing: {opts.model} was not trained on import-prometheus queries, so "
+                           f"the monitor reads a running target: give its URL")
         elif bundle.meta.get("profile", "lab") != "live":
             raise BadInput(f"{opts.model}: this model was trained with --profile lab (it needs the load "
                            f"generator's client-side columns); train one with --profile live to monitor a "
