@@ -94,7 +94,6 @@ def serve(
                                    warn=lambda m: err.print(f"[yellow]{m}[/]")))
 
 
-
 @lab_command
 def scenarios():
     """List the built-in scenarios with a one-line description each."""
@@ -208,13 +207,30 @@ def import_csv(
     interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds per row after resampling (default: the median step of the file).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
     max_rows: Annotated[int, typer.Option(min=1, help="Refuse a file whose timestamps span more rows than this after resampling (a stray date would ask for billions).")] = 2_000_000,
+    column_map: Annotated[Optional[list[str]], typer.Option("--map", help="SRC=DST: name a source column as a lab column (value=cpu_percent); repeatable. Other numeric columns keep their own (sanitized) names.")] = None,
+    nab_windows: Annotated[Optional[Path], typer.Option(help="NAB's labels/combined_windows.json: the rows inside this file's [start, end] windows become slo_violation.")] = None,
 ):
     """Turn an external metrics CSV into a run folder the modelling commands accept."""
-    from collector.importer import import_csv as run_import, print_import
+    from collector.importer import import_csv as run_import, parse_column_map, print_import
 
-    run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir,
-                         interval_s=interval, max_rows=max_rows)
+    run_dir = run_import(file, timestamp_col=timestamp_col, label_col=label_col, out_dir=out_dir, interval_s=interval,
+                         max_rows=max_rows, column_map=parse_column_map(column_map), nab_windows=nab_windows)
     print_import(out, run_dir)
+
+
+@lab_command
+def import_prometheus(
+    url: Annotated[str, typer.Option(help="Prometheus base URL (loopback unless --allow-remote).")],
+    query: Annotated[list[str], typer.Option(help="NAME=PROMQL, one column per query (one series each); repeatable. The model keeps them for `monitor --prometheus-url`.")],
+    start: Annotated[str, typer.Option(help="ISO 8601, epoch seconds, or now-30m (s, m, h, d).")],
+    end: Annotated[str, typer.Option(help="Same forms as --start.")] = "now",
+    step: Annotated[int, typer.Option(min=1, help="Seconds between rows (1 for a model `monitor` serves).")] = 1,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")] = Path("runs"),
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a Prometheus that is not on a loopback address.")] = False,
+):
+    """Range-query a Prometheus server into a run folder (gaps kept as empty cells, the queries in run.json)."""
+    from collector.promimport import import_prometheus as run_import, parse_queries, print_prometheus_import
+    print_prometheus_import(out, run_import(url, parse_queries(query), start=start, end=end, step_s=step, out_dir=out_dir, allow_remote=allow_remote))
 
 
 @lab_command
@@ -241,15 +257,15 @@ def export(
     out.print(f"wrote [bold]{written}[/]")
 
 
-
 @lab_command
 def train(
     sources: Annotated[list[Path], typer.Argument(help="Run folders, dataset folders, folders of runs or imported CSV files.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")] = Path("models/lab"),
     holdout: Annotated[Optional[str], typer.Option(help="Comma-separated scenario names held out for evaluation (default: a dataset's fixed split from its manifest, else a random quarter of the runs; one run: its last quarter).")] = None,
     preset: Annotated[str, typer.Option(help="default, guide (the original guide's LSTM) or tiny.")] = "default",
-    window: Annotated[Optional[int], typer.Option(min=1, help="Seconds of history per prediction.")] = None,
-    horizon: Annotated[Optional[int], typer.Option(min=1, help="Seconds ahead to forecast.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Comma-separated columns to forecast (default: the lab's key metrics; an imported run names its own, like cpu_percent).")] = None,
+    window: Annotated[Optional[int], typer.Option(min=1, help="Rows of history per prediction (seconds for the lab's runs; 24 rows of 5-minute data are two hours).")] = None,
+    horizon: Annotated[Optional[int], typer.Option(min=1, help="Rows ahead to forecast (seconds for the lab's runs).")] = None,
     units: Annotated[Optional[int], typer.Option(min=1, help="LSTM units.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = None,
     plan: Annotated[Optional[str], typer.Option(help="Give the model the scenario's plan (planned_rate or planned_users) for the next H s: 'ahead' (serving needs the plan too) or 'held' (the plan of now repeated, what a monitor without a plan feeds).")] = None,
@@ -264,12 +280,9 @@ def train(
 
     params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs).items() if v is not None}
     with EpochProgress(out, enabled=not quiet) as progress:
-        bundle = train_bundle([str(s) for s in sources], out_dir,
-                              holdout=[h.strip() for h in holdout.split(",")] if holdout else None,
-                              preset=preset, params=params, seed=seed, regimes_k=regimes_k,
-                              plan=plan,
-                              on_epoch=progress.epoch, profile=profile,
-                              on_warning=warn)
+        bundle = train_bundle([str(s) for s in sources], out_dir, holdout=[h.strip() for h in holdout.split(",")] if holdout else None,
+                              preset=preset, params=params, seed=seed, regimes_k=regimes_k, plan=plan, on_epoch=progress.epoch,
+                              profile=profile, on_warning=warn, targets=target.split(",") if target is not None else None)
     print_training(out, bundle, out_dir)
 
 
@@ -306,15 +319,14 @@ def report(
     out.print(str(result.path), soft_wrap=True, highlight=False)
 
 
-
 @lab_command
 def monitor(
-    target: Annotated[str, typer.Option(help="URL of the running target (e.g. http://127.0.0.1:5000).")],
-    model: Annotated[Path, typer.Option(help="Model folder trained with --profile live.")],
+    model: Annotated[Path, typer.Option(help="Model folder trained with --profile live, or on import-prometheus runs (it keeps their queries).")],
+    target: Annotated[Optional[str], typer.Option(help="URL of the running target (e.g. http://127.0.0.1:5000); not needed for a model trained on PromQL.")] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the monitor's own /metrics.")] = 9105,
     bind_all: Annotated[bool, typer.Option("--bind-all", help="Serve the monitor's /metrics on all interfaces.")] = False,
     metrics_url: Annotated[Optional[str], typer.Option(help="Where to scrape the target (default: TARGET/metrics; a lab target's --metrics-port listener is better under load).")] = None,
-    prometheus_url: Annotated[Optional[str], typer.Option(help="Read the server-side metrics from this Prometheus server.")] = None,
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Read the server-side metrics from this Prometheus server; a model trained on PromQL asks it the same queries every second.")] = None,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a target that is not a loopback address.")] = False,
     policy: Annotated[Optional[str], typer.Option(help="Policy preset: default, or guide (scale up when predicted stability < 80%).")] = None,
     policy_file: Annotated[Optional[Path], typer.Option(help="TOML file with a [policy] table (thresholds, cool-downs, bounds).")] = None,

@@ -144,11 +144,14 @@ def _numeric_columns(frame, skip: set[str]) -> tuple[dict[str, Any], list[str]]:
     return kept, dropped
 
 
-def _target_names(sources: list[str]) -> dict[str, str]:
-    """Map source columns to output names: sanitized, unique, never a computed column."""
-    names: dict[str, str] = {}
-    used: set[str] = set()
+def _target_names(sources: list[str], column_map: dict[str, str] | None = None) -> dict[str, str]:
+    """Map source columns to output names: the `column_map` name, else sanitized; unique, never a computed column."""
+    column_map = column_map or {}
+    names: dict[str, str] = {c: column_map[c] for c in sources if c in column_map}
+    used: set[str] = set(names.values())
     for col in sources:
+        if col in column_map:
+            continue
         name = sanitize(col)
         if name in RESERVED:
             name = f"{name}_src"
@@ -161,9 +164,30 @@ def _target_names(sources: list[str]) -> dict[str, str]:
     return names
 
 
+def parse_column_map(pairs: list[str] | None, option: str = "--map") -> dict[str, str]:
+    """Turn `SRC=DST` strings into {SRC: DST}; DST must be a plain lab column name."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        src, sep, dst = str(pair).partition("=")
+        src, dst = src.strip(), dst.strip()
+        if not sep or not src or not dst:
+            raise BadInput(f"{option}: {pair!r}: expected SRC=DST (like value=cpu_percent)")
+        if sanitize(dst) != dst:
+            raise BadInput(f"{option}: {pair!r}: {dst!r} is not a column name (lowercase letters, digits and "
+                           f"underscores, like {sanitize(dst)!r})")
+        if dst in RESERVED:
+            raise BadInput(f"{option}: {pair!r}: {dst} is a column the importer computes itself "
+                           f"({', '.join(RESERVED)})")
+        if src in out or dst in out.values():
+            raise BadInput(f"{option}: {pair!r}: {src if src in out else dst} is mapped twice")
+        out[src] = dst
+    return out
+
+
 def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | None = None,
                out_dir: str | os.PathLike = "runs", interval_s: int | None = None,
-               run_id: str | None = None, max_rows: int = DEFAULT_MAX_ROWS) -> Path:
+               run_id: str | None = None, max_rows: int = DEFAULT_MAX_ROWS,
+               column_map: dict[str, str] | None = None, nab_windows: str | os.PathLike | None = None) -> Path:
     """Import a metrics CSV as a run folder under out_dir and return the folder.
 
     Timestamps are parsed (ISO 8601, epoch s or ms), sorted, de-duplicated (last row
@@ -173,13 +197,27 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
     column); non-numeric columns are dropped with a warning in run.json. The label column
     (nonzero or true means violation) becomes `slo_violation`. A file whose timestamps span
     more than `max_rows` intervals is refused before anything is allocated.
+
+    `column_map` ({source column: lab name}, `--map value=cpu_percent`) names columns
+    instead of sanitizing them. `nab_windows` is NAB's label file (combined_windows.json):
+    the entry whose key ends with this file's name lists [start, end] timestamps, and the
+    rows whose interval starts inside one become `slo_violation` = 1 (instead of a label column).
     """
     file = Path(file)
     warnings: list[str] = []
+    column_map = dict(column_map or {})
+    if nab_windows is not None and label_col is not None:
+        raise BadInput(f"--nab-windows: {nab_windows}: give either --label-col or --nab-windows, not both")
+    windows = read_nab_windows(Path(nab_windows), file.name) if nab_windows is not None else None
     raw = _read_checked(file, timestamp_col, label_col, interval_s)
-    frame, names, stamp_kind = _metric_frame(raw, file, timestamp_col, label_col, warnings)
+    _check_map(raw, file, column_map, timestamp_col, label_col)
+    frame, names, stamp_kind = _metric_frame(raw, file, timestamp_col, label_col, warnings, column_map)
     grid = _resample(frame, file, timestamp_col, label_col, interval_s, max_rows, warnings)
-    out = _contract_frame(grid.values, grid.up, grid.start, grid.interval_s, has_labels=bool(label_col))
+    labelled = None
+    if windows is not None:
+        grid.values["slo_violation"], labelled = _window_labels(windows[1], grid, nab_windows, warnings)
+    out = _contract_frame(grid.values, grid.up, grid.start, grid.interval_s,
+                          has_labels=bool(label_col) or windows is not None)
     run_dir = _new_run_dir(Path(out_dir), run_id or f"imported-{sanitize(file.stem)}")
     atomic_write_text(run_dir / METRICS_CSV, out.to_csv(index=False, lineterminator="\n", na_rep=""))
     end = grid.start + grid.n_bins * grid.interval_s
@@ -194,6 +232,8 @@ def import_csv(file: str | os.PathLike, *, timestamp_col: str, label_col: str | 
         "source": {"file": str(file), "name": file.name, "sha256": sha256_file(file),
                    "timestamp_col": timestamp_col, "timestamp_format": stamp_kind,
                    "label_col": label_col, "rows_read": int(len(raw)),
+                   **({"nab_windows": {"file": str(nab_windows), "key": windows[0], "windows": windows[1],
+                                       "rows_labelled": labelled}} if windows is not None else {}),
                    "interval_s": grid.interval_s, "interval_inferred": grid.inferred,
                    "columns": {str(k): v for k, v in names.items()}},
         "target": {}, "loadgen": {},
@@ -219,7 +259,71 @@ def _read_checked(file: Path, timestamp_col: str, label_col: str | None, interva
     return raw
 
 
-def _metric_frame(raw, file: Path, timestamp_col: str, label_col: str | None, warnings: list[str]):
+def _check_map(raw, file: Path, column_map: dict[str, str], timestamp_col: str, label_col: str | None) -> None:
+    """Refuse a --map that names a column the file lacks, or the timestamp or label column."""
+    for src in column_map:
+        if src not in raw.columns:
+            raise BadInput(f"--map: {src}={column_map[src]}: {file} has no column '{src}' "
+                           f"(columns: {', '.join(raw.columns)})")
+        if src in (timestamp_col, label_col):
+            raise BadInput(f"--map: {src}={column_map[src]}: '{src}' is the "
+                           f"{'timestamp' if src == timestamp_col else 'label'} column")
+
+
+def read_nab_windows(path: Path, file_name: str) -> tuple[str, list[list[str]]]:
+    """Return (key, [[start, end], ...]) of NAB's label file for the data file named `file_name`."""
+    import json
+
+    import pandas as pd
+
+    if not path.is_file():
+        raise BadInput(f"--nab-windows: {path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(f"--nab-windows: {path}: not a JSON file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"--nab-windows: {path}: expected an object keyed by <folder>/<file>.csv "
+                       f"(NAB's labels/combined_windows.json)")
+    keys = [k for k in data if str(k).replace("\\", "/").rsplit("/", 1)[-1] == file_name]
+    if len(keys) != 1:
+        raise BadInput(f"--nab-windows: {path}: {'no key' if not keys else f'{len(keys)} keys'} ending in "
+                       f"/{file_name} ({len(data)} keys, like {next(iter(data), '-')!r})")
+    windows = data[keys[0]]
+    ok = isinstance(windows, list) and all(isinstance(w, list) and len(w) == 2 for w in windows)
+    if ok:
+        stamps = pd.to_datetime(pd.Series([str(v) for w in windows for v in w], dtype="object"),
+                                utc=True, errors="coerce", format="mixed")
+        ok = not stamps.isna().any() and all(stamps[2 * i] <= stamps[2 * i + 1] for i in range(len(windows)))
+    if not ok:
+        raise BadInput(f"--nab-windows: {path}: {keys[0]}: expected a list of [start, end] timestamps, "
+                       f"start before end")
+    return str(keys[0]), [[str(a), str(b)] for a, b in windows]
+
+
+def _window_labels(windows: list[list[str]], grid: "_Grid", path, warnings: list[str]):
+    """1 for each row whose interval starts inside a window (ends included), and the count of them."""
+    import numpy as np
+    import pandas as pd
+
+    starts = grid.start + np.arange(grid.n_bins) * grid.interval_s
+    label = np.zeros(grid.n_bins, dtype="int64")
+    outside = []
+    for a, b in windows:
+        # NAB's timestamps carry no zone; the data file's are read as UTC, so these are too.
+        lo, hi = (pd.to_datetime(v, utc=True, format="mixed").timestamp() for v in (a, b))
+        inside = (starts >= lo) & (starts <= hi)
+        label[inside] = 1
+        if not inside.any():
+            outside.append((a, b))
+    if outside:
+        warnings.append(f"nab_windows_outside: {len(outside)} window(s) of {path} hold no row of the file "
+                        f"(first {outside[0][0]} to {outside[0][1]})")
+    return pd.Series(label, index=grid.values.index), int(label.sum())
+
+
+def _metric_frame(raw, file: Path, timestamp_col: str, label_col: str | None, warnings: list[str],
+                  column_map: dict[str, str] | None = None):
     """The numeric columns under their output names, the label, and a sorted, de-duplicated `__t`."""
     import pandas as pd
 
@@ -246,7 +350,10 @@ def _metric_frame(raw, file: Path, timestamp_col: str, label_col: str | None, wa
                        + (f" (non-numeric: {', '.join(dropped)})" if dropped else ""))
     if dropped:
         warnings.append(f"non_numeric_columns_dropped: {', '.join(dropped)}")
-    names = _target_names(list(numeric))
+    unmapped = [c for c in (column_map or {}) if c not in numeric]
+    if unmapped:
+        raise BadInput(f"--map: {unmapped[0]}={column_map[unmapped[0]]}: '{unmapped[0]}' in {file} is not numeric")
+    names = _target_names(list(numeric), column_map)
     frame = pd.DataFrame({names[c]: v for c, v in numeric.items()})
     if label_col:
         frame["slo_violation"] = _labels(raw[label_col], file, label_col)
@@ -366,6 +473,10 @@ def print_import(console, run_dir: Path) -> None:
     console.print(f"imported {source['rows_read']} rows as {meta['rows']} rows of {meta['interval_s']} s "
                   f"({'inferred' if source['interval_inferred'] else 'given'}); "
                   f"columns: {', '.join(source['columns'].values())}", highlight=False)
+    if source.get("nab_windows"):
+        nab = source["nab_windows"]
+        console.print(f"labels: {len(nab['windows'])} NAB window(s) of {nab['key']} -> {nab['rows_labelled']} "
+                      f"row(s) with slo_violation=1", highlight=False)
     for warning in meta["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"wrote [bold]{run_dir}[/]")

@@ -235,6 +235,7 @@ class BaselineSuite:
 
     def fit(self, windows: Any, ets_windows: int = 400) -> BaselineSuite:
         """Choose every setting on the (training) windows; return self."""
+        from .data import has_slo_pair
         from .metrics import score_alarms
 
         x, y, H, key = windows.x_key, windows.y, self.horizon, self.key_metrics
@@ -253,8 +254,9 @@ class BaselineSuite:
         self.training_mae = {n: {m: float(v[j]) for j, m in enumerate(key)} for n, v in scores.items()}
         self.reactive = max(REACTIVE_GRID, key=lambda kn: (
             score_alarms(windows, reactive_windows(windows, *kn))[0]["f1_in_budget"], -kn[1], -kn[0]))
-        self.linear_fit_s = max(GRID["linear"], key=lambda f: (
-            score_alarms(windows, linear_alert(x, H, windows.slo, key, f))[0]["f1_in_budget"], -f))
+        if has_slo_pair(key):        # predict_linear alerts on the SLO; other targets keep the default
+            self.linear_fit_s = max(GRID["linear"], key=lambda f: (
+                score_alarms(windows, linear_alert(x, H, windows.slo, key, f))[0]["f1_in_budget"], -f))
         self.chosen_on = (f"training windows: {len(x)} windows of {len(windows.run_ids)} runs "
                           f"(the best baseline on {len(sub)} of them, evenly spaced, AutoETS included)")
         return self

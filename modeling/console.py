@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .data import duration_text
+
 
 class EpochProgress:
     """A progress bar with the training and validation loss per epoch."""
@@ -52,7 +54,9 @@ def print_evaluation(console: Console, result: dict) -> None:
     """Print RelMAE and MASE per metric and model, the model against its best baseline, early warning, goals, verdict."""
     data = result["data"]
     H = data["horizon_s"]
-    table = Table(title=f"forecast {H} s ahead: RelMAE (below 1 beats naive persistence) [95% interval] / MASE",
+    interval = float(data.get("interval_s") or 1)
+    ahead = duration_text(int(H), interval)
+    table = Table(title=f"forecast {ahead} ahead: RelMAE (below 1 beats naive persistence) [95% interval] / MASE",
                   box=None)
     table.add_column("model", style="bold")
     for metric in data["key_metrics"]:
@@ -61,7 +65,7 @@ def print_evaluation(console: Console, result: dict) -> None:
         table.add_row(name, *[f"{_f(scores[m].get('relmae_at_h'))} [{_ci(scores[m].get('relmae_ci_at_h'))}] / "
                               f"{_f(scores[m].get('mase_at_h'))}" for m in data["key_metrics"]])
     console.print(table)
-    table = Table(title=f"LSTM against its best baseline (chosen on the training runs), MAE at {H} s", box=None)
+    table = Table(title=f"LSTM against its best baseline (chosen on the training runs), MAE at {ahead}", box=None)
     for col in ("metric", "best baseline", "MAE gain", "95% interval", "windows", "runs"):
         table.add_column(col, justify="left" if col in ("metric", "best baseline") else "right")
     for metric, c in result.get("comparison", {}).items():
@@ -69,7 +73,8 @@ def print_evaluation(console: Console, result: dict) -> None:
                       str(c["windows"]), str(c["runs"]))
     console.print(table)
     ew = result["early_warning"]
-    table = Table(title=f"early warning by episode (headline: F1 within {_f(ew.get('budget_per_h'), 0)} false alarms/h)",
+    per = "h" if interval == 1 else "3600 rows"      # episode figures count rows (docs/own-metrics.md)
+    table = Table(title=f"early warning by episode (headline: F1 within {_f(ew.get('budget_per_h'), 0)} false alarms/{per})",
                   box=None)
     for col in ("alert", "headline", "F1 [95%]", "precision", "recall", "false alarms/h", "mean lead s",
                 "share of achievable"):
@@ -109,6 +114,13 @@ def print_training(console: Console, bundle, out_dir) -> None:
     m = bundle.meta
     console.print(f"trained on {len(m['train_runs'])} runs ({m['train_rows']} rows) in {m['train_seconds']} s, "
                   f"{m['epochs_run']} epochs; held out: {len(m['test_runs'])} runs ({m['split']})")
+    interval = float(m.get("interval_s") or 1)
+    p = bundle.forecaster.params_
+    console.print(f"forecasts {', '.join(bundle.forecaster.key_metrics_)}: window {duration_text(int(p['window']), interval)}, "
+                  f"horizon {duration_text(int(p['horizon']), interval)}"
+                  + (f" (rows {interval:g} s apart)" if interval != 1 else ""), highlight=False)
+    if m.get("queries"):
+        console.print(f"PromQL kept for `monitor --prometheus-url`: {', '.join(m['queries'])}", highlight=False)
     if bundle.regimes is not None:
         console.print(f"regimes: k={bundle.regimes.k_} ({', '.join(bundle.regimes.names_)})")
     console.print(f"model folder: [bold]{out_dir}[/]   next: python lab.py evaluate {out_dir}")

@@ -213,6 +213,89 @@ def as_runs(runs: Any) -> list[pd.DataFrame]:
 # ---------------------------------------------------------------- features and gaps
 
 
+def has_slo_pair(key_metrics: Sequence[str]) -> bool:
+    """Whether the key metrics hold a latency and an error-rate column the SLO rule can read."""
+    try:
+        slo_columns(key_metrics)
+    except BadInput:
+        return False
+    return True
+
+
+def numeric_columns(runs: Sequence[pd.DataFrame]) -> list[str]:
+    """Return the numeric columns with at least one value in every run (time and label excluded)."""
+    runs = [pooled_targets(r) for r in runs]
+    common = [c for c in runs[0].columns if all(c in r.columns for r in runs[1:])]
+    return [c for c in common if c not in (*EXCLUDED, LABEL, MISSING, "target_up")
+            and all(pd.api.types.is_numeric_dtype(r[c]) and np.isfinite(_finite(r[c])).any() for r in runs)]
+
+
+def resolve_targets(runs: Sequence[pd.DataFrame], targets: Sequence[str] | None = None) -> list[str]:
+    """Return the columns to forecast: `targets` (checked), else the lab's key metrics.
+
+    Every target must be a numeric column with values in every run; without `targets` the
+    lab's KEY_METRICS are taken when the runs have them, else the message lists what the
+    runs do hold (an imported `timestamp,value` file has no latency to forecast).
+    """
+    runs = [pooled_targets(r) for r in runs]
+    found = numeric_columns(runs)
+    listed = ", ".join(found) or "none"
+    if targets is None:
+        empty = [c for c in KEY_METRICS if c not in found]
+        if not empty:
+            return list(KEY_METRICS)
+        raise BadInput(f"--target: the runs have no values in the lab's key metric {empty[0]} "
+                       f"({run_name(runs[0])}); name the columns to forecast, like --target {found[0] if found else 'COL'} "
+                       f"(numeric columns with values: {listed})")
+    targets = list(dict.fromkeys(t.strip() for t in targets if t.strip()))
+    if not targets:
+        raise BadInput(f"--target: no column named (numeric columns with values: {listed})")
+    for t in targets:
+        if t not in found:
+            where = next((run_name(r) for r in runs if t not in r.columns), None)
+            problem = (f"no column '{t}' in {where}" if where else
+                       f"'{t}' is not numeric or has no values in {next(run_name(r) for r in runs if t not in numeric_columns([r]))}")
+            raise BadInput(f"--target: {problem} (numeric columns with values: {listed})")
+    return targets
+
+
+def annotated_label(frame: pd.DataFrame) -> bool:
+    """Whether a run's slo_violation came from annotations (a label column, NAB windows), not the SLO rule.
+
+    Such a label is known after the fact (NAB windows open before the anomaly), so it is
+    never an input: only the lab's own label is what a monitor sees at the time.
+    """
+    source = (frame.attrs.get("meta") or {}).get("source")
+    return isinstance(source, dict) and bool(source.get("label_col") or source.get("nab_windows"))
+
+
+def default_inputs(runs: Sequence[pd.DataFrame], targets: Sequence[str]) -> list[str] | None:
+    """The input columns by the feature rule, without an annotated label; None where the rule applies as is."""
+    if not any(annotated_label(r) for r in runs):
+        return None
+    return [c for c in numeric_columns(runs) if c not in targets] + list(targets)
+
+
+def row_interval(runs: Sequence[pd.DataFrame]) -> float:
+    """Return the seconds between rows, shared by every run (1 for the lab's own runs)."""
+    steps = sorted({float(r.attrs.get("interval_s") or 1) for r in runs})
+    if len(steps) > 1:
+        raise BadInput(f"the runs have rows {', '.join(f'{s:g}' for s in steps)} s apart; windows and horizons "
+                       f"count rows, so use runs of one interval (import-csv --interval)")
+    return steps[0] if steps else 1.0
+
+
+def duration_text(rows: int, interval_s: float) -> str:
+    """`24 rows (2 h)` at 300 s a row; `10 s` at 1 s a row."""
+    seconds = rows * float(interval_s)
+    if interval_s == 1:
+        return f"{rows} s"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{rows} rows ({seconds / size:.3g} {unit})"
+    return f"{rows} rows ({seconds:g} s)"
+
+
 def select_features(runs: Sequence[pd.DataFrame], key_metrics: Sequence[str] = KEY_METRICS,
                     features: Sequence[str] | None = None,
                     exclude: Sequence[str] = EXCLUDED) -> list[str]:

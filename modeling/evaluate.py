@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import baselines as bl
-from .data import as_runs, run_name, slo_columns
+from .data import annotated_label, as_runs, has_slo_pair, run_name, slo_columns
 from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, calibration,
                       episode_intervals, forecast_scores, forecast_violates, mae_gain, paired_ratio,
                       regime_intervals, regime_scores, score_alarms, stability_pct, state_recall,
@@ -114,18 +114,24 @@ def _comparison(w: Any, forecasts: dict[str, np.ndarray], suite: bl.BaselineSuit
 
 
 def alarms_of(pred: Any, suite: bl.BaselineSuite) -> dict[str, np.ndarray]:
-    """Return every alerter's per-window alarm on a prediction's windows."""
+    """Return every alerter's per-window alarm on a prediction's windows.
+
+    The alerts that apply the SLO to a forecast (lstm_forecast, predict_linear) need a
+    latency and an error-rate target; a model of other columns (`train --target cpu_percent`)
+    has the label-based ones only. The reactive alert reads the label of the seconds so far,
+    which is the observed SLO state in a lab run but the answer itself in runs labelled by
+    annotation (a label column, NAB windows): there it is left out.
+    """
     w = pred.windows
-    out = {"lstm": pred.alarm}
-    if getattr(pred, "upper", None) is not None:       # the upper quantile ahead crosses the SLO
-        out["lstm_upper"] = forecast_violates(pred.upper, w.slo, w.key_metrics)
-    return {
-        **out,
+    slo_alerts = {
         "lstm_forecast": forecast_violates(pred.forecast, w.slo, w.key_metrics),
         "predict_linear": bl.linear_alert(w.x_key, w.horizon, w.slo, w.key_metrics, suite.linear_fit_s),
-        "reactive": bl.reactive_windows(w, *suite.reactive),
-        "always_on": bl.always_on(len(w)),
-    }
+    } if has_slo_pair(w.key_metrics) else {}
+    reactive = ({} if any(annotated_label(f) for f in w.frames)
+                else {"reactive": bl.reactive_windows(w, *suite.reactive)})
+    upper = ({"lstm_upper": forecast_violates(pred.upper, w.slo, w.key_metrics)}   # the upper quantile crosses it
+             if getattr(pred, "upper", None) is not None and has_slo_pair(w.key_metrics) else {})
+    return {"lstm": pred.alarm, **upper, **slo_alerts, **reactive, "always_on": bl.always_on(len(w))}
 
 
 def _warning(w: Any, alarms: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -202,12 +208,15 @@ def evaluate(forecaster: Any, runs: Sequence[pd.DataFrame], regimes: Any = None,
     stability = {"definition": "100 x (1 - P(SLO violated at some second in the next H s)), mean over windows; "
                                "point forecasts count P = 1 when they cross the SLO",
                  "actual": stability_pct(w.warn), "lstm": stability_pct(pred.probability),
-                 **{name: stability_pct(forecast_violates(f, w.slo, key)) for name, f in forecasts.items()}}
+                 **({name: stability_pct(forecast_violates(f, w.slo, key)) for name, f in forecasts.items()}
+                    if has_slo_pair(key) else {})}
     pooled = sorted({str(c) for r in w.frames for c in (r.attrs.get("pooled_from") or {})})
     result: dict[str, Any] = {
         "data": {"runs": [run_name(r) for r in runs], "scenarios": sorted({str(r.attrs.get("scenario")) for r in runs}),
                  "windows": len(w), "runs_with_windows": len(w.run_ids), "window_s": w.window, "horizon_s": H,
-                 "key_metrics": key, "slo_columns": list(slo_columns(key)),
+                 "key_metrics": key, "slo_columns": list(slo_columns(key)) if has_slo_pair(key) else [],
+                 "headline_metric": lead_metric(key),
+                 "interval_s": float(w.frames[0].attrs.get("interval_s") or 1) if w.frames else 1.0,
                  "per_second_stand_ins": pooled, "warn_share": float(w.warn.mean()),
                  "missing_targets": int((~w.y_ok).sum()), "block_s": block_size(H), "n_boot": n_boot,
                  "mase_scale": dict(getattr(forecaster, "target_scale_", {}) or {}),
@@ -252,9 +261,14 @@ def _goal(value: Any, ci: Sequence[Any], text: str, state: str) -> dict[str, Any
     return {"value": value, "ci": list(ci), "goal": text, "status": state, "met": state == "met"}
 
 
+def lead_metric(key_metrics: Sequence[str]) -> str:
+    """The metric the headline forecast figures read: the SLO's latency, else the first target."""
+    return slo_columns(key_metrics)[0] if has_slo_pair(key_metrics) else list(key_metrics)[0]
+
+
 def _forecast_goals(result: dict[str, Any]) -> dict[str, Any]:
     lstm, key = result["forecast"]["lstm"], result["data"]["key_metrics"]
-    lat = result["data"]["slo_columns"][0]
+    lat = lead_metric(key)
     s = result["summary"]["lstm"][lat]
     ci = s["relmae_ci_at_h"] or [None, None]
     out = {"relmae_p95_at_h": _goal(s["relmae_at_h"], ci, f"< {GOALS['relmae_p95_at_h_below']} ({lat})",
@@ -317,9 +331,10 @@ def _ci(ci: Sequence[Any] | None, digits: int = 2) -> str:
 def verdict(result: dict[str, Any]) -> list[str]:
     """Summarise the result in plain sentences, losses to baselines and insignificance included."""
     d = result["data"]
-    H, lat = d["horizon_s"], d["slo_columns"][0]
+    H, lat = d["horizon_s"], lead_metric(d["key_metrics"])
     s = result["summary"]["lstm"][lat]
-    lines = [f"Forecast {H} s ahead ({d['windows']} windows of {d['runs_with_windows']} held-out runs): LSTM RelMAE "
+    ahead = f"{H} s" if d.get("interval_s", 1) == 1 else f"{H} rows of {d['interval_s']:g} s"
+    lines = [f"Forecast {ahead} ahead ({d['windows']} windows of {d['runs_with_windows']} held-out runs): LSTM RelMAE "
              f"on {lat} {_fmt(s['relmae_at_h'])} ({_ci(s['relmae_ci_at_h'])}; below 1 beats persistence), "
              f"MASE {_fmt(s['mase_at_h'])}."]
     for m, c in result["comparison"].items():

@@ -236,7 +236,8 @@ class LSTMForecaster(BaseEstimator):
             raise BadInput(f"future must be plan or hold, got {params['future']!r}")
         params.update(known_future=list(self.known_future), key_metrics=list(self.key_metrics),
                       seed=int(self.seed))
-        slo_columns(params["key_metrics"])
+        if not params["key_metrics"]:
+            raise BadInput("key_metrics: name at least one column to forecast")
         return params
 
     def _check_fitted(self) -> None:

@@ -29,7 +29,7 @@ import pandas as pd
 from contract.errors import BadInput, LabError
 from contract.runfolder import atomic_folder, atomic_write_json, read_json
 
-from .data import DataWarning, load_runs, run_name, split_runs
+from .data import DataWarning, default_inputs, load_runs, resolve_targets, row_interval, run_name, split_runs
 from .protocol import read_split, split_by_manifest
 from .profiles import LIVE_FEATURES, apply_profile
 from contract.runfolder import read_samples
@@ -83,13 +83,16 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
                  known_future: Sequence[str] = (), seed: int = 0, regimes_k: int | None = None,
                  on_epoch: Callable[[int, int, dict], None] | None = None,
                  on_warning: Callable[[str], None] | None = None, profile: str = "lab",
-                 plan: str | None = None) -> Bundle:
+                 plan: str | None = None, targets: Sequence[str] | None = None) -> Bundle:
     """Load the sources, split by run (or in time for one run), fit and save every model.
 
     `plan` ("ahead" or "held") gives the forecaster the scenario's plan as its known future
     (`plan_column` picks planned_rate or planned_users, whichever the training runs have);
     a dataset folder with a fixed split in its manifest is split that way unless
-    `holdout` says otherwise.
+    `holdout` says otherwise. `targets` are the columns to forecast (default: the lab's
+    key metrics, `data.resolve_targets`); the inputs are every numeric column (the feature
+    rule in modeling/data.py) unless the live profile names them. Window and horizon count
+    rows: an imported run of 300 s rows with window 24 looks back two hours.
     """
     out = Path(out)
     _check_model_out(out)     # before the training, not after it
@@ -102,7 +105,10 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         else:
             train, test = split_runs(runs, holdout=holdout, test_fraction=test_fraction, seed=seed)
         started = time.monotonic()
-        features = [c for c in LIVE_FEATURES if c in train[0].columns] if profile == "live" else None
+        interval_s = row_interval(runs)
+        key_metrics = resolve_targets(train, targets)
+        features = ([c for c in LIVE_FEATURES if c in train[0].columns] if profile == "live"
+                    else default_inputs(train, key_metrics))
         params = dict(params or {})
         if plan is not None:
             if plan not in ("ahead", "held"):
@@ -111,10 +117,10 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
                 raise BadInput("--plan: the live profile sees what a monitor sees of a running target, "
                                "and that has no plan")
             known_future, params["future"] = [plan_column(train)], {"ahead": "plan", "held": "hold"}[plan]
-        forecaster = LSTMForecaster(preset=preset, known_future=known_future, seed=seed,
+        forecaster = LSTMForecaster(preset=preset, known_future=known_future, seed=seed, key_metrics=key_metrics,
                                     features=features, **params).fit(train, on_epoch=on_epoch)
         train_s = time.monotonic() - started
-        regimes = RegimeModel(k=regimes_k, seed=seed).fit(train)
+        regimes = fit_regimes(train, regimes_k, seed)
         baselines = fit_baselines(forecaster, train)
         products = fit_products(_run_folders(train), seed=seed)
     notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
@@ -137,17 +143,45 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         "train_seconds": round(train_s, 1),
         "epochs_run": len(getattr(forecaster, "history_", {}).get("loss", []) or []),
         "preset": preset, "params": forecaster.params_, "seed": seed, "profile": profile,
+        "targets": list(key_metrics), "interval_s": interval_s,
+        **({"queries": queries} if (queries := _queries_of(train)) else {}),
         "warnings": notes,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with atomic_folder(out) as tmp:
         forecaster.save(tmp / FORECASTER_DIR)
-        regimes.save(tmp / "regimes.json")
+        if regimes is not None:
+            regimes.save(tmp / "regimes.json")
         atomic_write_json(tmp / BASELINES_JSON, baselines.to_dict())
         if products is not None:
             products.save(tmp / "products.json")
         atomic_write_json(tmp / TRAIN_JSON, meta)
     return Bundle(out, forecaster, regimes, products, meta, baselines)
+
+
+def fit_regimes(train: Sequence[pd.DataFrame], k: int | None, seed: int):
+    """Fit the KMeans regimes, or None (with a DataWarning) when the runs lack the columns they read."""
+    from .data import _finite
+    from .regimes import REGIME_METRICS
+
+    empty = [m for m in REGIME_METRICS
+             if not all(m in r.columns and pd.notna(_finite(r[m])).any() for r in train)]
+    if empty:
+        warnings.warn(f"regimes: not fitted: the training runs have no values in {', '.join(empty)} (the regimes "
+                      f"read {', '.join(REGIME_METRICS)})", DataWarning, stacklevel=2)
+        return None
+    return RegimeModel(k=k, seed=seed).fit(train)
+
+
+def _queries_of(runs: Sequence[pd.DataFrame]) -> dict[str, str] | None:
+    """The PromQL behind each column of runs imported from Prometheus (import-prometheus), when they agree."""
+    found = [((r.attrs.get("meta") or {}).get("source") or {}).get("queries") for r in runs]
+    if not found or not all(isinstance(q, dict) and q for q in found):
+        return None
+    if any(q != found[0] for q in found[1:]):
+        raise BadInput("the training runs were imported from Prometheus with different queries; "
+                       "train on runs of the same --query set")
+    return dict(found[0])
 
 
 def plan_column(runs: Sequence[pd.DataFrame]) -> str:
@@ -235,7 +269,13 @@ def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
     """Score the bundle on held-out runs (the ones recorded at training when none are given)."""
     if sources:
         runs = apply_profile(load_runs(sources), bundle.meta.get("profile", "lab"))
-        train_ids = set(bundle.meta.get("train_runs", []))
+        # A run split in time trained on its head ("run[head]"): the whole run is no held-out run.
+        train_ids = {t.split("[", 1)[0] for t in bundle.meta.get("train_runs", [])} | set(bundle.meta.get("train_runs", []))
+        trained_at, given = bundle.meta.get("interval_s"), row_interval(runs)
+        if trained_at is not None and float(trained_at) != given:
+            raise BadInput(f"the runs have rows {given:g} s apart and {bundle.folder} was trained on rows "
+                           f"{float(trained_at):g} s apart: its window and horizon count rows, so they would "
+                           f"mean other durations (import the runs with --interval {float(trained_at):g})")
         overlap = [run_name(r) for r in runs if run_name(r) in train_ids]
         if overlap:
             raise BadInput(f"run {overlap[0]} was used for training; evaluate on held-out runs "

@@ -20,7 +20,7 @@ import pandas as pd
 
 from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
-from modeling.data import POOLED_FALLBACK, slo_columns
+from modeling.data import POOLED_FALLBACK, has_slo_pair, slo_columns
 from modeling.features import OnlineDerived
 from modeling.online import OnlineWindow
 
@@ -105,9 +105,10 @@ class OnlineModel:
         else:                                        # a stand-in forecaster (tests) with predict_one only
             forecast, probability = self.forecaster.predict_one(self.frame()[self.columns], future=future)
             upper = None
-        col = self.key.index(slo_columns(self.key)[0])
-        p95 = tuple(float(v) for v in forecast[:, col])
-        p95_upper = tuple(float(v) for v in upper[:, col]) if upper is not None else None
+        # A model of other columns (train --target) forecasts no latency: the policy sees its probability only.
+        col = self.key.index(slo_columns(self.key)[0]) if has_slo_pair(self.key) else None
+        p95 = tuple(float(v) for v in forecast[:, col]) if col is not None else ()
+        p95_upper = tuple(float(v) for v in upper[:, col]) if upper is not None and col is not None else None
         regime = None
         if self.regimes is not None:
             names = self.regimes.predict_names(self.frame())
@@ -143,9 +144,13 @@ def status_line(step: MonitorStep, horizon: int) -> str:
 
 def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
                 duration_s: float | None = None, slo: dict | None = None,
-                on_step: Callable[[MonitorStep], None] | None = None) -> int:
-    """Sample, predict and act once per second until `stop` is set; return the seconds run."""
-    if model.profile != "live":
+                on_step: Callable[[MonitorStep], None] | None = None, make_row: Callable = live_row) -> int:
+    """Sample, predict and act once per second until `stop` is set; return the seconds run.
+
+    `make_row(server, process)` turns the view's sample into the model's row: the live
+    profile's columns by default; a model trained on PromQL reads the queries' values as they are.
+    """
+    if model.profile != "live" and not model.bundle.meta.get("queries"):
         raise BadInput(f"{model.bundle.folder}: this model was trained with --profile lab (it needs the "
                        f"load generator's client-side columns); train one with --profile live to monitor "
                        f"a running target")
@@ -162,7 +167,7 @@ def run_monitor(*, model, view, policy, sinks, exporter, stop: threading.Event,
             break
         now = time.time()
         server, process = view.sample(now)
-        row = live_row(server, process)
+        row = make_row(server, process)
         p95, err = _opt(row.get("latency_p95_ms")), _opt(row.get("error_rate"))
         row["slo_violation"] = violates_slo(p95, err, slo)
         if not row["target_up"]:

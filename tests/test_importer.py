@@ -251,3 +251,87 @@ def test_empty_epoch_cells_never_crash_the_conversion():
         stamps, kind = parse_timestamps(values, "f.csv", "ts")
         assert kind == "epoch_s" and stamps.isna().tolist() == [i == 5 for i in range(30)]
         assert stamps.iloc[0] == pd.Timestamp(START + 0.5, unit="s", tz="UTC")
+
+
+# ---------------------------------------------------------------- --map and --nab-windows
+
+
+def nab_files(tmp_path, n=40, windows=((12, 15),), name="ec2_cpu_utilization_test.csv"):
+    """A NAB-format data file (timestamp,value at 5 minutes) and a combined_windows.json naming it."""
+    rows = nab_rows(n)
+    data = write(tmp_path / name, "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in rows))
+    labels = {f"realAWSCloudwatch/{name}": [[rows[a][0] + ".000000", rows[b][0] + ".000000"] for a, b in windows],
+              "realAWSCloudwatch/other.csv": [["2014-04-01 00:00:00.000000", "2014-04-02 00:00:00.000000"]]}
+    (tmp_path / "combined_windows.json").write_text(json.dumps(labels))
+    return data, tmp_path / "combined_windows.json"
+
+
+def test_map_renames_to_lab_columns_and_keeps_unknown_numeric_columns(tmp_path):
+    text = "time,value,Disk IO\n" + "".join(f"{t},{v},{2 * v}\n" for t, v in nab_rows(25))
+    run = read_run(import_csv(write(tmp_path / "m.csv", text), timestamp_col="time", out_dir=tmp_path,
+                              column_map={"value": "cpu_percent"}))
+    assert run.frame["cpu_percent"].tolist() == [float(i) for i in range(25)]
+    assert "value" not in run.frame.columns
+    assert run.frame["disk_io"].iloc[3] == 6.0                       # unknown: kept under its own name
+    assert run.meta["source"]["columns"] == {"value": "cpu_percent", "Disk IO": "disk_io"}
+
+
+@pytest.mark.parametrize(("pairs", "message"), [
+    (["value"], "--map: 'value': expected SRC=DST"),
+    (["value=CPU %"], "is not a column name"),
+    (["value=slo_violation"], "a column the importer computes itself"),
+    (["value=a", "value=b"], "value is mapped twice"),
+])
+def test_bad_map_options(pairs, message):
+    from collector.importer import parse_column_map
+
+    with pytest.raises(BadInput, match=message):
+        parse_column_map(pairs)
+
+
+def test_map_of_a_missing_or_text_column_is_refused(tmp_path):
+    text = "time,value,host\n" + "".join(f"{t},{v},web\n" for t, v in nab_rows(25))
+    path = write(tmp_path / "m.csv", text)
+    with pytest.raises(BadInput, match=r"--map: cpu=cpu_percent: .*m\.csv has no column 'cpu' \(columns: time, value, host\)"):
+        import_csv(path, timestamp_col="time", out_dir=tmp_path / "runs", column_map={"cpu": "cpu_percent"})
+    with pytest.raises(BadInput, match="'host' in .* is not numeric"):
+        import_csv(path, timestamp_col="time", out_dir=tmp_path / "runs", column_map={"host": "cpu_percent"})
+
+
+def test_nab_windows_label_the_rows_inside_them(tmp_path):
+    data, labels = nab_files(tmp_path, windows=((12, 15), (30, 31)))
+    run = read_run(import_csv(data, timestamp_col="timestamp", out_dir=tmp_path / "runs",
+                              column_map={"value": "cpu_percent"}, nab_windows=labels))
+    assert run.frame["slo_violation"].tolist() == [1 if 12 <= i <= 15 or 30 <= i <= 31 else 0 for i in range(40)]
+    nab = run.meta["source"]["nab_windows"]
+    assert nab["key"] == "realAWSCloudwatch/ec2_cpu_utilization_test.csv" and nab["rows_labelled"] == 6
+    assert len(nab["windows"]) == 2
+
+
+def test_nab_windows_errors(tmp_path):
+    data, labels = nab_files(tmp_path)
+    with pytest.raises(BadInput, match="either --label-col or --nab-windows"):
+        import_csv(data, timestamp_col="timestamp", label_col="value", out_dir=tmp_path / "r", nab_windows=labels)
+    other = write(tmp_path / "unlisted.csv", data.read_text())
+    with pytest.raises(BadInput, match=r"no key ending in /unlisted\.csv \(2 keys"):
+        import_csv(other, timestamp_col="timestamp", out_dir=tmp_path / "r", nab_windows=labels)
+    labels.write_text(json.dumps({"x/ec2_cpu_utilization_test.csv": [["2014-04-01", "later"]]}))
+    with pytest.raises(BadInput, match=r"expected a list of \[start, end\] timestamps"):
+        import_csv(data, timestamp_col="timestamp", out_dir=tmp_path / "r", nab_windows=labels)
+    labels.write_text("{not json")
+    with pytest.raises(BadInput, match="not a JSON file"):
+        import_csv(data, timestamp_col="timestamp", out_dir=tmp_path / "r", nab_windows=labels)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_import_csv_map_and_nab_windows(tmp_path):
+    from lab import app
+
+    data, labels = nab_files(tmp_path)
+    result = CliRunner().invoke(app, ["import-csv", str(data), "--timestamp-col", "timestamp", "--map",
+                                      "value=cpu_percent", "--nab-windows", str(labels), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "1 NAB window(s)" in result.output and "4 row(s) with slo_violation=1" in result.output
+    result = CliRunner().invoke(app, ["import-csv", str(data), "--timestamp-col", "timestamp", "--map", "value",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "expected SRC=DST" in result.output
