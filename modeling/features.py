@@ -16,7 +16,8 @@ other column); the slope reads the values it has, so it is missing never, and 0 
 while fewer than 10 of the last 30 seconds had a value (a run's first seconds, a long gap),
 which keeps every window of a run usable. `add_derived` computes them for a whole run; `OnlineDerived` computes the
 same values one row at a time for the monitor, from the rows it has seen (a test checks
-the two agree). A run without a column's sources simply has no such column.
+the two agree). A run without a column's sources, or whose sources are empty throughout
+(an imported series), simply has no such column.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def trailing_slope(values: np.ndarray, span: int = SLOPE_S, least: int = SLOPE_M
 
 
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return the run with every derived column whose sources it has (a shallow copy; attrs kept)."""
-    todo = {name: src for name, src in DERIVED.items() if all(c in frame.columns for c in src)}
+    """Return the run with every derived column whose sources have values (a shallow copy; attrs kept)."""
+    has = {c for c in {c for src in DERIVED.values() for c in src} if c in frame.columns
+           and np.isfinite(_values(frame, c)).any()}
+    todo = {name: src for name, src in DERIVED.items() if all(c in has for c in src)}
     if not todo:
         return frame
     out = frame.copy(deep=False)

@@ -162,7 +162,7 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
 def fit_regimes(train: Sequence[pd.DataFrame], k: int | None, seed: int):
     """Fit the KMeans regimes, or None (with a DataWarning) when the runs lack the columns they read."""
     from .data import _finite
-    from .regimes import REGIME_METRICS
+    from .regimes import REQUIRED as REGIME_METRICS
 
     empty = [m for m in REGIME_METRICS
              if not all(m in r.columns and pd.notna(_finite(r[m])).any() for r in train)]

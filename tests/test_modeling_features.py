@@ -31,6 +31,8 @@ def test_the_derived_columns_measure_what_they_say():
     assert (slope.iloc[:9] == 0).all()                                  # fewer than 10 values yet: no trend
     assert slope.iloc[40:].to_numpy() == pytest.approx(np.full(80, 30.0), rel=0.03)
     assert "rss_slope_mb_per_min" not in add_derived(_run().drop(columns=["rss_mb"])).columns
+    empty = _run().assign(rss_mb=np.nan, rps=np.nan)                   # an imported series: columns, no values
+    assert not set(DERIVED) & set(add_derived(empty).columns)
     frame = _run()
     add_derived(frame)
     assert "cpu_per_request" not in frame.columns                       # the caller's frame is untouched
