@@ -46,11 +46,15 @@ def main() -> None:
     from modeling.online import OnlineWindow
     from modeling.synthetic import synthetic_run
 
-    runs = [synthetic_run(s, seed=1, duration_s=1800) for s in ("spike-closed", "ramp-closed", "fault-latency-closed")]
+    import pandas as pd
+
+    runs = [synthetic_run(s, seed=1) for s in ("spike-closed", "ramp-closed", "fault-latency-closed")]
     model = LSTMForecaster(epochs=1, validation_fraction=0.2, seed=0).fit(runs)
     W = int(model.params_["window"])
     columns = [c for c in model.columns_ if c != "missing"]
-    stream = runs[0]
+    # The timed stream: soak runs of several seeds end to end (a synthetic run is at most its scenario's length).
+    stream = pd.concat([synthetic_run("soak-closed", seed=s) for s in range(1, 2 + args.calls // 250)],
+                       ignore_index=True)
     rows = stream.to_dict("records")
     n = min(args.calls, len(rows) - 2 * (W + 30))
 
