@@ -14,11 +14,12 @@ from typing import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
 
 from contract.errors import LabError
+from modeling.states import STATES
 
 from .policy import ACTIONS, Decision, Prediction
 
 DEFAULT_PORT = 9105
-DEFAULT_REGIMES = ("stable", "saturated", "faulted", "recovering")
+DEFAULT_REGIMES = STATES          # the regimes' names are the system states (modeling/states.py)
 NAN = float("nan")
 
 

@@ -53,7 +53,7 @@ def test_metrics_expose_a_published_prediction_and_decision():
         assert value(s, "lab_monitor_predicted_stability_percent") == pytest.approx(25.0)
         assert value(s, "lab_monitor_horizon_seconds") == 3
         assert value(s, "lab_monitor_regime", regime="saturated") == 1
-        assert value(s, "lab_monitor_regime", regime="stable") == 0
+        assert value(s, "lab_monitor_regime", regime="healthy") == 0
         assert value(s, "lab_monitor_recommended_action", action="scale_up") == 1
         assert value(s, "lab_monitor_recommended_action", action="none") == 0
         assert value(s, "lab_monitor_actions_total", action="scale_up", sink="scale_target",
