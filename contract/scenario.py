@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .schema import FAULT_KINDS
 from .errors import BadInput, read_text_file
@@ -222,6 +222,21 @@ class Scenario:
         stage = self.stage_at(second)
         rate = self.expected_arrivals(second, second + 1)
         return PlannedSecond(second=second, phase=stage.name, users=stage.users, rate=rate)
+
+    def plan_of(self, column: str) -> Callable[[int], float]:
+        """Return second -> the plan column's value (`planned_rate` or `planned_users`), as the
+        collector records it; seconds past the end take the last second's plan, NaN where the
+        model has none (a rate in a closed scenario)."""
+        if column not in ("planned_rate", "planned_users"):
+            raise BadInput(f"plan: {column}: not a plan column (planned_rate, planned_users)")
+        last = self.duration_s - 1
+
+        def value(second: int) -> float:
+            p = self.planned(min(max(int(second), 0), last))
+            v = p.rate if column == "planned_rate" else p.users
+            return float("nan") if v is None else float(v)
+
+        return value
 
     def plan(self) -> tuple[PlannedSecond, ...]:
         """Return the plan of every second 0 .. duration_s - 1."""

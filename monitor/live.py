@@ -38,7 +38,10 @@ def _num(value) -> float:
 
 class OnlineModel:
     """Keep the model's window of rows and predict from it once per second."""
-    def __init__(self, bundle, max_rows: int | None = None):
+    def __init__(self, bundle, max_rows: int | None = None, plan: "Callable[[int], float] | None" = None):
+        """`plan(second)` gives the model's known-future column (the scenario's planned rate or
+        users) for a second of the run being watched, when the monitor knows the scenario (a lab
+        run); a model trained on the plan ahead is then served the next H seconds of it."""
         self.bundle = bundle
         f = bundle.forecaster
         self.forecaster = f
@@ -54,10 +57,11 @@ class OnlineModel:
         # Training and serving agree: a model trained on the plan ahead needs it, which a monitor
         # does not have; a `future="hold"` model is trained on the plan of now repeated, as served.
         self.future_mode = f.params_.get("future", "legacy") if self.known_future else None
-        if self.future_mode == "plan":
+        self.plan = plan if self.future_mode == "plan" else None
+        if self.future_mode == "plan" and plan is None:
             raise BadInput(f"{bundle.folder}: this model was trained on the scenario's plan ahead "
-                           f"({', '.join(self.known_future)}), which a monitor does not know; train it with "
-                           f"--plan held (the plan of now, repeated) to serve it here")
+                           f"({', '.join(self.known_future)}), and this monitor watches no lab run whose plan "
+                           f"it could read; train it with --plan held (the plan of now, repeated) to serve it here")
 
         self.online = OnlineWindow(self.columns, self.window, int(f.params_.get("max_gap_s", 5)))
         self._serves_filled = hasattr(f, "predict_filled")
@@ -97,6 +101,9 @@ class OnlineModel:
         future = None
         if future_users is not None:
             future = np.asarray(future_users, dtype=float)
+        elif self.plan is not None:                 # the watched run's plan, the next H seconds
+            now_s = int(_num(latest.get("elapsed_s")) if not math.isnan(_num(latest.get("elapsed_s"))) else 0)
+            future = np.asarray([self.plan(now_s + 1 + i) for i in range(self.horizon)], dtype=float)
         elif self.future_mode == "legacy":          # models trained before the plan columns: users held
             future = np.asarray([_num(latest.get("users"))] * self.horizon, dtype=float)
         if self._serves_filled:

@@ -118,3 +118,39 @@ def test_monitor_refuses_a_remote_target(tmp_path):
                            "http://example.com", "--model", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--allow-remote" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_plan_ahead_model_is_served_the_watched_runs_plan(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from contract.errors import BadInput
+    from contract.scenario import load_scenario
+    from modeling.forecaster import LSTMForecaster
+    from modeling.synthetic import synthetic_run
+    from monitor.live import OnlineModel
+
+    runs = [synthetic_run("spike-closed", seed=s, duration_s=90) for s in (1, 2)]
+    f = LSTMForecaster(preset="tiny", known_future=["planned_users"], future="plan", validation_fraction=0,
+                       seed=1).fit(runs)
+    bundle = SimpleNamespace(forecaster=f, regimes=None, meta={"profile": "lab"}, folder=tmp_path)
+    with pytest.raises(BadInput, match="watches no lab run whose plan"):
+        OnlineModel(bundle)
+    plan = load_scenario("spike-closed").plan_of("planned_users")
+    online = OnlineModel(bundle, plan=plan)
+    seen = []
+    real = f.predict_filled
+    f.predict_filled = lambda values, future=None: seen.append(np.asarray(future)) or real(values, future)
+    run = runs[0]
+    for row in run.iloc[:40].to_dict("records"):
+        online.observe(row)
+    p = online.predict(0.0, run.iloc[39].to_dict())
+    H = f.params_["horizon"]
+    # The next H seconds of the plan after the newest row's second (elapsed 39), as the collector
+    # records the plan column in a lab run (synthetic runs jitter theirs per seed, so the scenario's).
+    assert run.iloc[39]["elapsed_s"] == 39
+    np.testing.assert_array_equal(seen[-1], [plan(40 + i) for i in range(H)])
+    assert len(p.p95_ms) == H and 0 <= p.probability <= 1
+    assert plan(10_000) == plan(load_scenario("spike-closed").duration_s - 1)    # past the end: the last plan
