@@ -231,6 +231,15 @@ def markdown(out: dict) -> str:
                          f"{_f(s['precision'])} | {_f(s['recall'])} | {_f(s['false_alarms_per_h'], 1)} "
                          f"[{_ci(s['ci']['false_alarms_per_h'], 1)}] | {_f(s['mean_lead_s'], 1)} | "
                          f"{_f(s['lead_share'])} [{_ci(s['ci']['lead_share'])}] |")
+    inc = r.get("incident_warning")
+    if inc:
+        lines += ["", f"Incidents within {inc['horizon_s']} s (the incident head, by incident episode):", "",
+                  "| alert | episodes | detected | false alarms/h | mean lead s [95%] | share of achievable |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name in ("lstm", "always_on"):
+            s = inc[name]
+            lines.append(f"| {name} | {s['episodes']} | {s['detected']} | {_f(s['false_alarms_per_h'], 1)} | "
+                         f"{_f(s['mean_lead_s'], 1)} [{_ci(s['ci']['mean_lead_s'], 1)}] | {_f(s['lead_share'])} |")
     if "regimes" in r:
         lines += [""] + regime_markdown(r["regimes"], {k: v for k, v in r["goals"].items() if k.startswith("regime")})
     lines += ["", "Goals:", "", "| goal | figure | 95% interval | target | status |", "|---|---:|---:|---|---|"]

@@ -33,7 +33,7 @@ of a one-second window, the rule such runs were labelled with.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -704,3 +704,46 @@ def make_windows(runs: Sequence[pd.DataFrame], columns: Sequence[str], window: i
         slo=np.concatenate(parts["slo"]).astype("float64"),
         run_ids=run_ids, columns=[*columns, MISSING], key_metrics=list(key_metrics),
         violation=violation, window=window, horizon=horizon, frames=list(long_enough))
+
+
+# ---------------------------------------------------------------- incidents ahead (the slow horizon)
+
+
+def incident_flags(frame: pd.DataFrame) -> np.ndarray:
+    """Return 1.0 for each second in which the target saw an incident (a worker killed, the pool
+    exhausted: the `incident` column), else 0.0; a run without the column has none."""
+    if "incident" not in frame.columns:
+        return np.zeros(len(frame))
+    inc = frame["incident"].fillna("none").astype(str).str.strip().to_numpy()
+    return (~np.isin(inc, ("none", "", "nan"))).astype("float64")
+
+
+def incident_ahead(w: Windows, horizon: int) -> np.ndarray:
+    """Return, per window, 1 when an incident happens in the `horizon` seconds after "now" (the
+    seconds a run has: a window near its end sees fewer)."""
+    out = np.zeros(len(w), dtype="float32")
+    for i, frame in enumerate(w.frames):
+        flags = incident_flags(frame)
+        if not flags.any():
+            continue
+        csum = np.concatenate([[0.0], np.cumsum(flags)])
+        mine = np.flatnonzero(w.run == i)
+        t = w.t[mine]
+        hi = np.minimum(t + 1 + horizon, len(flags))
+        out[mine] = (csum[hi] - csum[np.minimum(t + 1, len(flags))] > 0).astype("float32")
+    return out
+
+
+def incident_view(w: Windows, horizon: int) -> Windows:
+    """Return the windows as the episode scorer should see incidents: each run's label is its
+    incident seconds (faults and plan changes stay the precursors), the horizon the slow one."""
+    frames = []
+    for frame in w.frames:
+        f = frame.copy(deep=False)
+        f.attrs = dict(frame.attrs)
+        f[LABEL] = incident_flags(frame)
+        if "incident" in f.columns:
+            f["incident"] = "none"         # an incident is the event here, not its own precursor
+        frames.append(f)
+    return replace(w, frames=frames, horizon=int(horizon),
+                   violation=[incident_flags(f).astype("int8") for f in w.frames])

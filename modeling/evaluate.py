@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from . import baselines as bl
-from .data import annotated_label, as_runs, has_slo_pair, run_name, slo_columns
-from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, calibration,
+from .data import annotated_label, as_runs, has_slo_pair, incident_ahead, incident_view, run_name, slo_columns
+from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, block_ids, bootstrap_runs,
+                      calibration,
                       episode_intervals, forecast_scores, forecast_violates, mae_gain, paired_ratio,
                       regime_intervals, regime_scores, score_alarms, stability_pct, state_recall,
                       violation_share_by_regime, warning_scores)
@@ -25,7 +26,8 @@ from .metrics import (FALSE_ALARM_BUDGET_PER_H, N_BOOT, REPEAT_S, ari_interval, 
 # The project's goals on held-out scenarios and seeds (docs/modeling.md, "Goals").
 GOALS = {"relmae_p95_at_h_below": 0.8, "relmae_all_below": 1.0, "mae_gain_at_least": 0.10,
          "f1_at_least": 0.8, "false_alarms_per_h_at_most": FALSE_ALARM_BUDGET_PER_H,
-         "lead_share_at_least": 0.5, "ari_at_least": 0.6, "recall_at_least": 0.7}
+         "lead_share_at_least": 0.5, "ari_at_least": 0.6, "recall_at_least": 0.7,
+         "incident_lead_s_at_least": 30.0}
 ALERTERS = ("lstm", "lstm_upper", "lstm_forecast", "predict_linear", "reactive", "always_on")
 
 
@@ -237,12 +239,37 @@ def evaluate(forecaster: Any, runs: Sequence[pd.DataFrame], regimes: Any = None,
                         "note": getattr(forecaster, "calibration_note_", None),
                         **calibration(pred.probability, w.warn)},
         "stability_pct": stability,
+        **_incidents(pred),
     }
     if regimes is not None:
         result["regimes"] = score_regimes(regimes, runs)
     result["goals"] = goals(result)
     result["verdict"] = verdict(result)
     return jsonable(result)
+
+
+# ---------------------------------------------------------------- incidents (the slow horizon)
+
+
+def _incidents(pred: Any) -> dict[str, Any]:
+    """Score the incident head by incident episodes (modeling.data.incident_view), beside always-on."""
+    if getattr(pred, "incident", None) is None:
+        return {}
+    w = pred.windows
+    L = int(getattr(pred, "incident_horizon", 0) or 0) or 120
+    view = incident_view(w, L)
+    out: dict[str, Any] = {"definition": f"P(an incident within {L} s): episodes are runs of incident seconds, "
+                                         f"their precursors the faults and plan changes; lead in seconds and as "
+                                         f"a share of the achievable lead", "horizon_s": L,
+                           "incident_windows_share": float(incident_ahead(w, L).mean())}
+    for name, alarm in (("lstm", pred.incident_alarm), ("always_on", bl.always_on(len(w)))):
+        merged, parts = score_alarms(view, alarm)
+        eps = [e for part in parts for e in part["episodes"]]
+        rows = np.array([[e["lead_s"] or 0.0, e["lead_s"] is not None] for e in eps], dtype="float64")
+        lead_ci = (bootstrap_runs(rows, lambda c, v: (c @ (v[:, 0] * v[:, 1])) / np.maximum(c @ v[:, 1], 1e-12))
+                   if len(rows) else (None, None))
+        out[name] = {**merged, "ci": {**episode_intervals(parts), "mean_lead_s": list(lead_ci)}}
+    return {"incident_warning": out}
 
 
 # ---------------------------------------------------------------- goals and verdict
@@ -304,6 +331,12 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
                               status(*share_ci, GOALS["lead_share_at_least"], above=True))
     if "regimes" in result:
         out.update(regime_goals(result["regimes"]))
+    inc = (result.get("incident_warning") or {}).get("lstm")
+    if inc and inc.get("episodes"):
+        ci = inc["ci"]["mean_lead_s"]
+        out["incident_lead"] = _goal(inc["mean_lead_s"], ci, f">= {GOALS['incident_lead_s_at_least']:g} s before an "
+                                     f"incident ({inc['detected']} of {inc['episodes']} episodes detected)",
+                                     status(*ci, GOALS["incident_lead_s_at_least"], above=True))
     return out
 
 
@@ -359,6 +392,14 @@ def verdict(result: dict[str, Any]) -> list[str]:
         better = "beats" if cal["brier"] < cal["brier_base_rate"] else "does not beat"
         lines.append(f"  Warning probability: Brier {cal['brier']:.3f} vs {cal['brier_base_rate']:.3f} for the base "
                      f"rate ({better} it; {cal.get('note') or 'calibration not recorded'}).")
+    inc = result.get("incident_warning")
+    if inc:
+        m = inc["lstm"]
+        lines.append(f"Incidents within {inc['horizon_s']} s: the incident head detected {m['detected']} of "
+                     f"{m['episodes']} episode(s), mean lead {_fmt(m['mean_lead_s'], 1)} s "
+                     f"({_ci(m['ci']['mean_lead_s'], 1)}; {_pct(m['lead_share'])} of achievable), "
+                     f"{_fmt(m['false_alarms_per_h'], 1)} false alarms/h; always-on "
+                     f"{_fmt(inc['always_on']['false_alarms_per_h'], 1)}/h.")
     if "regimes" in result:
         r = result["regimes"]
         lines.append(f"Regimes: ARI {r['ari']:.2f} ({_ci(r['ari_ci'])}), NMI {r['nmi']:.2f} against the system states, "

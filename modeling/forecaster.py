@@ -9,6 +9,10 @@ One Keras model with two heads over a shared LSTM encoder of the last W seconds:
   model *is* that baseline, and training only learns what the baseline misses.
 - `upper`: the same residual at the `quantile` (0.9 by default) under the pinball loss, so
   a warning can read the upper quantile of the pooled p95 ahead, not only its median.
+- `incident` (when the training runs hold incidents): sigmoid probability that the target
+  sees an incident (a worker killed, the thread pool exhausted) within `incident_horizon`
+  seconds (120 by default): the slow horizon of a leak heading for the RSS watchdog, which
+  the 10 s SLO horizon cannot see coming;
 - `warning`: sigmoid probability that the SLO is violated at some second in the next H,
   recalibrated on the validation windows (Platt scaling, two numbers in params.json) and
   turned into an alarm by a threshold chosen there within a false-alarm budget.
@@ -42,7 +46,8 @@ from sklearn.base import BaseEstimator
 from contract.errors import BadInput, LabError
 
 from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, DataWarning, Scaler, Windows,
-                   as_runs, chronological_split, fill_gaps, fit_scaler, make_windows, pooled_targets,
+                   as_runs, chronological_split, fill_gaps, fit_scaler, incident_ahead, incident_view,
+                   make_windows, pooled_targets,
                    require_columns, run_name, select_features, slo_columns, split_runs)
 from .metrics import choose_threshold
 from .baselines import clip_forecast
@@ -58,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "window": 30, "horizon": 10, "units": 32, "layers": 1, "dropout": 0.1,
     "learning_rate": 3e-3, "epochs": 60, "batch_size": 64, "patience": 6,
     "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
-    "base": "auto", "base_alpha": 0.3, "quantile": 0.9, "calibrate": True,
+    "base": "auto", "base_alpha": 0.3, "quantile": 0.9, "calibrate": True, "incident_horizon": 120,
     "warn_weight": 0.5, "loss": "mae", "max_gap_s": DEFAULT_MAX_GAP_S, "future": "plan",
 }
 BASES = ("auto", "ewma", "median", "last")
@@ -69,7 +74,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # scaling of raw values, 20 epochs of batch 32, no early stopping, absolute targets.
     "guide": {"window": 60, "units": 50, "layers": 2, "dropout": 0.2, "learning_rate": 1e-3,
               "epochs": 20, "batch_size": 32, "patience": 0, "scaler": "minmax",
-              "log_latency": False, "delta": False, "loss": "mse", "calibrate": False},
+              "log_latency": False, "delta": False, "loss": "mse", "calibrate": False,
+              "incident_horizon": 0},
     # For tests and smoke runs: trains in about a second.
     "tiny": {"window": 8, "horizon": 3, "units": 4, "epochs": 2, "batch_size": 64, "patience": 0},
 }
@@ -112,6 +118,9 @@ class WindowForecasts:
     probability: np.ndarray   # (n,) calibrated P(SLO violated within H)
     alarm: np.ndarray         # (n,) probability >= the model's threshold
     upper: np.ndarray | None = None  # (n, H, K) raw units: the upper quantile (None: older model)
+    incident: np.ndarray | None = None        # (n,) P(incident within incident_horizon), with the head
+    incident_alarm: np.ndarray | None = None  # (n,) incident >= the model's incident threshold
+    incident_horizon: int = 0                 # seconds the incident head looks ahead
 
 
 @dataclass
@@ -120,6 +129,7 @@ class OneForecast:
     forecast: np.ndarray
     probability: float
     upper: np.ndarray | None = None
+    incident: float | None = None
 
 
 class LSTMForecaster(BaseEstimator):
@@ -154,6 +164,9 @@ class LSTMForecaster(BaseEstimator):
         The upper head's quantile (pinball loss); 0 leaves the head out.
     calibrate : bool
         Platt-scale the warning probability on the validation windows.
+    incident_horizon : int
+        Seconds of the incident head's horizon; 0 leaves the head out (it is left out, with
+        a note, when the training runs hold no incident).
     warn_weight : float
         Weight of the early-warning loss next to the forecast loss.
     loss : {"mae", "mse", "huber"}
@@ -179,7 +192,7 @@ class LSTMForecaster(BaseEstimator):
                  log_latency: bool | None = None, delta: bool | None = None,
                  warn_weight: float | None = None, loss: str | None = None, known_future: Sequence[str] = (),
                  base: str | None = None, base_alpha: float | None = None, quantile: float | None = None,
-                 calibrate: bool | None = None,
+                 calibrate: bool | None = None, incident_horizon: int | None = None,
                  key_metrics: Sequence[str] = KEY_METRICS, features: Sequence[str] | None = None,
                  max_gap_s: int | None = None, seed: int = 0, future: str | None = None):
         self.preset = preset
@@ -202,6 +215,7 @@ class LSTMForecaster(BaseEstimator):
         self.base_alpha = base_alpha
         self.quantile = quantile
         self.calibrate = calibrate
+        self.incident_horizon = incident_horizon
         self.known_future = known_future
         self.key_metrics = key_metrics
         self.features = features
@@ -232,6 +246,8 @@ class LSTMForecaster(BaseEstimator):
             raise BadInput(f"base_alpha must be in (0, 1], got {params['base_alpha']}")
         if not (float(params["quantile"]) == 0 or 0.5 < float(params["quantile"]) < 1):
             raise BadInput(f"quantile must be 0 (no upper head) or in (0.5, 1), got {params['quantile']}")
+        if int(params["incident_horizon"]) < 0:
+            raise BadInput(f"incident_horizon must be 0 (no incident head) or more, got {params['incident_horizon']}")
         if params["future"] not in ("plan", "hold"):
             raise BadInput(f"future must be plan or hold, got {params['future']!r}")
         params.update(known_future=list(self.known_future), key_metrics=list(self.key_metrics),
@@ -283,6 +299,8 @@ class LSTMForecaster(BaseEstimator):
         self.scaler_, self.columns_, self.params_ = scaler, train.columns, p
         self.key_metrics_, self.known_future_ = list(p["key_metrics"]), list(p["known_future"])
         self.n_features_in_ = len(self.columns_)
+        inc = incident_ahead(train, int(p["incident_horizon"])) if int(p["incident_horizon"]) else None
+        p["incident_head"] = bool(inc is not None and inc.any())
         model = self._build(keras, p)
         if p["delta"] and p["base"] == "auto":
             p["base_choice"] = self._choose_base(train)
@@ -303,6 +321,9 @@ class LSTMForecaster(BaseEstimator):
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.epochs_trained_ = len(history.history.get("loss", []))
         self.target_scale_ = target_scales(runs, self.key_metrics_)
+        self.incident_threshold_, self.incident_note_ = 0.5, (
+            "no incident head: the training runs hold no incident" if not p["incident_head"]
+            else "no validation windows: incident threshold 0.5, not tuned")
         self.calibration_, self.calibration_note_ = None, ("not calibrated: no validation windows" if p["calibrate"]
                                                             else "not calibrated (calibrate=False)")
         if val is not None and len(val):
@@ -310,6 +331,7 @@ class LSTMForecaster(BaseEstimator):
             if p.get("calibrate"):
                 self.calibration_, self.calibration_note_ = platt(raw, val.warn)
             self.warn_threshold_, self.threshold_note_ = choose_threshold(val, self._calibrated(raw))
+            self._incident_threshold(val)
         else:
             self.warn_threshold_, self.threshold_note_ = 0.5, "no validation windows: threshold 0.5, not tuned"
         if not self.threshold_note_.startswith("best"):
@@ -324,6 +346,8 @@ class LSTMForecaster(BaseEstimator):
             "epochs_trained": self.epochs_trained_, "fit_seconds": round(self.fit_seconds_, 2),
             "alarm_threshold": self.warn_threshold_, "alarm_threshold_note": self.threshold_note_,
             "calibration": self.calibration_, "calibration_note": self.calibration_note_,
+            "incident_head": bool(p["incident_head"]), "train_incident_share": float(inc.mean()) if inc is not None else 0.0,
+            "incident_threshold": self.incident_threshold_, "incident_threshold_note": self.incident_note_,
             "seconds_per_epoch": round(self.fit_seconds_ / max(1, self.epochs_trained_), 3),
             "warnings": self.warnings_,
         }
@@ -374,11 +398,16 @@ class LSTMForecaster(BaseEstimator):
             losses["upper"] = _pinball(keras, float(p["quantile"]))
         outputs["warning"] = keras.layers.Dense(1, activation="sigmoid", name="warning")(h)
         losses["warning"] = "binary_crossentropy"
+        if p.get("incident_head"):
+            outputs["incident"] = keras.layers.Dense(1, activation="sigmoid", name="incident")(h)
+            losses["incident"] = "binary_crossentropy"
         model = keras.Model(inputs, outputs, name="lstm_forecaster")
         if not compile:
             return model
         weights = {name: 1.0 for name in losses}
         weights["warning"] = float(p["warn_weight"])
+        if "incident" in weights:
+            weights["incident"] = float(p["warn_weight"])
         model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])), loss=losses,
                       loss_weights=weights)
         return model
@@ -421,6 +450,8 @@ class LSTMForecaster(BaseEstimator):
         out = {"forecast": y.astype("float32"), "warning": w.warn.reshape(-1, 1).astype("float32")}
         if float(self.params_.get("quantile", 0)):
             out["upper"] = out["forecast"]
+        if self.params_.get("incident_head"):
+            out["incident"] = incident_ahead(w, int(self.params_["incident_horizon"])).reshape(-1, 1)
         return out
 
     def _decode(self, out: np.ndarray, x_scaled: np.ndarray) -> np.ndarray:
@@ -428,6 +459,15 @@ class LSTMForecaster(BaseEstimator):
         if self.params_["delta"]:
             y = y + self._base_scaled(x_scaled)
         return clip_forecast(self.scaler_.inverse_transform(y, self.key_metrics_), self.key_metrics_)
+
+    def _incident_threshold(self, val: Windows) -> None:
+        """Choose the incident alarm's threshold on validation, by incident episodes (as the SLO alarm's)."""
+        if not self.params_.get("incident_head"):
+            return
+        prob = self._raw_predict(val)[3]
+        view = incident_view(val, int(self.params_["incident_horizon"]))
+        self.incident_threshold_, note = choose_threshold(view, prob)
+        self.incident_note_ = f"incident episodes: {note}"
 
     def _calibrated(self, probability: np.ndarray) -> np.ndarray:
         """Apply the Platt scaling fitted on validation (identity when there is none)."""
@@ -450,20 +490,24 @@ class LSTMForecaster(BaseEstimator):
                             int(p["horizon"]), self.key_metrics_, self.known_future_, int(p["max_gap_s"]),
                             hold_future=p.get("future") == "hold")
 
-    def _raw_predict(self, w: Windows, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _raw_predict(self, w: Windows, calibrated: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         inputs = self._encode(w)
         out = self.model_.predict(inputs, batch_size=1024, verbose=0)
         prob = np.asarray(out["warning"]).reshape(-1)
         upper = self._decode(out["upper"], inputs["window"]) if "upper" in out else None
+        incident = np.asarray(out["incident"], dtype="float64").reshape(-1) if "incident" in out else None
         return (self._decode(out["forecast"], inputs["window"]), self._calibrated(prob) if calibrated else prob,
-                upper)
+                upper, incident)
 
     def predict(self, runs: Sequence[pd.DataFrame | str | Path] | Windows) -> WindowForecasts:
         """Forecast every window of the runs; return forecasts, probabilities and alarms."""
         self._check_fitted()
         w = runs if isinstance(runs, Windows) else self.windows(runs)
-        forecast, prob, upper = self._raw_predict(w)
-        return WindowForecasts(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"), upper)
+        forecast, prob, upper, incident = self._raw_predict(w)
+        alarm = None if incident is None else (incident >= self.incident_threshold_).astype("int8")
+        return WindowForecasts(w, forecast, prob, (prob >= self.warn_threshold_).astype("int8"), upper,
+                               incident, alarm, int(self.params_.get("incident_horizon", 0) or 0))
 
     def predict_one(self, window: pd.DataFrame | np.ndarray,
                     future: np.ndarray | Sequence[float] | None = None) -> tuple[np.ndarray, float]:
@@ -519,7 +563,8 @@ class LSTMForecaster(BaseEstimator):
         out = self._serving_fn()(inputs)
         upper = self._decode(out["upper"].numpy(), x)[0] if "upper" in out else None
         prob = float(self._calibrated(out["warning"].numpy().reshape(-1))[0])
-        return OneForecast(self._decode(out["forecast"].numpy(), x)[0], prob, upper)
+        incident = float(out["incident"].numpy().reshape(-1)[0]) if "incident" in out else None
+        return OneForecast(self._decode(out["forecast"].numpy(), x)[0], prob, upper, incident)
 
     def _serving_fn(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         if getattr(self, "_serve", None) is None:
@@ -565,6 +610,8 @@ class LSTMForecaster(BaseEstimator):
             "warn_threshold": self.warn_threshold_,
             "warn_threshold_note": getattr(self, "threshold_note_", None),
             "calibration": getattr(self, "calibration_", None),
+            "incident_threshold": getattr(self, "incident_threshold_", 0.5),
+            "incident_threshold_note": getattr(self, "incident_note_", None),
             "target_scale": getattr(self, "target_scale_", {}),
             "history": self.history_,
             "training": self.training_summary_,
@@ -602,6 +649,8 @@ class LSTMForecaster(BaseEstimator):
             est.scaler_ = Scaler.from_dict(meta["scaler"])
             est.warn_threshold_ = float(meta["warn_threshold"])
             est.threshold_note_ = str(meta.get("warn_threshold_note") or "not recorded (older model)")
+            est.incident_threshold_ = float(meta.get("incident_threshold", 0.5))
+            est.incident_note_ = str(meta.get("incident_threshold_note") or "no incident head (older model)")
             cal = meta.get("calibration")
             est.calibration_ = None if cal is None else {"a": float(cal["a"]), "b": float(cal["b"])}
             est.target_scale_ = {str(k): (None if v is None else float(v))

@@ -260,3 +260,30 @@ def test_dropped_windows_warning_names_the_longest_gap():
     with pytest.warns(DataWarning, match=r"^dropped 17 of 48 window\(s\): they touch 8 row\(s\) in gaps longer "
                                          r"than 5 s \(the longest 8 s\) in rps$"):
         make_windows([f], COLS, window=10, horizon=3)
+
+
+def test_incidents_ahead_label_each_window_by_the_slow_horizon():
+    from modeling.data import incident_ahead, incident_view, make_windows
+    from modeling.metrics import score_alarms
+
+    run = synthetic_run("fault-memory-closed", seed=1, duration_s=200)
+    run["incident"] = "none"
+    run.loc[150:151, "incident"] = "worker_killed"
+    w = make_windows([run], ["cpu_percent", "rps"], 10, 5)
+    ahead = incident_ahead(w, 30)
+    t = w.t
+    assert ahead[(t >= 120) & (t <= 150)].all()            # the incident is 1..30 s after "now"
+    assert not ahead[t < 119].any() and not ahead[t >= 151].any()
+    view = incident_view(w, 30)
+    assert view.horizon == 30 and view.frames[0]["slo_violation"].sum() == 2
+    assert (view.frames[0]["incident"] == "none").all() and (w.frames[0]["incident"] != "none").sum() == 2
+    # Scored as episodes: an alarm on since 40 s before the kill detects it with the whole
+    # achievable lead (from its last precursor, a fault start or plan change).
+    alarm = (t >= 110).astype(float)
+    merged, _ = score_alarms(view, alarm)
+    assert merged["episodes"] == 1 and merged["detected"] == 1
+    assert merged["mean_lead_s"] == merged["mean_achievable_lead_s"] > 0 and merged["lead_share"] == 1.0
+    late = score_alarms(view, (t >= 148).astype(float))[0]
+    assert late["detected"] == 1 and late["mean_lead_s"] == 2
+    empty = make_windows([synthetic_run("spike-closed", seed=1, duration_s=60)], ["cpu_percent"], 10, 5)
+    assert not incident_ahead(empty, 30).any()

@@ -317,3 +317,31 @@ def test_the_online_path_agrees_with_predict_one(fitted, runs):
     f, p = fitted.predict_one(runs[1].iloc[:38])
     np.testing.assert_allclose(out.forecast, f, rtol=1e-6)
     assert out.probability == pytest.approx(p, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_the_incident_head_is_trained_when_runs_hold_incidents_and_scored_by_episode(tmp_path):
+    from modeling.evaluate import evaluate
+
+    runs = []
+    for seed in (1, 2, 3, 4):
+        r = synthetic_run("fault-memory-closed", seed=seed, duration_s=150)
+        r["incident"] = "none"
+        r.loc[100 + 5 * seed, "incident"] = "worker_killed"      # the watchdog's kill, late in the leak
+        runs.append(r)
+    model = LSTMForecaster(**{**TINY, "incident_horizon": 40}).fit(runs[:3])
+    assert model.params_["incident_head"] and model.training_summary_["train_incident_share"] > 0
+    assert "incident" in model.model_.output_names
+    pred = model.predict(runs[3:])
+    assert pred.incident.shape == pred.probability.shape and ((pred.incident >= 0) & (pred.incident <= 1)).all()
+    again = LSTMForecaster.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(again.predict(runs[3:]).incident, pred.incident, rtol=1e-6)
+    assert again.incident_threshold_ == model.incident_threshold_
+    result = evaluate(model, runs[3:], n_boot=50)
+    inc = result["incident_warning"]
+    assert inc["horizon_s"] == 40 and inc["lstm"]["episodes"] == 1 and inc["always_on"]["detected"] == 1
+    assert "incident_lead" in result["goals"]
+    # No incident in the training runs: no head, and the summary says why.
+    plain = LSTMForecaster(**TINY).fit([synthetic_run("spike-closed", seed=1, duration_s=60)] * 1)
+    assert not plain.params_["incident_head"] and plain.predict([synthetic_run("spike-closed", seed=2, duration_s=60)]).incident is None
+    assert "no incident" in plain.training_summary_["incident_threshold_note"]
