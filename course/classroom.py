@@ -20,7 +20,7 @@ COURSE = Path(__file__).resolve().parent
 ROOT = COURSE.parent
 DATA = COURSE / "data"
 DATASET = DATA / "course"          # the open-model built-ins (a dataset folder: CARD.md, manifest.json)
-LOADMODELS = DATA / "loadmodels"   # the same stall under the open and the closed model (a dataset folder)
+SIGNAL = DATA / "signal"           # steady load for the noise, one stall under open and closed load (a dataset folder)
 AUTOSCALE = DATA / "autoscale"     # spike with no, reactive and predictive autoscaling (runs/, model/)
 WORK = Path(os.environ.get("COURSE_WORK") or COURSE / "work")
 
@@ -51,7 +51,9 @@ def lab(*args: object) -> str:
     """
     shown = [_shown(a) for a in args]
     print("$ python lab.py " + shlex.join(shown), flush=True)
-    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+    # Plain text: a notebook shows no terminal colours (Jupyter kernels ask for them with FORCE_COLOR).
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")}
+    env.update(COLUMNS="150", NO_COLOR="1", TERM="dumb")
     done = subprocess.run([sys.executable, str(ROOT / "lab.py"), *shown], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     print(done.stdout, end="")
