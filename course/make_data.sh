@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Record the classroom pack's data into course/data (about 20 minutes on two cores):
+# Record the classroom pack's data into course/data (about 16 minutes on two cores):
 #
 #   bash course/make_data.sh            # with .venv/bin/python, else python3
 #   PYTHON=/path/to/python bash course/make_data.sh

@@ -8,7 +8,7 @@
 #
 # **Time:** about 30 minutes. **Data:** the pack's dataset `course/data/course` and the
 # `noise` run of `course/data/signal`, recorded by the lab (`bash course/make_data.sh`
-# records them again in about 20 minutes; nothing in this notebook records).
+# records them again in about 16 minutes; nothing in this notebook records).
 #
 # Cells titled *Exercise* have blanks, `___`: replace each one with code, then run the cell.
 # Every notebook ends with a cell that prints what you measured, for the discussion.
@@ -202,14 +202,15 @@ noise["pooled_20s"] = [sd_log(pooled_p95(samples, t0, seconds, window=20)) for s
 noise
 
 # %% [markdown]
-# *Discuss.* Why is the per-second p95 noisier at 30 than at 90 requests/s? Why does
+# *Discuss.* Is the per-second p95 noisier at 30 or at 90 requests/s, and why? Why does
 # pooling cut the noise, and what does it cost (think of how late a 20 s window notices a
 # change)? Why does the lab keep both columns? Compare your figures with the lab's own
 # measurement at 45 requests/s in `docs/signal.md` (0.38 per second, 0.19 pooled over
 # 10 s, 0.13 over 20 s).
 #
-# **To record a fresh run** (about 1 minute, on a quiet machine):
-# `python lab.py run-scenario fault-threads --duration 60 --seed 3 --out runs`.
+# **To record fresh runs** (on a quiet machine): `python lab.py run-scenario fault-threads
+# --duration 60 --seed 3 --out runs` (a minute), `python lab.py run-scenario
+# course/scenarios/noise.toml --out runs` (100 s).
 
 # %% tags=["figures"]
 figures = {
