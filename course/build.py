@@ -5,7 +5,8 @@
 
 A source is `course/src/NN-name.py` in jupytext's percent format. A cell tagged `exercise`
 goes into the exercise notebook only (its blanks are `___`), the cell tagged `solution`
-right after it into the solution notebook only; every other cell goes into both. The cell
+right after it into the solution notebook only (the same code with every blank filled,
+nothing else changed); every other cell goes into both. The cell
 tagged `figures` prints the notebook's measured figures as JSON, which the test suite
 checks (tests/test_course.py). Notebooks are written without outputs.
 """
@@ -13,6 +14,7 @@ checks (tests/test_course.py). Notebooks are written without outputs.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +60,9 @@ def check_source(path: Path, nb: nbformat.NotebookNode) -> None:
                 raise SystemExit(f"{path}: cell {i}: an exercise cell without a {BLANK} blank")
             if i + 1 >= len(cells) or "solution" not in cells[i + 1].metadata.get("tags", []):
                 raise SystemExit(f"{path}: cell {i}: an exercise cell must be followed by its solution cell")
+            if not blanks_match(cell.source, cells[i + 1].source):
+                raise SystemExit(f"{path}: cell {i}: the solution after it differs from the exercise "
+                                 f"in more than its {BLANK} blanks")
         elif "solution" in tags:
             if i == 0 or "exercise" not in cells[i - 1].metadata.get("tags", []):
                 raise SystemExit(f"{path}: cell {i}: a solution cell must follow its exercise cell")
@@ -65,6 +70,12 @@ def check_source(path: Path, nb: nbformat.NotebookNode) -> None:
                 raise SystemExit(f"{path}: cell {i}: a solution cell with a {BLANK} blank left in it")
     if not any("figures" in c.metadata.get("tags", []) for c in cells):
         raise SystemExit(f"{path}: no cell tagged figures")
+
+
+def blanks_match(exercise: str, solution: str) -> bool:
+    """Tell whether the solution is the exercise with each blank filled (within its line)."""
+    pattern = re.escape(exercise).replace(re.escape(BLANK), r"([^\n]+?)")
+    return re.fullmatch(pattern, solution) is not None
 
 
 def build(path: Path) -> tuple[str, str]:

@@ -47,7 +47,7 @@ def test_committed_notebooks_match_their_sources():
     assert build.main(["--check"]) == 0, "run: python course/build.py"
 
 
-def test_build_refuses_an_exercise_without_its_solution(tmp_path):
+def test_build_refuses_an_exercise_without_its_matching_solution(tmp_path):
     build = _module("build")
     src = tmp_path / "01-broken.py"
     src.write_text('# %% [markdown]\n# # Broken\n\n# %% tags=["exercise"]\nx = ___\n\n'
@@ -57,6 +57,10 @@ def test_build_refuses_an_exercise_without_its_solution(tmp_path):
     src.write_text('# %% tags=["exercise"]\nx = 1\n\n# %% tags=["solution"]\nx = 1\n\n'
                    '# %% tags=["figures"]\nprint("{}")\n')
     with pytest.raises(SystemExit, match="without a ___ blank"):
+        build.build(src)
+    src.write_text('# %% tags=["exercise"]\nx = ___\n\n# %% tags=["solution"]\nx = 1\ny = 2\n\n'
+                   '# %% tags=["figures"]\nprint("{}")\n')
+    with pytest.raises(SystemExit, match="differs from the exercise"):
         build.build(src)
 
 
