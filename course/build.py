@@ -4,7 +4,7 @@
     python course/build.py --check   # exit 1 when a written notebook differs from its source
 
 A source is `course/src/NN-name.py` in jupytext's percent format. A cell tagged `exercise`
-goes into the exercise notebook only (its blanks are `___`), the cell tagged `solution`
+goes into the exercise notebook only (its blanks are `____`), the cell tagged `solution`
 right after it into the solution notebook only (the same code with every blank filled,
 nothing else changed); every other cell goes into both. The cell
 tagged `figures` prints the notebook's measured figures as JSON, which the test suite
@@ -24,7 +24,7 @@ import nbformat
 COURSE = Path(__file__).resolve().parent
 SOURCES = COURSE / "src"
 SOLUTIONS = COURSE / "solutions"
-BLANK = "___"
+BLANK = "____"   # four underscores: IPython keeps its third-last output in `___`
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 

@@ -37,8 +37,8 @@ def test_seven_notebooks_in_lesson_order_each_with_exercises_and_a_solution():
         blanks = [c for c in exercise.cells if "exercise" in c.metadata.get("tags", [])]
         answers = [c for c in solution.cells if "solution" in c.metadata.get("tags", [])]
         assert len(blanks) >= 2 and len(blanks) == len(answers), name
-        assert all("___" in c.source for c in blanks), name
-        assert not any("___" in c.source for c in solution.cells if c.cell_type == "code"), name
+        assert all("____" in c.source for c in blanks), name
+        assert not any("____" in c.source for c in solution.cells if c.cell_type == "code"), name
         assert all(not c.get("outputs") for c in exercise.cells + solution.cells if c.cell_type == "code"), name
 
 
@@ -50,15 +50,15 @@ def test_committed_notebooks_match_their_sources():
 def test_build_refuses_an_exercise_without_its_matching_solution(tmp_path):
     build = _module("build")
     src = tmp_path / "01-broken.py"
-    src.write_text('# %% [markdown]\n# # Broken\n\n# %% tags=["exercise"]\nx = ___\n\n'
+    src.write_text('# %% [markdown]\n# # Broken\n\n# %% tags=["exercise"]\nx = ____\n\n'
                    '# %%\nprint(x)\n\n# %% tags=["figures"]\nprint("{}")\n')
     with pytest.raises(SystemExit, match="followed by its solution"):
         build.build(src)
     src.write_text('# %% tags=["exercise"]\nx = 1\n\n# %% tags=["solution"]\nx = 1\n\n'
                    '# %% tags=["figures"]\nprint("{}")\n')
-    with pytest.raises(SystemExit, match="without a ___ blank"):
+    with pytest.raises(SystemExit, match="without a ____ blank"):
         build.build(src)
-    src.write_text('# %% tags=["exercise"]\nx = ___\n\n# %% tags=["solution"]\nx = 1\ny = 2\n\n'
+    src.write_text('# %% tags=["exercise"]\nx = ____\n\n# %% tags=["solution"]\nx = 1\ny = 2\n\n'
                    '# %% tags=["figures"]\nprint("{}")\n')
     with pytest.raises(SystemExit, match="differs from the exercise"):
         build.build(src)

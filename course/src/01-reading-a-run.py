@@ -10,7 +10,7 @@
 # `noise` run of `course/data/signal`, recorded by the lab (`bash course/make_data.sh`
 # records them again in about 16 minutes; nothing in this notebook records).
 #
-# Cells titled *Exercise* have blanks, `___`: replace each one with code, then run the cell.
+# Cells titled *Exercise* have blanks, `____`: replace each one with code, then run the cell.
 # Every notebook ends with a cell that prints what you measured, for the discussion.
 
 # %%
@@ -104,7 +104,7 @@ timeline(frame, scenario["slo"], run.run_id)
 
 # %% tags=["exercise"]
 slo = scenario["slo"]
-rule = (frame["latency_p95_window_ms"] > ___) | (frame["error_rate_window"] > ___)
+rule = (frame["latency_p95_window_ms"] > ____) | (frame["error_rate_window"] > ____)
 agrees = float((rule.astype(int) == frame["slo_violation"]).mean())
 print(f"violating seconds: label {int(frame['slo_violation'].sum())}, your rule {int(rule.sum())}; "
       f"they agree in {agrees:.0%} of the seconds")
@@ -156,7 +156,7 @@ rows = []
 for stage, seconds in calm_seconds.items():
     part = calm[calm["elapsed_s"].isin(seconds)]
     rows.append({"stage": stage, "requests_per_s": float(part["rps"].mean()),
-                 "per_second": sd_log(part[___]), "pooled_10s": sd_log(part[___])})
+                 "per_second": sd_log(part[____]), "pooled_10s": sd_log(part[____])})
 noise = pd.DataFrame(rows).set_index("stage")
 noise
 
@@ -194,7 +194,7 @@ t0 = pd.Timestamp(noise_run.meta["t0"]).timestamp()
 samples.head()
 
 # %% tags=["exercise"]
-noise["pooled_20s"] = [sd_log(pooled_p95(samples, t0, seconds, window=___)) for seconds in calm_seconds.values()]
+noise["pooled_20s"] = [sd_log(pooled_p95(samples, t0, seconds, window=____)) for seconds in calm_seconds.values()]
 noise
 
 # %% tags=["solution"]

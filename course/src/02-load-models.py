@@ -70,7 +70,7 @@ def stall_figures(r):
     t0 = pd.Timestamp(r.meta["t0"]).timestamp()
     fault = r.meta["scenario"]["faults"][0]
     start, end = t0 + fault["start_s"], t0 + fault["start_s"] + fault["duration_s"]
-    due = samples[(samples["intended_ts"] >= ___) & (samples["intended_ts"] < ___)]
+    due = samples[(samples["intended_ts"] >= ____) & (samples["intended_ts"] < ____)]
     before = samples[(samples["intended_ts"] >= t0 + 5) & (samples["intended_ts"] < start)]
     lat = samples["response_time_ms"]
     return {"requests": len(samples), "due_in_stall": len(due),
@@ -118,7 +118,7 @@ fig, ax = plt.subplots(figsize=(9, 3.5))
 for model, r in runs.items():
     samples = read_samples(r.path)
     t0 = pd.Timestamp(r.meta["t0"]).timestamp()
-    ax.scatter(samples["intended_ts"] - t0, samples[___], s=2, alpha=0.4, label=model)
+    ax.scatter(samples["intended_ts"] - t0, samples[____], s=2, alpha=0.4, label=model)
 ax.set_yscale("log")
 ax.set_xlabel("due at (elapsed s)")
 ax.set_ylabel("latency ms")
@@ -144,8 +144,8 @@ plt.show()
 # seconds of each, and the seconds in which the backlog (`outstanding`) was above 50.
 
 # %% tags=["exercise"]
-seen = pd.DataFrame({model: {"slo_violation_s": int(r.frame[___].sum()),
-                             "backlog_over_50_s": int((r.frame[___] > 50).sum())}
+seen = pd.DataFrame({model: {"slo_violation_s": int(r.frame[____].sum()),
+                             "backlog_over_50_s": int((r.frame[____] > 50).sum())}
                      for model, r in runs.items()})
 seen
 

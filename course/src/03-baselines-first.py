@@ -71,7 +71,7 @@ def mae_at_h(forecast, y):
     return float(np.mean(np.abs(forecast[:, -1, 0] - y[:, -1])))
 
 
-train_mae = {alpha: mae_at_h(bl.ewma(___, H, alpha), ___) for alpha in (0.1, 0.3, 0.6)}
+train_mae = {alpha: mae_at_h(bl.ewma(____, H, alpha), ____) for alpha in (0.1, 0.3, 0.6)}
 alpha = min(train_mae, key=train_mae.get)
 print(train_mae, "-> alpha", alpha)
 
@@ -127,8 +127,8 @@ plt.show()
 # %% tags=["exercise"]
 train_series = [r[TARGET].to_numpy(dtype=float) for r in train]
 scores = {name: {"MAE_ms": float(np.mean(np.abs(f[:, -1] - y_test[:, -1]))),
-                 "MASE": mase(y_test[:, -1], f[:, -1], ___),
-                 "RelMAE": relmae(y_test[:, -1], f[:, -1], ___)}
+                 "MASE": mase(y_test[:, -1], f[:, -1], ____),
+                 "RelMAE": relmae(y_test[:, -1], f[:, -1], ____)}
           for name, f in forecasts.items()}
 scores
 
@@ -161,7 +161,7 @@ naive_err = np.abs(forecasts["persistence"][:, -1] - y_test[:, -1])
 intervals = {}
 for name in ("ewma", "auto_ets"):
     err = np.abs(forecasts[name][:, -1] - y_test[:, -1])
-    intervals[name] = paired_ratio(___, ___, blocks)
+    intervals[name] = paired_ratio(____, ____, blocks)
     print(f"{name:>9}: RelMAE {intervals[name]['ratio']:.2f}, 95% {intervals[name]['ci_low']:.2f} to "
           f"{intervals[name]['ci_high']:.2f} ({intervals[name]['blocks']} blocks)")
 

@@ -47,8 +47,8 @@ H = metrics["data"]["horizon_s"]
 # every forecaster for the pooled p95 (`lat`).
 
 # %% tags=["exercise"]
-table = pd.DataFrame({name: {"MAE ms": s[lat][___], "MASE": s[lat]["mase_at_h"],
-                             "RelMAE": s[lat][___], "RelMAE low": s[lat]["relmae_ci_at_h"][0],
+table = pd.DataFrame({name: {"MAE ms": s[lat][____], "MASE": s[lat]["mase_at_h"],
+                             "RelMAE": s[lat][____], "RelMAE low": s[lat]["relmae_ci_at_h"][0],
                              "RelMAE high": s[lat]["relmae_ci_at_h"][1]}
                       for name, s in metrics["summary"].items()}).T
 table.sort_values("MAE ms").round(3)
@@ -72,9 +72,9 @@ table.sort_values("MAE ms").round(3)
 c = metrics["comparison"][lat]
 if c["ci_low"] is None:
     verdict = "cannot tell (no interval)"
-elif ___:
+elif ____:
     verdict = "better"
-elif ___:
+elif ____:
     verdict = "worse"
 else:
     verdict = "cannot tell"
@@ -120,11 +120,11 @@ pred = bundle.forecaster.predict(held_out)
 k = pred.windows.key_metrics.index(lat)
 fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
 axes[0].plot(pred.windows.t + H, pred.windows.y[:, -1, k], "k", lw=2, label="actual")
-axes[0].plot(pred.windows.t + H, pred.forecast[:, -1, ___], label=f"LSTM, {H} s ahead")
+axes[0].plot(pred.windows.t + H, pred.forecast[:, -1, ____], label=f"LSTM, {H} s ahead")
 axes[0].set_yscale("log")
 axes[0].set_ylabel("pooled p95 ms")
 axes[0].legend(fontsize=8)
-axes[1].plot(pred.windows.t, pred.___, label="P(SLO violated within H)")
+axes[1].plot(pred.windows.t, pred.____, label="P(SLO violated within H)")
 axes[1].plot(pred.windows.t, pred.windows.warn, "r:", label="it was")
 axes[1].legend(fontsize=8)
 axes[1].set_xlabel("elapsed s")

@@ -61,7 +61,7 @@ episodes
 # started minute, as Alertmanager repeats it. Score an alarm that is always on.
 
 # %% tags=["exercise"]
-always_on = merge_episode_scores([episode_scores(frame, np.___(len(frame)), H) for frame in test])
+always_on = merge_episode_scores([episode_scores(frame, np.____(len(frame)), H) for frame in test])
 print({k: always_on[k] for k in ("episodes", "detected", "false_alarms", "false_alarms_per_h", "f1",
                                  "f1_in_budget", "lead_share")})
 
@@ -78,7 +78,7 @@ print({k: always_on[k] for k in ("episodes", "detected", "false_alarms", "false_
 # `lead_share` (the mean share of the achievable lead it gave).
 
 # %% tags=["exercise"]
-on_violation = merge_episode_scores([episode_scores(frame, frame[___].to_numpy(), H) for frame in test])
+on_violation = merge_episode_scores([episode_scores(frame, frame[____].to_numpy(), H) for frame in test])
 print({k: on_violation[k] for k in ("episodes", "detected", "false_alarms_per_h", "f1", "f1_in_budget",
                                     "mean_lead_s", "lead_share")})
 
@@ -107,7 +107,7 @@ ew = metrics["early_warning"]
 alerters = ("lstm", "lstm_forecast", "predict_linear", "reactive", "always_on")
 board = pd.DataFrame({n: {k: ew[n][k] for k in ("episodes", "detected", "false_alarms_per_h", "f1",
                                                 "f1_in_budget", "lead_share")} for n in alerters}).T
-best = board[___].astype(float).idxmax()
+best = board[____].astype(float).idxmax()
 print("best by the headline figure:", best)
 board
 

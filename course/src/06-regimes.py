@@ -54,7 +54,7 @@ test[0].assign(regime=names[0])[["elapsed_s", "phase", "fault", "slo_violation",
 def states(frame):
     fault = frame["fault"].astype(str)
     return np.where(fault != "none", "fault:" + fault,
-                    np.where(frame[___] == 1, ___, "normal"))
+                    np.where(frame[____] == 1, ____, "normal"))
 
 
 truth = [states(r) for r in test]
@@ -81,7 +81,7 @@ pd.crosstab(pd.Series(np.concatenate(truth), name="state"), pd.Series(np.concate
 # %% tags=["exercise"]
 t_all, n_all = np.concatenate(truth), np.concatenate(names)
 known = n_all != "unknown"
-ari = adjusted_rand_score(t_all[known], ___)
+ari = adjusted_rand_score(t_all[known], ____)
 nmi = normalized_mutual_info_score(t_all[known], n_all[known])
 print(f"ARI {ari:.2f}, NMI {nmi:.2f} over {known.sum()} seconds")
 
@@ -126,8 +126,8 @@ samples = pd.concat([read_samples(DATASET / "runs" / r.attrs["run_id"]) for r in
 by = samples.groupby("name")
 mine = pd.DataFrame({"requests": by.size(),
                      "p50_ms": by["response_time_ms"].median(),
-                     "p95_ms": by["response_time_ms"].quantile(___),
-                     "error_share": 1 - by[___].mean()})
+                     "p95_ms": by["response_time_ms"].quantile(____),
+                     "error_share": 1 - by[____].mean()})
 mine.round(3)
 
 # %% tags=["solution"]

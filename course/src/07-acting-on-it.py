@@ -40,7 +40,7 @@ for mode, r in runs.items():
 
 # %% tags=["exercise"]
 keys = ("slo_violation_s", "p95_ms", "p99_ms", "failures", "requests", "worker_seconds", "autoscale_actions")
-table = pd.DataFrame({mode: {k: r.meta[___].get(k, 0) for k in keys} for mode, r in runs.items()}).T
+table = pd.DataFrame({mode: {k: r.meta[____].get(k, 0) for k in keys} for mode, r in runs.items()}).T
 table
 
 # %% tags=["solution"]
@@ -106,8 +106,8 @@ for mode, r in runs.items():
     rise = first(f["phase"] == "spike", f)
     timing[mode] = {"plan_rises_s": rise,
                     "first_scale_up_s": first(f.get("autoscale_action", pd.Series("none", f.index))
-                                              .astype(str).str.startswith(___), f),
-                    "first_violation_s": first(f[___] == 1, f)}
+                                              .astype(str).str.startswith(____), f),
+                    "first_violation_s": first(f[____] == 1, f)}
 pd.DataFrame(timing).T
 
 # %% tags=["solution"]
