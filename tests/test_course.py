@@ -173,7 +173,7 @@ CHECKS = {name: globals()[f"check_{name[:2]}"] for name in NOTEBOOKS}
 
 @pytest.fixture(scope="module")
 def course_work(tmp_path_factory):
-    """One work folder for the whole run: notebooks 5 and 6 reuse the model notebook 4 trains."""
+    """One work folder for the whole run: notebook 5 reuses the model notebook 4 trains."""
     return tmp_path_factory.mktemp("course-work")
 
 

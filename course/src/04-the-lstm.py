@@ -2,12 +2,12 @@
 # # 4. The LSTM
 #
 # **Learning goal.** Train the lab's LSTM forecaster (the tiny preset: seconds on a
-# laptop), score it against the baselines of notebook 3 on scenarios it never saw, and
+# laptop), score it against the baselines of notebook 3 on a scenario it never saw, and
 # read its figures the way the lab does: a gain over the best baseline counts only when
 # its interval says so.
 #
-# **Time:** about 40 minutes. **Data:** `course/data/course`, with `mixed` held out.
-# **Writes:** a model folder in `course/work/tiny` (notebooks 5 and 6 reuse it).
+# **Time:** about 40 minutes. **Data:** `course/data/course`, with `fault-threads` held
+# out. **Writes:** a model folder in `course/work/tiny` (notebook 5 reuses it).
 
 # %%
 import sys; sys.path[:0] = [".", ".."]  # finds classroom.py from course/ and course/solutions/
@@ -24,10 +24,10 @@ from modeling.pipeline import load_bundle
 # %% [markdown]
 # ## Train and evaluate
 #
-# `lab.py train` splits the runs (here: hold out the `mixed` scenario), fits the scaler on
-# the training runs only, trains the LSTM (a forecast head for the next H seconds and a
-# warning head for "the SLO is violated within H"), and chooses the baselines' settings on
-# the training windows. `lab.py evaluate` scores everything on the held-out runs and
+# `lab.py train` splits the runs (here: hold out the `fault-threads` scenario, both seeds;
+# notebook 3 held out `mixed`), fits the scaler on the training runs only, trains the LSTM
+# (a forecast head for the next H seconds and a warning head for "the SLO is violated
+# within H"), and chooses the baselines' settings on the training windows. `lab.py evaluate` scores everything on the held-out runs and
 # writes `metrics.json`. The tiny preset is a 15 s window, a 5 s horizon and 8 LSTM units
 # here (`lab.py train --help` lists every option).
 
@@ -115,7 +115,7 @@ print("\n".join(metrics["verdict"]))
 
 # %% tags=["exercise"]
 bundle = load_bundle(TINY_MODEL)
-held_out = load_runs([DATASET / "runs" / "mixed-s1-r1"])
+held_out = load_runs([DATASET / "runs" / "fault-threads-s1-r1"])
 pred = bundle.forecaster.predict(held_out)
 k = pred.windows.key_metrics.index(lat)
 fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
@@ -132,7 +132,7 @@ plt.show()
 
 # %% tags=["solution"]
 bundle = load_bundle(TINY_MODEL)
-held_out = load_runs([DATASET / "runs" / "mixed-s1-r1"])
+held_out = load_runs([DATASET / "runs" / "fault-threads-s1-r1"])
 pred = bundle.forecaster.predict(held_out)
 k = pred.windows.key_metrics.index(lat)
 fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)

@@ -7,8 +7,8 @@
 # See why an alarm that is always on scores a good F1 and is still useless, and why one
 # that fires on the violation itself detects everything and warns of nothing.
 #
-# **Time:** about 35 minutes. **Data:** `course/data/course`; the held-out `mixed` runs
-# of the tiny model of notebook 4 (trained here if notebook 4 has not run).
+# **Time:** about 35 minutes. **Data:** `course/data/course`; the held-out `fault-threads`
+# runs of the tiny model of notebook 4 (trained here if notebook 4 has not run).
 
 # %%
 import sys; sys.path[:0] = [".", ".."]  # finds classroom.py from course/ and course/solutions/
@@ -121,10 +121,12 @@ print("best by the headline figure:", best)
 board
 
 # %% [markdown]
-# *Discuss.* Does any alerter earn its place on these runs? The intervals
+# *Discuss.* Does any alerter earn its place on these runs? When two tie on the headline
+# figure, which would you deploy, and why does `lead_share` decide it? The intervals
 # (`ew["lstm"]["ci"]`) resample the held-out runs: with two runs, what do they say? The
-# alarm threshold of the warning head was chosen on the training runs (note:
-# `metrics["data"]["alarm_threshold_note"]`); why never on the test runs?
+# alarm threshold of the warning head was chosen on a validation part of the training
+# runs, never on the test runs: read its note below. What went wrong, and what would
+# you change in the training data to fix it?
 
 # %%
 print("LSTM F1 interval:", ew["lstm"]["ci"]["f1"], "| threshold", metrics["data"]["alarm_threshold"])
