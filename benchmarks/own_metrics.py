@@ -153,7 +153,7 @@ def print_pair(r: dict, interval_s: int = 300) -> None:
           + " | ".join(_cell(g["value"], g["ci"]) for g in r["guide_relmae"]) + " |")
     print(f"\nevent scores on {r['test']}'s NAB windows (alarm threshold {r['alarm_threshold']:.2f}: "
           f"{r['alarm_threshold_note']})")
-    print("| alert | event F1 [95%] | detected / episodes | precision | false alarms per 3600 rows | headline |")
+    print("| alert | event F1 [95%] | detected / episodes | precision | false alarms per hour of data | headline |")
     print("|---|---|---|---|---|---|")
     for name, s in r["early_warning"].items():
         f1 = "-" if s["f1"] is None else _cell(s["f1"], s["f1_ci"])

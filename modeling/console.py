@@ -73,7 +73,7 @@ def print_evaluation(console: Console, result: dict) -> None:
                       str(c["windows"]), str(c["runs"]))
     console.print(table)
     ew = result["early_warning"]
-    per = "h" if interval == 1 else "3600 rows"      # episode figures count rows (docs/own-metrics.md)
+    per = "h"                                          # per hour of data at any row interval
     table = Table(title=f"early warning by episode (headline: F1 within {_f(ew.get('budget_per_h'), 0)} false alarms/{per})",
                   box=None)
     for col in ("alert", "headline", "F1 [95%]", "precision", "recall", "false alarms/h", "mean lead s",

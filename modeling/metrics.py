@@ -242,7 +242,15 @@ def precursor(frame: pd.DataFrame, onset: int, since: int) -> int | None:
 
 def episode_scores(frame: pd.DataFrame, alarm: np.ndarray, horizon: int,
                    repeat_s: int = REPEAT_S) -> dict[str, Any]:
-    """Score one run's alarms (one value per row: 1/0, NaN where no prediction) by episode."""
+    """Score one run's alarms (one value per row: 1/0, NaN where no prediction) by episode.
+
+    Rows are `frame.attrs["interval_s"]` seconds apart (1 for the lab's runs): leads and the
+    seconds with predictions are in seconds, a held alarm counts again every `repeat_s`
+    seconds (at least every row), so false alarms per hour are per hour of data at any
+    interval. `horizon` (the merge gap of episodes) counts rows, as a model's horizon does.
+    """
+    step = float(frame.attrs.get("interval_s") or 1)
+    repeat_rows = max(1, int(round(repeat_s / step)))
     v = np.nan_to_num(pd.to_numeric(frame["slo_violation"], errors="coerce").to_numpy(dtype="float64")) > 0
     a = np.asarray(alarm, dtype="float64")
     covered = ~np.isnan(a)
@@ -258,14 +266,19 @@ def episode_scores(frame: pd.DataFrame, alarm: np.ndarray, horizon: int,
         if not covered[onset]:
             continue                                   # no prediction at the onset: not scored
         hits = np.flatnonzero(fired[start:onset + 1])
-        lead = int(onset - start - hits[0]) if len(hits) else None
-        achievable = None if cause is None else int(onset - max(cause, first_covered))
+        lead = _seconds(onset - start - hits[0], step) if len(hits) else None
+        achievable = None if cause is None else _seconds(onset - max(cause, first_covered), step)
         share = None if not achievable or achievable <= 0 else (0.0 if lead is None else min(lead, achievable) / achievable)
         episodes.append({"onset": onset, "end": end, "precursor": cause, "lead_s": lead,
                          "achievable_lead_s": achievable, "share": share})
     false_rows = fired & covered & ~relevant
-    false_alarms = sum(math.ceil((last - first + 1) / repeat_s) for first, last in runs_of_ones(false_rows))
-    return {"episodes": episodes, "false_alarms": int(false_alarms), "seconds": int(covered.sum())}
+    false_alarms = sum(math.ceil((last - first + 1) / repeat_rows) for first, last in runs_of_ones(false_rows))
+    return {"episodes": episodes, "false_alarms": int(false_alarms), "seconds": _seconds(covered.sum(), step)}
+
+
+def _seconds(rows: int | np.integer, step: float) -> int | float:
+    """Rows as seconds: an int at 1 s per row (the lab's runs), else a float."""
+    return int(rows) if step == 1 else float(rows) * step
 
 
 def merge_episode_scores(parts: Sequence[dict[str, Any]],

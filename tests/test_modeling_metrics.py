@@ -220,3 +220,17 @@ def test_calibration_scores_a_calibrated_probability_below_the_base_rate():
     constant = calibration(np.full(p.size, 0.5), truth)        # no information: the base rate's score or worse
     assert constant["brier"] >= constant["brier_base_rate"]
     assert calibration(np.array([]), np.array([]))["brier"] is None
+
+
+def test_episode_figures_are_in_seconds_at_any_row_interval():
+    frame = run_frame(288, [(200, 210)], fault=(150, 220))      # one day of 5-minute rows
+    frame.attrs["interval_s"] = 300
+    alarm = np.zeros(288)
+    alarm[180:211] = 1                                # from 20 rows (100 min) before the onset to its end
+    alarm[50:53] = 1                                  # a false alarm held for 3 rows (15 min)
+    s = episode_scores(frame, alarm, horizon=6)
+    assert s["seconds"] == 288 * 300.0
+    assert s["episodes"][0]["lead_s"] == 20 * 300.0 and s["episodes"][0]["achievable_lead_s"] == 50 * 300.0
+    assert s["false_alarms"] == 3                     # counted again every 60 s of data: every row here
+    merged = merge_episode_scores([s])
+    assert merged["false_alarms_per_h"] == pytest.approx(3 / 24)            # per hour of data, not per 3600 rows
