@@ -158,8 +158,8 @@ class LSTMForecaster(BaseEstimator):
     base : {"auto", "ewma", "median", "last"}
         The baseline the residual is over: EWMA of the window's scaled targets (weight
         `base_alpha` on the newest second), their median over the last 10 s, or the last
-        value (persistence; models saved before `base` existed). "auto" takes, per key
-        metric, whichever of the three has the lowest MAE on the training windows.
+        value (persistence; models saved before `base` existed). "auto" takes, per horizon
+        and key metric, whichever of the three has the lowest MAE on the training windows.
     quantile : float
         The upper head's quantile (pinball loss); 0 leaves the head out.
     calibrate : bool
@@ -422,26 +422,33 @@ class LSTMForecaster(BaseEstimator):
         return inputs
 
     def _base_scaled(self, x_scaled: np.ndarray) -> np.ndarray:
-        """Return the base forecast (n, 1, K) in scaled units that the residual heads add to."""
+        """Return the base forecast in scaled units that the residual heads add to: (n, H, K)
+        with a per-horizon choice (`base="auto"`), else (n, 1, K), one level for every horizon."""
         idx = [self.columns_.index(c) for c in self.key_metrics_]
         key = np.asarray(x_scaled, dtype="float64")[:, :, idx]
-        # Models saved before `base` existed: persistence. "auto": the choice made in fit.
-        choice = self.params_.get("base_choice") or [self.params_.get("base", "last")] * len(idx)
-        out = np.empty((key.shape[0], 1, key.shape[2]))
-        for name in set(choice):
-            cols = [j for j, c in enumerate(choice) if c == name]
-            out[:, :, cols] = _base_of(name, key[:, :, cols], float(self.params_["base_alpha"]))
+        alpha = float(self.params_["base_alpha"])
+        # Models saved before `base` existed: persistence. "auto": the choice made in fit,
+        # one name per horizon and key metric.
+        choice = self.params_.get("base_choice")
+        if not choice:
+            return _base_of(self.params_.get("base", "last"), key, alpha)
+        grid = np.asarray(choice, dtype=object).reshape(-1, len(idx))      # (H, K); older files: (1, K)
+        levels = {name: _base_of(name, key, alpha)[:, 0, :] for name in set(grid.ravel())}
+        out = np.empty((key.shape[0], grid.shape[0], len(idx)))
+        for h in range(grid.shape[0]):
+            for j in range(len(idx)):
+                out[:, h, j] = levels[grid[h, j]][:, j]
         return out
 
-    def _choose_base(self, w: Windows) -> list[str]:
-        """Per key metric, the base with the lowest MAE over every horizon on the training windows (scaled units)."""
+    def _choose_base(self, w: Windows) -> list[list[str]]:
+        """Per horizon and key metric, the base with the lowest training-window MAE (scaled units): (H, K) names."""
         idx = [self.columns_.index(c) for c in self.key_metrics_]
         key = self.scaler_.transform(w.x, self.columns_)[:, :, idx]
         y = self.scaler_.transform(w.y, self.key_metrics_)
-        errors = {name: np.nanmean(np.abs(y - _base_of(name, key, float(self.params_["base_alpha"]))), axis=(0, 1))
-                  for name in BASES[1:]}
-        return [min(BASES[1:], key=lambda n: (np.nan_to_num(errors[n][j], nan=np.inf), BASES.index(n)))
-                for j in range(len(idx))]
+        errors = {name: np.nanmean(np.abs(y - _base_of(name, key, float(self.params_["base_alpha"]))), axis=0)
+                  for name in BASES[1:]}                                        # (H, K) each
+        return [[min(BASES[1:], key=lambda n: (np.nan_to_num(errors[n][h, j], nan=np.inf), BASES.index(n)))
+                 for j in range(len(idx))] for h in range(y.shape[1])]
 
     def _targets(self, w: Windows) -> dict[str, np.ndarray]:
         y = self.scaler_.transform(w.y, self.key_metrics_)

@@ -206,13 +206,16 @@ def test_the_residual_base_is_the_chosen_baseline_of_the_scaled_targets(fitted, 
     x = fitted.scaler_.transform(w.x, fitted.columns_)
     key = x[:, :, [fitted.columns_.index(c) for c in fitted.key_metrics_]]
     choice = fitted.params_["base_choice"]
-    assert len(choice) == 4 and set(choice) <= {"ewma", "median", "last"}
-    # An all-zero residual (an untrained head) decodes to each metric's chosen baseline, in scaled (log) units.
+    assert np.shape(choice) == (3, 4) and {n for row in choice for n in row} <= {"ewma", "median", "last"}
+    # An all-zero residual (an untrained head) decodes to each horizon's and metric's chosen
+    # baseline, in scaled (log) units.
     expected = {"ewma": ewma(key, 1, alpha=fitted.params_["base_alpha"]), "last": persistence(key, 1),
                 "median": np.median(key[:, -8:, :], axis=1, keepdims=True)}
     got = fitted._base_scaled(x)
-    for j, name in enumerate(choice):
-        np.testing.assert_allclose(got[:, :, j], expected[name][:, :, j], rtol=1e-9)
+    assert got.shape == (len(w), 3, 4)
+    for h, row in enumerate(choice):
+        for j, name in enumerate(row):
+            np.testing.assert_allclose(got[:, h, j], expected[name][:, 0, j], rtol=1e-9)
 
     # "auto" picks, per metric, what forecasts the training windows best: the last value for a
     # random walk, a smoothed level for noise around a constant.
@@ -228,7 +231,8 @@ def test_the_residual_base_is_the_chosen_baseline_of_the_scaled_targets(fitted, 
     raw_x = fitted.scaler_.inverse_transform(xs, cols)
     raw_y = fitted.scaler_.inverse_transform(series[:, W:, :], fitted.key_metrics_)
     picked = fitted._choose_base(SimpleNamespace(x=raw_x, y=raw_y))
-    assert picked[0] == picked[2] == "last" and picked[1] in ("ewma", "median") and picked[3] in ("ewma", "median")
+    for row in picked:                                   # every horizon
+        assert row[0] == row[2] == "last" and row[1] in ("ewma", "median") and row[3] in ("ewma", "median")
 
     assert LSTMForecaster(base="median").resolved_params()["base"] == "median"
     with pytest.raises(BadInput, match="base must be one of"):
