@@ -38,7 +38,7 @@ def _num(value) -> float:
 
 class OnlineModel:
     """Keep the model's window of rows and predict from it once per second."""
-    def __init__(self, bundle, max_rows: int | None = None):
+    def __init__(self, bundle, max_rows: int | None = None, plan_known: bool = False):
         self.bundle = bundle
         f = bundle.forecaster
         self.forecaster = f
@@ -52,9 +52,10 @@ class OnlineModel:
         self.rows: deque = deque(maxlen=max_rows or max(self.window, span) + 5)
         self.known_future = list(getattr(f, "known_future_", []) or [])
         # Training and serving agree: a model trained on the plan ahead needs it, which a monitor
-        # does not have; a `future="hold"` model is trained on the plan of now repeated, as served.
+        # does not have (a lab run's autoscaler does: `plan_known`, and it passes the plan to
+        # `predict`); a `future="hold"` model is trained on the plan of now repeated, as served.
         self.future_mode = f.params_.get("future", "legacy") if self.known_future else None
-        if self.future_mode == "plan":
+        if self.future_mode == "plan" and not plan_known:
             raise BadInput(f"{bundle.folder}: this model was trained on the scenario's plan ahead "
                            f"({', '.join(self.known_future)}), which a monitor does not know; train it with "
                            f"--plan held (the plan of now, repeated) to serve it here")

@@ -90,7 +90,7 @@ spawn_rate = 1
 STORIES = {"smoke", "ramp", "spike", "step", "wave", "soak", "fault-latency", "fault-errors",
            "fault-cpu", "fault-memory", "mixed"}
 # Every story in the open model under its plain name, the closed originals as <name>-closed.
-BUILTINS = STORIES | {f"{name}-closed" for name in STORIES} | {"fault-threads"}
+BUILTINS = STORIES | {f"{name}-closed" for name in STORIES} | {"fault-threads", "scale-spike", "scale-ramp"}
 # The 2 x 4 target's capacity in the open model (measured; see the built-in files' comments).
 CAPACITY_RPS = 150
 

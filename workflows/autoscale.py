@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from contract.errors import BadInput
+from contract.errors import BadInput, LabError
 from contract.runfolder import AUTOSCALE_JSONL
 from loadtests.harness import RunOptions, RunResult, resolve_scenario, run_scenario
-from monitor.policy import Policy, Prediction, ReactivePolicy
+from contract.scenario import Scenario
+from monitor.hpa import DEFAULT_BOOT_LEAD_S, HPA_METRICS, HpaConfig, HpaScaler, LeadConfig, LeadScaler, ScalerPolicy
+from monitor.policy import Prediction
 from monitor.sinks import Backoff, Lane, ScaleTargetSink
 from modeling.pipeline import load_bundle
 from monitor.live import OnlineModel
@@ -40,26 +42,28 @@ class Autoscaler:
     columns = ("autoscale_action",)
 
     def __init__(self, mode: str, slo: dict, *, model_dir: Path | None = None,
-                 min_workers: int = 1, max_workers: int = 6):
-        check_autoscale_options(mode, model_dir, min_workers, max_workers)
-        self.mode, self.model_dir = mode, model_dir
+                 min_workers: int = 1, max_workers: int = 6, metric: str = "slo",
+                 target: float | None = None, lead_s: float = DEFAULT_BOOT_LEAD_S,
+                 scenario: Scenario | None = None):
+        check_autoscale_options(mode, model_dir, min_workers, max_workers, metric)
+        self.mode, self.model_dir, self.scenario = mode, model_dir, scenario
         self.min_workers, self.max_workers = min_workers, max_workers
         self.online = None
+        self.hpa = hpa = HpaScaler(HpaConfig(metric=metric, target=target or _default_target(metric, slo),
+                                             min_workers=min_workers, max_workers=max_workers))
+        self.lead_s = lead_s
         if mode == "predictive":
-
             bundle = load_bundle(model_dir)
             if bundle.meta.get("profile", "lab") != "lab":
                 raise BadInput(f"{model_dir}: --autoscale predictive inside a lab run uses a --profile lab "
                                f"model (it reads the collector's rows)")
-            self.online = OnlineModel(bundle)
-            self.policy = Policy.preset("default", min_workers=min_workers, max_workers=max_workers,
-                                        slo_latency_p95_ms=slo["latency_p95_ms"])
+            # Inside a lab run the scenario's plan is known: a model trained on it is served it.
+            self.online = OnlineModel(bundle, plan_known=scenario is not None)
+            lead = LeadConfig(slo_p95_ms=slo["latency_p95_ms"], lead_s=lead_s)
+            self.policy = ScalerPolicy(LeadScaler(hpa, lead), metric)
         else:
-            # The rule most teams run: add capacity once the SLO is already broken or CPU is high.
-            self.policy = ReactivePolicy.preset("cpu_or_slo", min_workers=min_workers,
-                                                max_workers=max_workers,
-                                                slo_latency_p95_ms=slo["latency_p95_ms"],
-                                                slo_error_rate=slo["error_rate"])
+            # Kubernetes' HPA with its default behaviour, on the SLO window, queue time or CPU.
+            self.policy = ScalerPolicy(hpa, metric)
         self.sink: ScaleTargetSink | None = None
         self.lane: Lane | None = None
         self.backoff = Backoff()
@@ -82,14 +86,18 @@ class Autoscaler:
         self.lane = Lane("autoscale", lambda job: self._act(*job), self._dropped)
         return {"mode": self.mode, "model": str(self.model_dir) if self.model_dir else None,
                 "min_workers": self.min_workers, "max_workers": self.max_workers,
-                "policy": type(self.policy).__name__}
+                "policy": getattr(self.policy, "name", type(self.policy).__name__),
+                "lead_s": self.lead_s if self.mode == "predictive" else None,
+                "hpa": {k: getattr(self.hpa.config, k) for k in ("metric", "target", "time_factor")}}
 
     def on_row(self, row: dict) -> dict | None:
         """Decide on the newest row; a taken action is started now and labels this second."""
         now = time.time()
+        if hasattr(self.policy, "observe"):
+            self.policy.observe(row, None if self.lane.busy() else self._live_workers())
         if self.online is not None:
             self.online.observe(row)
-            prediction = self.online.predict(now, row)
+            prediction = self.online.predict(now, row, future_users=self._plan_ahead(row))
         else:
             prediction = Prediction(
                 timestamp=now, observed_p95_ms=_opt(row.get("latency_p95_ms")),
@@ -99,6 +107,7 @@ class Autoscaler:
         decision = self.policy.decide(prediction)
         self.decisions += 1
         self._write({"ts": now, "action": str(decision.action), "amount": decision.amount,
+                     "desired_workers": decision.desired_workers,
                      "probability": prediction.probability, "reason": decision.reason,
                      "row_elapsed_s": row.get("elapsed_s")})
         if not decision.taken:
@@ -106,6 +115,21 @@ class Autoscaler:
         self.actions += 1
         self.lane.submit((decision, now))
         return {"autoscale_action": f"{decision.action}:{decision.amount or 0}"}
+
+    def _live_workers(self) -> int | None:
+        try:
+            return self.sink.workers()
+        except LabError:
+            return None
+
+    def _plan_ahead(self, row: dict) -> list[float] | None:
+        """The scenario's plan of the model's next H seconds, for a model trained on it."""
+        if self.online.future_mode != "plan" or self.scenario is None:
+            return None
+        second = _int(row.get("elapsed_s")) or 0
+        last = self.scenario.duration_s - 1
+        plan = [self.scenario.planned(min(second + h, last)) for h in range(1, self.online.horizon + 1)]
+        return [float(p.rate if p.rate is not None else p.users or 0.0) for p in plan]
 
     def close(self) -> dict:
         """Finish the action in progress; one still waiting when the run ends is dropped (and logged)."""
@@ -144,10 +168,13 @@ class Autoscaler:
             fh.write(json.dumps(record) + "\n")
 
 
-def check_autoscale_options(mode: str, model_dir: Path | None, min_workers: int, max_workers: int) -> None:
+def check_autoscale_options(mode: str, model_dir: Path | None, min_workers: int, max_workers: int,
+                            metric: str = "slo") -> None:
     """Refuse bad autoscaling options before anything starts."""
     if mode not in MODES:
         raise BadInput(f"--autoscale: expected one of {', '.join(MODES)}, got {mode!r}")
+    if metric not in HPA_METRICS:
+        raise BadInput(f"--scale-metric: expected one of {', '.join(HPA_METRICS)}, got {metric!r}")
     if min_workers < 1 or max_workers < min_workers:
         raise BadInput(f"--min-workers {min_workers} and --max-workers {max_workers}: "
                        f"need 1 <= min-workers <= max-workers")
@@ -157,19 +184,26 @@ def check_autoscale_options(mode: str, model_dir: Path | None, min_workers: int,
         raise BadInput(f"--model is used by --autoscale predictive only, not {mode}")
 
 
+def _default_target(metric: str, slo: dict) -> float:
+    """The HPA's target: the SLO's p95 for the SLO window, a tenth of it for queue time, 70 % CPU."""
+    return {"slo": slo["latency_p95_ms"], "queue": slo["latency_p95_ms"] / 10.0, "cpu": 70.0}[metric]
+
+
 def record_run(opts: RunOptions, *, autoscale: str = "off", model_dir: Path | None = None,
-               min_workers: int = 1, max_workers: int = 6,
+               min_workers: int = 1, max_workers: int = 6, metric: str = "slo",
                on_row: Callable[[dict], None] | None = None,
                on_status: Callable[[str], None] | None = None) -> RunResult:
     """One labelled run, with closed-loop autoscaling when `autoscale` is not off."""
-    check_autoscale_options(autoscale, model_dir, min_workers, max_workers)
+    check_autoscale_options(autoscale, model_dir, min_workers, max_workers, metric)
     hooks = []
     if autoscale != "off":
         if opts.host:
             raise BadInput("--autoscale scales the embedded target; it cannot be used with --host")
-        slo = resolve_scenario(opts).slo
+        scenario = resolve_scenario(opts)
+        slo = scenario.slo
         hooks.append(Autoscaler(autoscale, {"latency_p95_ms": slo.latency_p95_ms, "error_rate": slo.error_rate},
-                                model_dir=model_dir, min_workers=min_workers, max_workers=max_workers))
+                                model_dir=model_dir, min_workers=min_workers, max_workers=max_workers,
+                                metric=metric, scenario=scenario))
     return run_scenario(opts, on_row=on_row, on_status=on_status, hooks=hooks)
 
 
