@@ -6,7 +6,9 @@
 - every sync period (15 s) it computes desired = ceil(current x metric / target), or keeps
   `current` when metric / target is within the tolerance (10 %) of 1;
 - a scale-down takes the highest recommendation of the last 300 s (the stabilisation
-  window), so a dip does not remove workers a moment before they are needed again;
+  window), so a dip does not remove workers a moment before they are needed again; the
+  count it starts with counts as recommended at its first sync (no scale-down on the
+  first, warming-up readings);
 - a scale-up adds at most max(4 pods, 100 % of the count at the period's start) per 60 s,
   and a scale-down removes at most 100 % per 15 s (the defaults), within min/max.
 
@@ -130,6 +132,10 @@ class HpaScaler:
         """Sync at `t` if due: the stabilised, rate-limited worker count to have (`extra` adds a recommendation)."""
         if not self.due(t):
             return Step(t, current, current, None, "between syncs", synced=False)
+        if self._last_sync is None:
+            # The count it starts with stands for a whole window, as a running deployment's
+            # history would: no scale-down on the first, warming-up readings.
+            self._recommendations.append((t, current))
         self._last_sync = t
         recommended, why = self.raw(current, value)
         if extra is not None and (recommended is None or extra[0] > recommended):

@@ -77,6 +77,12 @@ def test_scale_up_is_limited_to_four_pods_or_double_per_period():
     assert hpa.step(8, 10, 5000.0).desired == 20       # 100 % of 10
 
 
+def test_no_scale_down_on_the_first_readings():
+    hpa = HpaScaler(HpaConfig(target=100.0))
+    counts = run(hpa, 3, [10.0] * 25)                   # a run's first, nearly empty windows
+    assert counts[:19] == [3] * 19 and counts[-1] == 1  # the starting count holds for the window
+
+
 def test_bounds_clamp_the_count():
     hpa = HpaScaler(HpaConfig(target=100.0, min_workers=2, max_workers=3))
     assert hpa.step(0, 2, 900.0).desired == 3

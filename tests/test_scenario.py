@@ -404,6 +404,8 @@ def test_each_builtin_loads_and_round_trips(name, tmp_path):
     assert s.load_model == ("closed" if name.endswith("-closed") else "open")
     if name.startswith("smoke"):
         assert s.duration_s == 20
+    elif name.startswith("scale-"):          # the closed-loop benchmark's short runs
+        assert 60 <= s.duration_s <= 90
     else:
         assert 120 <= s.duration_s <= 300
     assert Scenario.from_dict(json.loads(json.dumps(s.to_dict()))) == s

@@ -1,8 +1,12 @@
-"""Closed-loop autoscaling inside a lab run: reactive (HPA-like) or predictive (the model).
+"""Closed-loop autoscaling inside a lab run: reactive (Kubernetes' HPA) or predictive (HPA + the model).
 
 `Autoscaler` is a row hook of the harness (`loadtests.harness.RowHook`): the harness hands
 it every row the collector records; the policy decides, and `ScaleTargetSink` changes the
-embedded target's gunicorn worker count for real. A taken action labels the second in
+embedded target's gunicorn worker count for real. The policy is a `monitor.hpa.ScalerPolicy`:
+the HPA rule on the row's metric (`slo`: the SLO window's p95, `queue`, `cpu`), and in
+predictive mode the same rule led by the model's forecast (`monitor.hpa.LeadScaler`, with
+the measured worker boot time as its lead). Inside a lab run the scenario's plan is known,
+so a model trained with `--plan ahead` is served the plan of its next H seconds. A taken action labels the second in
 which it was taken (`autoscale_action`, next to `target_workers`), and every decision and
 its outcome is kept in the run's `autoscale.jsonl` for the record.
 
