@@ -78,3 +78,14 @@ def test_plot_draws_every_mode_from_the_run_folders(tmp_path):
             results.append({"seed": seed, "mode": mode, "run_dir": str(run)})
     path = compare.plot_modes("scale-spike", results, tmp_path / "plot.png", 2500.0)
     assert path.exists() and path.stat().st_size > 10_000
+
+
+def test_bad_options_are_refused_before_anything_starts(tmp_path):
+    from contract.errors import BadInput
+
+    with pytest.raises(BadInput, match="--seeds"):
+        compare.check_comparison(tmp_path, 0)
+    with pytest.raises(BadInput, match="--scale-metric"):
+        compare.check_comparison(tmp_path, 2, metric="memory")
+    with pytest.raises(BadInput, match="--model"):
+        compare.check_comparison(tmp_path / "none", 2)

@@ -159,17 +159,24 @@ def _cell(value, col: str) -> str:
     return str(value)
 
 
+def check_comparison(model_dir: Path | None, seeds: int, *, min_workers: int = 1, max_workers: int = 6,
+                     metric: str = "slo", modes=MODES, **_) -> None:
+    """Refuse bad comparison options before a target starts."""
+    from workflows.autoscale import check_autoscale_options
+
+    if seeds < 1:
+        raise BadInput(f"--seeds: expected at least 1, got {seeds}")
+    check_autoscale_options("off", None, min_workers, max_workers, metric)
+    if "predictive" in modes and (model_dir is None or not is_model_folder(model_dir)):
+        raise BadInput(f"--model: {model_dir} is not a model folder (train one with lab.py train)")
+
+
 def run_comparison(scenario: str, model_dir: Path | None, *, out: Path, seed: int = 1, seeds: int = 1,
                    **kwargs) -> tuple[list[dict], Path]:
     """`compare_autoscale` on seeds seed .. seed + seeds - 1, then the plot in `out`; (results, plot)."""
     from loadtests.harness import resolve_scenario
 
-    from workflows.autoscale import check_autoscale_options
-
-    if seeds < 1:
-        raise BadInput(f"--seeds: expected at least 1, got {seeds}")
-    check_autoscale_options("off", None, kwargs.get("min_workers", 1), kwargs.get("max_workers", 6),
-                            kwargs.get("metric", "slo"))
+    check_comparison(model_dir, seeds, **kwargs)
     results = compare_autoscale(scenario, model_dir, out=out, seeds=list(range(seed, seed + seeds)), **kwargs)
     slo = resolve_scenario(RunOptions(scenario=scenario)).slo.latency_p95_ms
     name = Path(scenario).stem if scenario.endswith(".toml") else scenario
@@ -180,6 +187,7 @@ def compare_command(console, scenario: str, model_dir: Path | None, *, quiet: bo
     """`lab.py compare-autoscale`: the comparison under a progress bar, then its tables."""
     from loadtests.report_console import RunProgress
 
+    check_comparison(model_dir, kwargs.get("seeds", 1), **{k: v for k, v in kwargs.items() if k != "seeds"})
     with RunProgress(console, enabled=not quiet, label=scenario) as progress:
         results, plot = run_comparison(scenario, model_dir, on_mode=lambda m: progress.status(f"mode {m}"),
                                        on_row=progress.row, **kwargs)
