@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from workflows.compare import COLUMNS, PAIRED, mode_means, paired, run_comparison, verdict
+from workflows.compare import COLUMNS, PAIRED, mode_means, paired, relative_text, run_comparison, verdict
 
 
 class LoadSampler:
@@ -74,7 +74,7 @@ def report(scenario: str, results: list[dict], plot: Path) -> None:
         d = paired(results, metric)
         if d is not None:
             print(f"- predictive - reactive, {metric}: {d['mean_diff']:+.1f} per run, 95 % paired bootstrap "
-                  f"[{d['low']:+.1f}, {d['high']:+.1f}], totals {d['relative']:+.0%}")
+                  f"[{d['low']:+.1f}, {d['high']:+.1f}], totals {relative_text(d)}")
     print(f"- {verdict(results)}")
     print(f"- plot: {plot}", flush=True)
 

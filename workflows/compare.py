@@ -151,6 +151,11 @@ def plot_modes(scenario: str, results: list[dict], path: Path, slo_p95_ms: float
     return path
 
 
+def relative_text(d: dict) -> str:
+    """The relative change of the totals, or '-' when the reference total is 0."""
+    return "-" if math.isnan(d["relative"]) else f"{d['relative']:+.0%}"
+
+
 def _cell(value, col: str) -> str:
     if value is None:
         return "-"
@@ -208,7 +213,7 @@ def print_comparison(console, scenario: str, results: list[dict], plot: Path | N
         d = paired(results, metric)
         if d is not None:
             console.print(f"predictive - reactive {metric}: {d['mean_diff']:+.1f} per run, 95 % paired bootstrap "
-                          f"[{d['low']:+.1f}, {d['high']:+.1f}], totals {d['relative']:+.0%}", highlight=False)
+                          f"[{d['low']:+.1f}, {d['high']:+.1f}], totals {relative_text(d)}", highlight=False)
     console.print(verdict(results), highlight=False)
     if plot is not None:
         console.print(f"plot: {plot}", highlight=False)
