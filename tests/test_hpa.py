@@ -190,3 +190,19 @@ def test_scaler_policy_acts_on_the_upper_quantile_when_the_model_has_one():
     upper = Prediction(timestamp=2.0, probability=0.1, p95_ms=(2000.0, 2100.0), p95_upper_ms=(2400.0, 3000.0))
     d = policy.decide(upper)
     assert d.taken and d.desired_workers == 3 and "forecast p95 3000" in d.reason
+
+
+def test_the_autoscaler_serves_a_plan_ahead_model_the_scenario_plan_of_its_horizon():
+    from types import SimpleNamespace
+
+    from contract.scenario import load_scenario
+    from workflows.autoscale import Autoscaler
+
+    scenario = load_scenario("scale-spike")          # 3/s until 20 s, 11/s from 21 s (1 s ramp)
+    scaler = Autoscaler("reactive", {"latency_p95_ms": SLO, "error_rate": 0.02}, scenario=scenario)
+    scaler.online = SimpleNamespace(future_mode="plan", horizon=4)
+    ahead = scaler._plan_ahead({"elapsed_s": 17})
+    assert ahead == [scenario.planned(s).rate for s in (18, 19, 20, 21)] and ahead[0] == 3 and ahead[-1] == 11
+    assert scaler._plan_ahead({"elapsed_s": 58}) == [3.0] * 4     # past the end: the last second's plan
+    scaler.online = SimpleNamespace(future_mode="hold", horizon=4)
+    assert scaler._plan_ahead({"elapsed_s": 17}) is None          # a held-plan model is served as trained
