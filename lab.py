@@ -118,7 +118,8 @@ def run_scenario(
     target_workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="gunicorn workers of the embedded target.")] = None,
     target_threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Threads per target worker.")] = None,
     prometheus_url: Annotated[Optional[str], typer.Option(help="Read server-side metrics from this Prometheus server instead of scraping /metrics.")] = None,
-    autoscale: Annotated[str, typer.Option(help="off, reactive (HPA-like: current SLO state or CPU) or predictive (the model's early warning); scales the embedded target's workers.")] = "off",
+    autoscale: Annotated[str, typer.Option(help="off, reactive (Kubernetes HPA rule) or predictive (HPA led by the model's forecast); scales the embedded target's workers.")] = "off",
+    scale_metric: Annotated[str, typer.Option(help="The HPA's metric: slo (SLO-window p95), queue or cpu.")] = "slo",
     model: Annotated[Optional[Path], typer.Option(help="Model folder for --autoscale predictive.")] = None,
     min_workers: Annotated[int, typer.Option(min=1, max=64, help="Fewest target workers when autoscaling.")] = 1,
     max_workers: Annotated[int, typer.Option(min=1, max=64, help="Most target workers when autoscaling.")] = 6,
@@ -133,11 +134,11 @@ def run_scenario(
                       out=out_dir, host=host, allow_remote=allow_remote, admin_token=admin_token,
                       workers=workers, target_workers=target_workers, target_threads=target_threads,
                       prometheus_url=prometheus_url, expect_workers=expect_workers, master_bind=master_bind)
-    check_autoscale_options(autoscale, model, min_workers, max_workers)
+    check_autoscale_options(autoscale, model, min_workers, max_workers, scale_metric)
     with RunProgress(out, enabled=not quiet, label=scenario or "run") as progress:
         progress.set_total(resolve_scenario(opts).duration_s)
-        result = record_run(opts, autoscale=autoscale, model_dir=model, min_workers=min_workers,
-                            max_workers=max_workers, on_row=progress.row, on_status=progress.status)
+        result = record_run(opts, autoscale=autoscale, model_dir=model, min_workers=min_workers, max_workers=max_workers,
+                            metric=scale_metric, on_row=progress.row, on_status=progress.status)
     print_summary(out, result)
 
 
@@ -355,24 +356,22 @@ def monitor(
 
 @lab_command
 def compare_autoscale(
-    scenario: Annotated[str, typer.Argument(help="Built-in scenario name or .toml path.")],
+    scenario: Annotated[str, typer.Argument(help="Built-in scenario name or .toml path (the wait-bound scale-spike, scale-ramp suit it).")],
     model: Annotated[Path, typer.Option(help="Model folder (trained with --profile lab) for the predictive mode.")],
-    seed: Annotated[Optional[int], typer.Option(help="Seed used for all three runs.")] = None,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 1,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds seed .. seed+N-1, each run in all three modes (paired).")] = 1,
     duration: Annotated[Optional[int], typer.Option(min=1, help="Scale the scenario to this many seconds.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the three run folders.")] = Path("runs/compare"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the run folders and the plot.")] = Path("runs/compare"),
     min_workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
     max_workers: Annotated[int, typer.Option(min=1, max=64)] = 6,
+    scale_metric: Annotated[str, typer.Option(help="The HPA's metric: slo (SLO-window p95), queue or cpu.")] = "slo",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
-    """Run a scenario with no, reactive and predictive autoscaling; compare SLO seconds and cost."""
-    from loadtests.report_console import RunProgress
-    from workflows.compare import compare_autoscale as compare, print_comparison
+    """Run a scenario with no, reactive (HPA) and predictive autoscaling on the same seeds; compare."""
+    from workflows.compare import compare_command
 
-    with RunProgress(out, enabled=not quiet, label=scenario) as progress:
-        results = compare(scenario, model, out=out_dir, seed=seed, duration_s=duration,
-                          min_workers=min_workers, max_workers=max_workers,
-                          on_mode=lambda m: progress.status(f"mode {m}"), on_row=progress.row)
-    print_comparison(out, scenario, results)
+    compare_command(out, scenario, model, quiet=quiet, out=out_dir, seed=seed, seeds=seeds, duration_s=duration,
+                    min_workers=min_workers, max_workers=max_workers, metric=scale_metric)
 
 
 @lab_command

@@ -55,7 +55,8 @@ class OnlineModel:
         self.rows: deque = deque(maxlen=max_rows or max(self.window, span) + 5)
         self.known_future = list(getattr(f, "known_future_", []) or [])
         # Training and serving agree: a model trained on the plan ahead needs it, which a monitor
-        # does not have; a `future="hold"` model is trained on the plan of now repeated, as served.
+        # watching anything but a lab run does not have (a lab run's autoscaler passes `plan`);
+        # a `future="hold"` model is trained on the plan of now repeated, as served.
         self.future_mode = f.params_.get("future", "legacy") if self.known_future else None
         self.plan = plan if self.future_mode == "plan" else None
         if self.future_mode == "plan" and plan is None:

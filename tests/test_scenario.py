@@ -90,7 +90,7 @@ spawn_rate = 1
 STORIES = {"smoke", "ramp", "spike", "step", "wave", "soak", "fault-latency", "fault-errors",
            "fault-cpu", "fault-memory", "mixed"}
 # Every story in the open model under its plain name, the closed originals as <name>-closed.
-BUILTINS = STORIES | {f"{name}-closed" for name in STORIES} | {"fault-threads"}
+BUILTINS = STORIES | {f"{name}-closed" for name in STORIES} | {"fault-threads", "scale-spike", "scale-ramp"}
 # The 2 x 4 target's capacity in the open model (measured; see the built-in files' comments).
 CAPACITY_RPS = 150
 
@@ -404,6 +404,8 @@ def test_each_builtin_loads_and_round_trips(name, tmp_path):
     assert s.load_model == ("closed" if name.endswith("-closed") else "open")
     if name.startswith("smoke"):
         assert s.duration_s == 20
+    elif name.startswith("scale-"):          # the closed-loop benchmark's short runs
+        assert 60 <= s.duration_s <= 90
     else:
         assert 120 <= s.duration_s <= 300
     assert Scenario.from_dict(json.loads(json.dumps(s.to_dict()))) == s

@@ -1,7 +1,7 @@
 """Dataset presets: the benchmark dataset and a small one for development, each with a fixed split.
 
 `generate-dataset --preset bench` records every open-model built-in scenario (smoke, a
-20 s test run, left out) at full length for seeds 1..5; `--preset small` five of them
+20 s test run, and the closed loop's scale-spike and scale-ramp left out) at full length for seeds 1..5; `--preset small` five of them
 scaled to 120 s for seeds 1 and 2 (about 20 minutes of runs). The split is fixed when the
 dataset is planned and stored in its manifest (`generation.split`, read by
 `modeling.protocol`): the test split holds the held-out scenarios (every seed) and the
@@ -37,7 +37,7 @@ PRESETS: dict[str, Preset] = {
         scenarios=("spike", "ramp", "step", "wave", "mixed", "soak", "fault-latency", "fault-errors",
                    "fault-cpu", "fault-memory", "fault-threads"),
         seeds=(1, 2, 3, 4, 5), duration_s=None, test_scenarios=("mixed", "wave"), test_seeds=(5,),
-        about="every open-model built-in but smoke, full length, seeds 1-5 (about 3.3 h of rows)"),
+        about="every open-model built-in but smoke and scale-*, full length, seeds 1-5 (about 3.3 h of rows)"),
     "small": Preset(
         scenarios=("spike", "ramp", "fault-latency", "fault-threads", "mixed"),
         seeds=(1, 2), duration_s=120, test_scenarios=("mixed",), test_seeds=(2,),
