@@ -89,6 +89,7 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _num(value: object) -> float:
+    """A row's value as a float; missing, empty, text or non-finite is NaN."""
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -14,20 +14,12 @@ predicts from the carried value, with the `missing` flag the model was trained t
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .data import DEFAULT_MAX_GAP_S
-
-
-def _num(value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
+from .features import _num
 
 
 class OnlineWindow:
