@@ -249,9 +249,12 @@ def test_a_stall_shows_in_full_from_the_intended_send(tmp_path):
     intended = samples["intended_ts"] - t0
     stalled = samples[(intended >= 8.5) & (intended < 12)]
     assert len(stalled) >= 50
-    # Intended-time latency shows the stall and the queue behind it, for every such request:
-    # the fault's own delay is 1.6-2.4 s (half of them under 2 s), the queue adds the rest.
-    assert (stalled["response_time_ms"] >= 2000).mean() >= 0.95
+    # Intended-time latency shows the stall and the queue behind it, for nearly every such
+    # request: the fault's own delay is 1.6-2.4 s (half of them under 2 s), the queue adds the
+    # rest. Not for all: a request on a kept-alive connection is read by the worker holding it
+    # and can pass the listen queue, so a few see only the fault's delay (a CI run had 5 of
+    # 76 at 1.94-1.97 s, sent 11.8 s in, behind a queue of 40).
+    assert (stalled["response_time_ms"] >= 2000).mean() >= 0.90
     assert stalled["response_time_ms"].median() >= 2500
     assert samples["response_time_ms"].max() >= 4000
     # The load generator kept its schedule: the wait is the target's, not Locust's.
