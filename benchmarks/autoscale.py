@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from workflows.compare import COLUMNS, PAIRED, mode_means, paired, relative_text, run_comparison, verdict
+from workflows.compare import (COLUMNS, PAIRED, cell_text, mode_means, paired, relative_text, run_comparison,
+                               verdict)
 
 
 class LoadSampler:
@@ -55,20 +56,12 @@ class LoadSampler:
                 f"max {s[-1]:.2f} ({len(s)} samples, {os.cpu_count()} CPUs)")
 
 
-def _fmt(value, col: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.0f}" if col in ("p95_ms", "p99_ms", "worker_seconds") else f"{value:.1f}"
-    return str(value)
-
-
 def report(scenario: str, results: list[dict], plot: Path) -> None:
     print(f"\n### {scenario}\n")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for r in results + mode_means(results):
-        print("| " + " | ".join(_fmt(r[c], c) for c in COLUMNS) + " |")
+        print("| " + " | ".join(cell_text(r[c], c) for c in COLUMNS) + " |")
     print()
     for metric in PAIRED:
         d = paired(results, metric)

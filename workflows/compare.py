@@ -156,7 +156,8 @@ def relative_text(d: dict) -> str:
     return "-" if math.isnan(d["relative"]) else f"{d['relative']:+.0%}"
 
 
-def _cell(value, col: str) -> str:
+def cell_text(value, col: str) -> str:
+    """One table cell of a comparison: '-' for none, whole ms and worker-seconds, else one decimal."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -207,7 +208,7 @@ def print_comparison(console, scenario: str, results: list[dict], plot: Path | N
     for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("seed", "mode") else "right")
     for r in results + mode_means(results):
-        table.add_row(*[_cell(r[c], c) for c in COLUMNS])
+        table.add_row(*[cell_text(r[c], c) for c in COLUMNS])
     console.print(table)
     for metric in PAIRED:
         d = paired(results, metric)
