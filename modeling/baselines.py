@@ -60,11 +60,13 @@ def ewma(x: np.ndarray, horizon: int, alpha: float = 0.3) -> np.ndarray:
     x = _check(x, horizon)
     if not 0 < alpha <= 1:
         raise BadInput(f"ewma alpha must be in (0, 1], got {alpha}")
-    w = x.shape[1]
-    # Weights of the recursion s_t = a*x_t + (1-a)*s_{t-1}, normalised over the finite window.
-    weights = alpha * (1 - alpha) ** np.arange(w - 1, -1, -1)
-    weights /= weights.sum()
-    return _repeat(np.einsum("nwk,w->nk", x, weights), horizon)
+    return _repeat(np.einsum("nwk,w->nk", x, ewma_weights(x.shape[1], alpha)), horizon)
+
+
+def ewma_weights(window: int, alpha: float) -> np.ndarray:
+    """Weights of the recursion s_t = a*x_t + (1-a)*s_{t-1} over a finite window, newest last, normalised."""
+    weights = alpha * (1 - alpha) ** np.arange(window - 1, -1, -1)
+    return weights / weights.sum()
 
 
 def linear(x: np.ndarray, horizon: int, fit_s: int | None = None) -> np.ndarray:

@@ -50,7 +50,7 @@ from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, Dat
                    make_windows, pooled_targets,
                    require_columns, run_name, select_features, slo_columns, split_runs)
 from .metrics import choose_threshold
-from .baselines import clip_forecast
+from .baselines import clip_forecast, ewma_weights
 from contract.runfolder import atomic_path, atomic_write_json, read_json, sha256_file
 
 FORMAT = "stability-lab/lstm-forecaster/1"
@@ -482,8 +482,7 @@ class LSTMForecaster(BaseEstimator):
         p = np.asarray(probability, dtype="float64")
         if not cal:
             return p
-        logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, None))
-        return 1.0 / (1.0 + np.exp(-(cal["a"] * logit + cal["b"])))
+        return 1.0 / (1.0 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
 
     # ------------------------------------------------------------ prediction
 
@@ -705,16 +704,10 @@ def check_model_file(path: str | Path) -> None:
 def _base_of(name: str, key: np.ndarray, alpha: float) -> np.ndarray:
     """One base forecast (n, 1, K) from the window's scaled key metrics (n, W, K)."""
     if name == "ewma":
-        return np.einsum("nwk,w->nk", key, _ewma_weights(key.shape[1], alpha))[:, None, :]
+        return np.einsum("nwk,w->nk", key, ewma_weights(key.shape[1], alpha))[:, None, :]
     if name == "median":
         return np.median(key[:, -min(MEDIAN_SPAN, key.shape[1]):, :], axis=1, keepdims=True)
     return key[:, -1:, :]
-
-
-def _ewma_weights(window: int, alpha: float) -> np.ndarray:
-    """Weights of the EWMA recursion s_t = a*x_t + (1-a)*s_{t-1} over a finite window, newest last."""
-    weights = alpha * (1 - alpha) ** np.arange(window - 1, -1, -1)
-    return weights / weights.sum()
 
 
 def _pinball(keras: Any, q: float) -> Callable[[Any, Any], Any]:
@@ -726,6 +719,12 @@ def _pinball(keras: Any, q: float) -> Callable[[Any, Any], Any]:
     return pinball
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), with p kept 1e-6 away from 0 and 1 (a sigmoid's float32 output reaches both)."""
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
 def platt(probability: np.ndarray, truth: np.ndarray) -> tuple[dict[str, float] | None, str]:
     """Fit Platt scaling, P = sigmoid(a * logit(p) + b), on validation windows; None when it cannot be fitted."""
     from sklearn.linear_model import LogisticRegression
@@ -733,8 +732,7 @@ def platt(probability: np.ndarray, truth: np.ndarray) -> tuple[dict[str, float] 
     p, y = np.asarray(probability, dtype="float64"), np.asarray(truth).astype(int)
     if len(np.unique(y)) < 2:
         return None, "not calibrated: the validation windows hold one class only"
-    logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, None))
-    fit = LogisticRegression(C=1e4).fit(logit[:, None], y)
+    fit = LogisticRegression(C=1e4).fit(_logit(p)[:, None], y)
     return ({"a": float(fit.coef_[0][0]), "b": float(fit.intercept_[0])},
             f"Platt scaling on {len(y)} validation windows ({int(y.sum())} positive)")
 
