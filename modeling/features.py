@@ -88,7 +88,7 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _num(value: object) -> float:
+def as_float(value: object) -> float:
     """A row's value as a float; missing, empty, text or non-finite is NaN."""
     try:
         v = float(value)  # type: ignore[arg-type]
@@ -106,12 +106,12 @@ class OnlineDerived:
     def update(self, row: Mapping[str, object]) -> dict:
         """Return the row with its derived columns added (those whose sources the row has)."""
         out = dict(row)
-        cpu, rps = _num(row.get("cpu_percent")), _num(row.get("rps"))
+        cpu, rps = as_float(row.get("cpu_percent")), as_float(row.get("rps"))
         if "cpu_percent" in row and "rps" in row:
             out["cpu_per_request"] = cpu / max(rps, 1.0) if not math.isnan(rps) else math.nan
         if "arrivals" in row and "rps" in row:
-            out["arrival_excess"] = _num(row.get("arrivals")) - rps
+            out["arrival_excess"] = as_float(row.get("arrivals")) - rps
         if "rss_mb" in row:
-            self._rss.append(_num(row.get("rss_mb")))
+            self._rss.append(as_float(row.get("rss_mb")))
             out["rss_slope_mb_per_min"] = float(trailing_slope(np.asarray(self._rss), short=0.0)[-1]) * 60.0
         return out

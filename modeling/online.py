@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .data import DEFAULT_MAX_GAP_S
-from .features import _num
+from .features import as_float
 
 
 class OnlineWindow:
@@ -40,8 +40,8 @@ class OnlineWindow:
 
     def push(self, row: Mapping[str, object]) -> None:
         """Add one second: a mapping of column -> value (missing, empty or non-finite = NaN)."""
-        self.push_values(np.array([_num(row.get(c)) for c in self.columns]),
-                         target_down=_num(row.get("target_up", 1)) == 0)
+        self.push_values(np.array([as_float(row.get(c)) for c in self.columns]),
+                         target_down=as_float(row.get("target_up", 1)) == 0)
 
     def push_values(self, raw: np.ndarray, target_down: bool = False) -> None:
         """Add one second given as raw values in `columns` order."""

@@ -21,19 +21,11 @@ import pandas as pd
 from contract.errors import BadInput
 from contract.schema import slo_limits, violates_slo
 from modeling.data import POOLED_FALLBACK, has_slo_pair, slo_columns
-from modeling.features import OnlineDerived
+from modeling.features import OnlineDerived, as_float
 from modeling.online import OnlineWindow
 
 from .policy import Decision, Prediction
 from modeling.profiles import live_row
-
-
-def _num(value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
 
 
 class OnlineModel:
@@ -73,7 +65,7 @@ class OnlineModel:
         self.rows.append(row)
         # A row without a pooled-window value (a live view, an older collector) is served its
         # per-second stand-in, as training read such runs (modeling.data.pooled_targets).
-        missing = [c for c in POOLED_FALLBACK if c in self.columns and math.isnan(_num(row.get(c)))]
+        missing = [c for c in POOLED_FALLBACK if c in self.columns and math.isnan(as_float(row.get(c)))]
         if missing:
             row = {**row, **{c: row.get(POOLED_FALLBACK[c]) for c in missing}}
         self.online.push(row)
@@ -84,7 +76,7 @@ class OnlineModel:
 
     def frame(self) -> pd.DataFrame:
         cols = list(dict.fromkeys(self.columns + (list(self.regimes.metrics) if self.regimes is not None else [])))
-        data = {c: [_num(r.get(c)) for r in self.rows] for c in cols}
+        data = {c: [as_float(r.get(c)) for r in self.rows] for c in cols}
         return pd.DataFrame(data)
 
     def predict(self, now: float, latest: dict, future_users: list[float] | None = None) -> Prediction:
@@ -103,10 +95,11 @@ class OnlineModel:
         if future_users is not None:
             future = np.asarray(future_users, dtype=float)
         elif self.plan is not None:                 # the watched run's plan, the next H seconds
-            now_s = int(_num(latest.get("elapsed_s")) if not math.isnan(_num(latest.get("elapsed_s"))) else 0)
+            elapsed = as_float(latest.get("elapsed_s"))
+            now_s = 0 if math.isnan(elapsed) else int(elapsed)
             future = np.asarray([self.plan(now_s + 1 + i) for i in range(self.horizon)], dtype=float)
         elif self.future_mode == "legacy":          # models trained before the plan columns: users held
-            future = np.asarray([_num(latest.get("users"))] * self.horizon, dtype=float)
+            future = np.asarray([as_float(latest.get("users"))] * self.horizon, dtype=float)
         if self._serves_filled:
             out = self.forecaster.predict_filled(self.online.values(), future=future)
             forecast, probability, upper = out.forecast, out.probability, out.upper
@@ -126,7 +119,7 @@ class OnlineModel:
 
 
 def _opt(value) -> float | None:
-    v = _num(value)
+    v = as_float(value)
     return None if math.isnan(v) else v
 
 
