@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from contract.errors import BadInput
-from contract.schema import DEFAULT_SLO, violates_slo
+from contract.schema import DEFAULT_SLO, NO_INCIDENT, violates_slo
 from contract.runfolder import included_runs, read_run
 
 from .features import add_derived
@@ -714,8 +714,8 @@ def incident_flags(frame: pd.DataFrame) -> np.ndarray:
     exhausted: the `incident` column), else 0.0; a run without the column has none."""
     if "incident" not in frame.columns:
         return np.zeros(len(frame))
-    inc = frame["incident"].fillna("none").astype(str).str.strip().to_numpy()
-    return (~np.isin(inc, ("none", "", "nan"))).astype("float64")
+    inc = frame["incident"].fillna(NO_INCIDENT).astype(str).str.strip().to_numpy()
+    return (~np.isin(inc, (NO_INCIDENT, "", "nan"))).astype("float64")
 
 
 def incident_ahead(w: Windows, horizon: int) -> np.ndarray:

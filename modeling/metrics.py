@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .baselines import violates
+from .data import incident_flags
 
 FALSE_ALARM_BUDGET_PER_H = 2.0
 REPEAT_S = 60
@@ -223,10 +224,7 @@ def cause_rows(frame: pd.DataFrame) -> tuple[list[int], list[int], list[int]]:
     if "fault" in frame.columns:
         fault = frame["fault"].fillna("none").astype(str).to_numpy()
         faults = [i for i in range(len(fault)) if fault[i] != "none" and (i == 0 or fault[i - 1] != fault[i])]
-    incidents: list[int] = []
-    if "incident" in frame.columns:
-        inc = frame["incident"].fillna("none").astype(str).to_numpy()
-        incidents = [i for i in range(len(inc)) if inc[i] not in ("none", "", "nan")]
+    incidents = [int(i) for i in np.flatnonzero(incident_flags(frame))]
     return sorted(set(plan)), faults, incidents
 
 

@@ -36,9 +36,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from contract.schema import NO_INCIDENT
-
-from .data import run_slo
+from .data import incident_flags, run_slo
 
 HEALTHY, SATURATED, RECOVERING, ERRORING, EXHAUSTION = (
     "healthy", "saturated", "recovering", "erroring", "exhaustion")
@@ -146,10 +144,8 @@ def _labels(frame: pd.DataFrame, name: str, default: str) -> np.ndarray:
 
 def incident_ahead(frame: pd.DataFrame, ahead: int = INCIDENT_AHEAD_S) -> np.ndarray:
     """True in each second with an incident in it or within the next `ahead` seconds."""
-    labels = _labels(frame, "incident", NO_INCIDENT)
-    hit = (labels != NO_INCIDENT) & (labels != "")
     out = np.zeros(len(frame), bool)
-    for i in np.flatnonzero(hit):                     # incidents are few: one slice each
+    for i in np.flatnonzero(incident_flags(frame)):                     # incidents are few: one slice each
         out[max(0, i - ahead):i + 1] = True
     return out
 
