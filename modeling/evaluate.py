@@ -256,7 +256,7 @@ def _incidents(pred: Any) -> dict[str, Any]:
     if getattr(pred, "incident", None) is None:
         return {}
     w = pred.windows
-    L = int(getattr(pred, "incident_horizon", 0) or 0) or 120
+    L = int(pred.incident_horizon)              # set wherever `incident` is (the model's head)
     view = incident_view(w, L)
     out: dict[str, Any] = {"definition": f"P(an incident within {L} s): episodes are runs of incident seconds, "
                                          f"their precursors the faults and plan changes; lead in seconds and as "

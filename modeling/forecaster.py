@@ -327,11 +327,12 @@ class LSTMForecaster(BaseEstimator):
         self.calibration_, self.calibration_note_ = None, ("not calibrated: no validation windows" if p["calibrate"]
                                                             else "not calibrated (calibrate=False)")
         if val is not None and len(val):
-            raw = self._raw_predict(val, calibrated=False)[1]
+            _, raw, _, incident = self._raw_predict(val, calibrated=False)
             if p.get("calibrate"):
                 self.calibration_, self.calibration_note_ = platt(raw, val.warn)
             self.warn_threshold_, self.threshold_note_ = choose_threshold(val, self._calibrated(raw))
-            self._incident_threshold(val)
+            if incident is not None:
+                self._incident_threshold(val, incident)
         else:
             self.warn_threshold_, self.threshold_note_ = 0.5, "no validation windows: threshold 0.5, not tuned"
         if not self.threshold_note_.startswith("best"):
@@ -467,11 +468,8 @@ class LSTMForecaster(BaseEstimator):
             y = y + self._base_scaled(x_scaled)
         return clip_forecast(self.scaler_.inverse_transform(y, self.key_metrics_), self.key_metrics_)
 
-    def _incident_threshold(self, val: Windows) -> None:
+    def _incident_threshold(self, val: Windows, prob: np.ndarray) -> None:
         """Choose the incident alarm's threshold on validation, by incident episodes (as the SLO alarm's)."""
-        if not self.params_.get("incident_head"):
-            return
-        prob = self._raw_predict(val)[3]
         view = incident_view(val, int(self.params_["incident_horizon"]))
         self.incident_threshold_, note = choose_threshold(view, prob)
         self.incident_note_ = f"incident episodes: {note}"
