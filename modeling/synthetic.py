@@ -14,11 +14,19 @@ stages, faults and SLO as a real run) with a small queueing model, one row per s
   the target's threads (so capacity drops too); `errors` fails that share of requests;
   `cpu` burns cores and slows CPU-bound work; `memory` leaks up to 20 MB/s per worker and
   slows requests slightly.
-- Noise: Poisson request counts, percentile noise that grows when few requests complete,
-  occasional spurious errors, and collector gaps (a scrape that failed: server columns
-  empty, `target_up=0`; a lost second: every measurement empty).
-- `slo_violation` follows docs/contract.md: client p95 above the SLO or client error rate above
-  it; a second without data is not a violation.
+- Client figures by the collector's own estimator: each completed request gets a response
+  time (an endpoint drawn from the scenario's `[load.mix]`, its low-load latency slowed by
+  the fault, plus its wait: the backlog's, and Erlang C's exponential wait for the share of
+  requests that queue) and an outcome, and the second's p50/p95/p99 and the pooled
+  `*_window` figures over `slo.window_s` are `collector.clientstats`'s percentiles of those
+  requests. So the per-second p95 of a few requests is as noisy as a real one
+  (tests/test_modeling_synthetic.py checks it against a recorded run).
+- Noise besides: Poisson request counts, occasional spurious errors, and collector gaps (a
+  scrape that failed: server columns empty, `target_up=0`; a lost second: every measurement
+  empty).
+- `slo_violation` follows docs/contract.md: the pooled window's p95 above the SLO or its error
+  rate above it (a closed scenario without `window_s` pools one second); a second without
+  data is not a violation.
 
 The model is a teaching device calibrated to the built-in scenarios' capacity story
 (about 60-80 users on the default 2 x 4 target), not a replica of any machine; a scenario
@@ -28,6 +36,7 @@ with a bigger `[target]` gets proportionally more capacity.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,22 +44,34 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from contract.scenario import load_scenario
+from collector.clientstats import client_stats, window_stats
+from contract.scenario import CLOSED_DEFAULT_WINDOW_S, DEFAULT_MIX, load_scenario
 from contract.schema import COLUMNS, slo_limits, violates_slo
 from contract.errors import BadInput
 from contract.runfolder import METRICS_CSV, atomic_write_text, write_run_json
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 
-# Per-request shares of the default traffic mix that hit each endpoint.
+# The endpoints the lab's Locust tasks request: weight in the closed default mix
+# (contract.scenario.DEFAULT_MIX), the response time at low load as a lognormal (median,
+# sigma; measured per endpoint from the raw samples of course/data/signal's noise run at 30
+# requests/s) or, for /stress, the uniform 0.5-2.0 s wait target_app/app.py draws; and
+# the CPU cost of a request.
 ENDPOINTS: dict[str, dict[str, float]] = {
-    # name: weight, median ms, lognormal sigma, cpu ms
-    "/products": {"weight": 5, "median_ms": 4.0, "sigma": 0.4, "cpu_ms": 2.0},
-    "/products/[id]": {"weight": 4, "median_ms": 5.0, "sigma": 0.4, "cpu_ms": 2.0},
-    "/products/search": {"weight": 2, "median_ms": 95.0, "sigma": 0.35, "cpu_ms": 9.0},
-    "/checkout": {"weight": 1, "median_ms": 55.0, "sigma": 0.3, "cpu_ms": 38.0},
-    "/stress": {"weight": 1, "median_ms": 1250.0, "sigma": 0.3, "cpu_ms": 1.0},
+    "/products": {"weight": 5, "median_ms": 6.1, "sigma": 0.35, "cpu_ms": 2.0},
+    "/products/[id]": {"weight": 4, "median_ms": 7.3, "sigma": 0.31, "cpu_ms": 2.0},
+    "/products/search": {"weight": 2, "median_ms": 95.0, "sigma": 0.30, "cpu_ms": 9.0},
+    "/checkout": {"weight": 1, "median_ms": 58.5, "sigma": 0.33, "cpu_ms": 38.0},
+    "/stress": {"weight": 1, "median_ms": 1250.0, "sigma": 0.3, "cpu_ms": 1.0,
+                "uniform_min_ms": 502.0, "uniform_max_ms": 2002.0},
 }
+# The spread (sd of the log) of the slowdown all of a second's requests share, at full
+# utilisation: fitted so that a steady second's p95 and the pooled 10 s p95 scatter as in the
+# recorded noise run at 30 and 90 requests/s (tests/test_modeling_synthetic.py).
+CONTENTION_SIGMA = 0.3
+# The endpoint each Locust task requests (loadtests/locustfile.py).
+TASK_ENDPOINTS = {"browse": "/products", "product": "/products/[id]", "search": "/products/search",
+                  "checkout": "/checkout", "stress": "/stress"}
 
 
 @dataclass(frozen=True)
@@ -58,10 +79,10 @@ class TargetModel:
     """The simulated target's capacity and cost figures."""
     capacity_rps: float = 70.0      # completions per second at full CPU
     cores: int = 2                  # servers of the M/M/c queue
-    base_p50_ms: float = 9.0        # client percentiles of the traffic mix with no queueing
-    base_p95_ms: float = 1050.0     # /stress (0.5-2.0 s) is 1 in 13 requests, so it sets p95
-    base_p99_ms: float = 1800.0
-    base_mean_ms: float = 115.0     # mean response time with no queueing
+    base_p50_ms: float = 9.0        # server-side (srv_*) percentiles of the default mix with no
+    base_p95_ms: float = 1050.0     # queueing: /stress (0.5-2.0 s) is 1 in 13 requests, so it
+    base_p99_ms: float = 1800.0     # sets p95 (the client's come from its requests, _Client)
+    base_mean_ms: float = 120.0     # mean response time with no queueing (set from the scenario's mix)
     think_s: float = 1.0            # mean user wait between requests
     cpu_idle_pct: float = 3.0
     rss_base_mb: float = 140.0
@@ -92,16 +113,82 @@ def _scenario_dict(scenario: Any) -> dict[str, Any]:
     return data
 
 
-def _erlang_c_wait_s(rate: float, capacity: float, servers: int) -> float:
-    """Return the mean M/M/c queueing wait (s) for arrival `rate` and total `capacity`."""
+def _erlang_c(rate: float, capacity: float, servers: int) -> tuple[float, float]:
+    """Return the M/M/c chance that a request queues and its mean wait (s) when it does.
+
+    Erlang C: with arrival `rate` and total `capacity`, a request waits with probability
+    P_wait, and then for an exponential time of mean 1 / (capacity - rate).
+    """
     if rate <= 0:
-        return 0.0
+        return 0.0, 0.0
     rho = min(rate / capacity, 0.95)  # the backlog term takes over near and past capacity
     a = rho * servers                  # offered load in Erlangs
     top = a ** servers / math.factorial(servers) / (1 - rho)
     below = sum(a ** k / math.factorial(k) for k in range(servers))
-    p_wait = top / (below + top)
-    return p_wait / (capacity * (1 - rho))
+    return top / (below + top), 1.0 / (capacity * (1 - rho))
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """How long this second's requests wait before they are served."""
+    backlog_s: float    # every request waits behind the backlog
+    p_queue: float      # share that also queues (Erlang C)
+    queue_s: float      # mean of that exponential queueing wait
+
+    @property
+    def mean_s(self) -> float:
+        return self.backlog_s + self.p_queue * self.queue_s
+
+    def draw_s(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw the waits of n requests."""
+        queued = rng.random(n) < self.p_queue
+        return self.backlog_s + queued * rng.exponential(max(self.queue_s, 1e-9), n)
+
+
+@dataclass(frozen=True)
+class _Mix:
+    """A scenario's request mix: which endpoint a request hits and its low-load latency."""
+    p: np.ndarray           # chance of each endpoint
+    median_ms: np.ndarray
+    sigma: np.ndarray
+    lo_ms: np.ndarray       # uniform bounds (NaN where the latency is lognormal)
+    hi_ms: np.ndarray
+
+    @classmethod
+    def of(cls, weights: Mapping[str, float], endpoints: Mapping[str, Mapping[str, float]] = ENDPOINTS) -> "_Mix":
+        names = [e for e, w in weights.items() if w > 0]
+        w = np.array([weights[e] for e in names], dtype=float)
+        get = lambda key, default=np.nan: np.array([endpoints[e].get(key, default) for e in names], dtype=float)
+        return cls(w / w.sum(), get("median_ms"), get("sigma"), get("uniform_min_ms"), get("uniform_max_ms"))
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean low-load response time of a request of the mix."""
+        each = np.where(np.isnan(self.lo_ms), self.median_ms * np.exp(self.sigma ** 2 / 2), (self.lo_ms + self.hi_ms) / 2)
+        return float(self.p @ each)
+
+    def draw_ms(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw n requests' endpoints (indices) and low-load response times (ms)."""
+        pick = rng.choice(self.p.size, size=n, p=self.p)
+        lognormal = self.median_ms[pick] * np.exp(self.sigma[pick] * rng.normal(0, 1, n))
+        lo, hi = self.lo_ms[pick], self.hi_ms[pick]
+        uniform = lo + (hi - lo) * rng.random(n)
+        return pick, np.where(np.isnan(lo), lognormal, uniform)
+
+
+def _scenario_mix(sc: Mapping[str, Any]) -> _Mix:
+    """The endpoint mix of the scenario's `[load.mix]` (the closed default when it sets none)."""
+    mix = (sc.get("load") or {}).get("mix") or DEFAULT_MIX
+    unknown = sorted(set(mix) - set(TASK_ENDPOINTS))
+    if unknown:
+        raise BadInput(f"{sc.get('name', '<scenario>')}: load.mix: unknown task {unknown[0]!r} "
+                       f"(known: {', '.join(TASK_ENDPOINTS)})")
+    return _Mix.of({TASK_ENDPOINTS[task]: float(w) for task, w in mix.items()})
+
+
+def _window_s(sc: Mapping[str, Any]) -> int:
+    """The SLO window the labels pool over (a closed scenario without one: one second)."""
+    return int((sc.get("slo") or {}).get("window_s") or CLOSED_DEFAULT_WINDOW_S)
 
 
 def _jittered(value: float, rng: np.random.Generator, rel: float) -> float:
@@ -138,14 +225,15 @@ def synthetic_run(scenario: Any = "spike-closed", seed: int | None = None, *,
     seed = int(sc.get("seed") or 0) if seed is None else int(seed)
     # One generator for the whole run, drawn from in a fixed order: a seed gives the same frame.
     rng = np.random.default_rng(seed)
-    m = _target_model(sc, model or TargetModel(), rng)
+    mix = _scenario_mix(sc)
+    m = replace(_target_model(sc, model or TargetModel(), rng), base_mean_ms=mix.mean_ms)
     slo = _scenario_slo(sc)
     n = int(sc["duration_s"]) if duration_s is None else min(int(duration_s), int(sc["duration_s"]))
     if n < 1:
         raise BadInput(f"<scenario>: duration_s: must be at least 1, got {n}")
     plan_users, spawn, phase = _load_plan(sc, n, m.jitter, rng)
     fault, intensity = _fault_schedule(sc, n, rng)
-    cols = _simulate(m, plan_users, spawn, fault, intensity, slo, rng)
+    cols = _simulate(m, plan_users, spawn, fault, intensity, _Client(mix, _window_s(sc), slo), rng)
 
     frame = pd.DataFrame(cols)
     frame.insert(0, "timestamp", [(T0 + pd.Timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -269,8 +357,8 @@ class _ClosedLoop:
             self.users = max(planned, self.users - spawn_rate)
         return self.users
 
-    def serve(self, fx: _Effects, rng: np.random.Generator) -> tuple[float, float]:
-        """Send this second's requests and complete what capacity allows; return (completed, wait s)."""
+    def serve(self, fx: _Effects, rng: np.random.Generator) -> tuple[int, _Wait]:
+        """Send this second's requests and complete what capacity allows; return (completed, waits)."""
         self.queued = min(self.queued, self.users)
         thinking = max(0.0, self.users - self.queued - self.busy_rate * fx.service_s)
         arrivals = float(rng.poisson(thinking * self.send)) if thinking > 0 else 0.0
@@ -279,12 +367,34 @@ class _ClosedLoop:
         self.queued = max(0.0, self.queued + arrivals - done)
         self.busy_rate = 0.7 * self.busy_rate + 0.3 * done
         self.arrival_rate = 0.7 * self.arrival_rate + 0.3 * arrivals
-        wait_s = _erlang_c_wait_s(self.arrival_rate, fx.cap, self.m.cores) + self.queued / fx.cap
-        return done, wait_s
+        p_queue, queue_s = _erlang_c(self.arrival_rate, fx.cap, self.m.cores)
+        return int(done), _Wait(self.queued / fx.cap, p_queue, queue_s)
+
+
+class _Client:
+    """The load generator's side: each second's requests, their percentiles and the pooled window."""
+    def __init__(self, mix: _Mix, window_s: int, slo: Mapping[str, float]):
+        self.mix, self.slo = mix, slo
+        self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=window_s)
+
+    def second(self, n: int, wait: _Wait, fx: _Effects, error_prob: float,
+               rng: np.random.Generator) -> dict[str, float | int | None]:
+        """Draw n completed requests; return the collector's client columns and the SLO label."""
+        _, base_ms = self.mix.draw_ms(n, rng)
+        # Contention for the cores slows every request of a second alike, more as they fill.
+        shared = float(np.exp(rng.normal(0, CONTENTION_SIGMA * min(1.0, n / fx.cap))))
+        latency_ms = base_ms * shared * fx.slow * fx.cpu_slow + 1000 * (fx.add_s + wait.draw_s(n, rng))
+        ok = rng.random(n) >= error_prob
+        self.recent.append((latency_ms, ok))
+        stats = client_stats(latency_ms, ok)
+        stats.update(window_stats(np.concatenate([r[0] for r in self.recent]),
+                                  np.concatenate([r[1] for r in self.recent])))
+        stats["slo_violation"] = violates_slo(stats["latency_p95_window_ms"], stats["error_rate_window"], self.slo)
+        return stats
 
 
 def _simulate(m: TargetModel, plan_users: np.ndarray, spawn: np.ndarray, fault: np.ndarray,
-              intensity: np.ndarray, slo: Mapping[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+              intensity: np.ndarray, client: _Client, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Run the closed loop second by second; return column -> values (all but timestamp, phase, fault)."""
     n = len(plan_users)
     cols = {c: np.full(n, np.nan) for c in COLUMNS if c not in ("timestamp", "phase", "fault")}
@@ -297,19 +407,15 @@ def _simulate(m: TargetModel, plan_users: np.ndarray, spawn: np.ndarray, fault: 
         fx = _fault_effects(kind, k, m)
         leak_mb = (min(leak_mb + 20.0 * k * m.workers, 1024.0 * m.workers) if kind == "memory"
                    else max(0.0, leak_mb - 200.0))
-        rps, wait_s = loop.serve(fx, rng)
-        p50, p95, p99, err, failures = _client_stats(rps, wait_s, fx, kind, k, m, rng)
+        rps, wait = loop.serve(fx, rng)
+        error_prob = min(1.0, m.base_error_prob + (k if kind == "errors" else 0.0))
+        for col, value in client.second(rps, wait, fx, error_prob, rng).items():
+            cols[col][t] = np.nan if value is None else value
+        err, wait_s = cols["error_rate"][t], wait.mean_s
         cols["elapsed_s"][t] = t
         cols["users"][t] = round(users)
-        cols["rps"][t] = rps
-        cols["error_rate"][t] = err
-        cols["latency_p50_ms"][t] = p50
-        cols["latency_p95_ms"][t] = p95
-        cols["latency_p99_ms"][t] = p99
-        cols["failures"][t] = failures
         cols["fault_intensity"][t] = k
         cols["target_up"][t] = 1
-        cols["slo_violation"][t] = _slo_violation(p95, err, slo)
         # The server's and the process's figures draw their noise in this order, after the client's.
         busy = min(1.0, rps / max(fx.cap, 1e-9))
         cpu = min(100.0 * m.cores, m.cpu_idle_pct + 100 * m.cores * busy * 0.85 + 100 * fx.cpu_hog)
@@ -318,27 +424,6 @@ def _simulate(m: TargetModel, plan_users: np.ndarray, spawn: np.ndarray, fault: 
         _server_columns(cols, t, rps, err, wait_s, fx, kind, m, rng)
         _process_columns(cols, t, cpu, rps, in_flight, leak_mb, m, rng)
     return cols
-
-
-def _slo_violation(p95_ms: float, error_rate: float, slo: Mapping[str, float]) -> int:
-    """Label one second by the contract's SLO rule (NaN, no data, is no violation)."""
-    return violates_slo(p95_ms, error_rate, slo)
-
-
-def _client_stats(rps: float, wait_s: float, fx: _Effects, kind: str, k: float, m: TargetModel,
-                  rng: np.random.Generator) -> tuple[float, float, float, float, float]:
-    """Return the client's p50, p95, p99 (ms), error rate and failures of a second with `rps` completions."""
-    if rps < 1:
-        return np.nan, np.nan, np.nan, np.nan, 0.0
-    # Percentile noise grows when few requests complete in the second.
-    noise = np.exp(rng.normal(0, 0.06 + 0.6 / math.sqrt(rps), 3))
-    p50 = fx.latency_ms(m.base_p50_ms, 0.7 * wait_s) * noise[0]
-    p95 = fx.latency_ms(m.base_p95_ms, 1.6 * wait_s) * noise[1]
-    p99 = max(p95, fx.latency_ms(m.base_p99_ms, 2.3 * wait_s) * noise[2])
-    p50 = min(p50, p95)
-    err_p = m.base_error_prob + (k if kind == "errors" else 0.0)
-    failures = float(rng.binomial(int(round(rps)), min(1.0, err_p)))
-    return p50, p95, p99, failures / round(rps), failures
 
 
 def _server_columns(cols: dict[str, np.ndarray], t: int, rps: float, err: float, wait_s: float,
@@ -373,8 +458,10 @@ SERVER_ONLY = ["srv_rps", "srv_error_rate", "srv_latency_p95_ms", "srv_latency_p
 def _add_gaps(frame: pd.DataFrame, rng: np.random.Generator, m: TargetModel) -> None:
     """Blank some seconds like a collector would: failed scrapes and lost seconds."""
     n = len(frame)
+    # The labels and the plan (known in advance) stay: the collector writes them for every second.
     measured = [c for c in COLUMNS if c not in ("timestamp", "elapsed_s", "phase", "users", "fault",
-                                                  "fault_intensity", "slo_violation", "target_up")]
+                                                  "fault_intensity", "slo_violation", "target_up",
+                                                  "planned_users", "planned_rate")]
     for t in np.flatnonzero(rng.random(n) < m.gap_rate):
         length = int(rng.integers(6, 13)) if rng.random() < m.long_gap_share else int(rng.integers(1, 4))
         rows = frame.index[t:t + length]
@@ -405,15 +492,12 @@ def synthetic_samples(duration_s: int = 60, rps: float = 30.0, seed: int = 0,
     rng = np.random.default_rng(seed)
     endpoints = endpoints or ENDPOINTS
     names = list(endpoints)
-    weights = np.array([endpoints[e]["weight"] for e in names], dtype=float)
     count = int(rng.poisson(rps * duration_s))
-    pick = rng.choice(len(names), size=count, p=weights / weights.sum())
-    median = np.array([endpoints[e]["median_ms"] for e in names])[pick]
-    sigma = np.array([endpoints[e]["sigma"] for e in names])[pick]
+    pick, latency_ms = _Mix.of({e: endpoints[e]["weight"] for e in names}, endpoints).draw_ms(count, rng)
     fail = np.array([endpoints[e].get("error_prob", 0.002) for e in names])[pick]
     return pd.DataFrame({
         "ts": 1_767_225_600.0 + np.sort(rng.uniform(0, duration_s, count)),
-        "response_time_ms": np.round(median * np.exp(rng.normal(0, 1, count) * sigma), 2),
+        "response_time_ms": np.round(latency_ms, 2),
         "ok": (rng.random(count) >= fail).astype(int),
         "name": np.array(names, dtype=object)[pick],
     })

@@ -277,9 +277,11 @@ def test_incidents_ahead_label_each_window_by_the_slow_horizon():
     view = incident_view(w, 30)
     assert view.horizon == 30 and view.frames[0]["slo_violation"].sum() == 2
     assert (view.frames[0]["incident"] == "none").all() and (w.frames[0]["incident"] != "none").sum() == 2
-    # Scored as episodes: an alarm on since 40 s before the kill detects it with the whole
+    # Scored as episodes: an alarm on since the leak began detects the kill with the whole
     # achievable lead (from its last precursor, a fault start or plan change).
-    alarm = (t >= 110).astype(float)
+    leak = int(np.argmax(run["fault"].to_numpy() == "memory"))
+    assert 55 <= leak <= 65
+    alarm = (t >= leak).astype(float)
     merged, _ = score_alarms(view, alarm)
     assert merged["episodes"] == 1 and merged["detected"] == 1
     assert merged["mean_lead_s"] == merged["mean_achievable_lead_s"] > 0 and merged["lead_share"] == 1.0

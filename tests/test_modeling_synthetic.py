@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from contract.runfolder import read_run
-from contract.schema import COLUMNS
+from contract.schema import COLUMNS, violates_slo
 from contract.errors import BadInput
-from modeling.synthetic import TargetModel, _slo_violation, synthetic_run, synthetic_samples, write_run
+from modeling.synthetic import TargetModel, synthetic_run, synthetic_samples, write_run
 
 
 def test_contract_columns_one_row_per_second():
@@ -22,18 +24,52 @@ def test_contract_columns_one_row_per_second():
     assert ((run["target_up"] == 0) == run["srv_rps"].isna()).all()  # gaps are marked
 
 
-SLO = {"latency_p95_ms": 800.0, "error_rate": 0.02}
+RECORDED = Path(__file__).resolve().parents[1] / "course" / "data" / "signal" / "runs" / "noise-s5-r1"
 
 
-@pytest.mark.parametrize("p95_ms, error_rate, label", [
-    (801.0, 0.0, 1), (800.0, 0.0, 0),              # above the SLO latency violates; at it does not
-    (100.0, 0.03, 1), (100.0, 0.02, 0),            # the same for the error rate
-    (900.0, 0.5, 1),
-    (float("nan"), float("nan"), 0),               # a second without requests is not a violation
-    (900.0, float("nan"), 1), (float("nan"), 0.5, 1),
-])
-def test_a_second_is_labelled_by_the_slo(p95_ms, error_rate, label):
-    assert _slo_violation(p95_ms, error_rate, SLO) == label
+def _steady(users: int, seconds: int = 100, window_s: int = 10) -> dict:
+    # course/scenarios/noise.toml's SLO and mix (no /stress), held by a closed loop of `users`.
+    return {"name": "noise-closed", "duration_s": seconds,
+            "slo": {"latency_p95_ms": 500, "error_rate": 0.02, "window_s": window_s},
+            "load": {"mix": {"browse": 5, "product": 4, "search": 2, "checkout": 1}},
+            "stages": [{"name": "hold", "until_s": seconds, "users": users, "spawn_rate": 1000}]}
+
+
+def _scatter(frame: pd.DataFrame) -> tuple[float, float, float]:
+    """Median per-second p95, and the sd of the log of the per-second and the pooled p95."""
+    return (frame["latency_p95_ms"].median(), np.log(frame["latency_p95_ms"]).std(),
+            np.log(frame["latency_p95_window_ms"]).std())
+
+
+@pytest.mark.parametrize("phase, users", [("r30", 34), ("r90", 101)])
+def test_percentile_noise_matches_a_recorded_run(phase, users):
+    # The recorded run (course/data/signal) held 30 and then 90 requests/s far below capacity:
+    # its per-second p95 scatters by sampling and contention alone. The generator's, by the
+    # collector's estimator over the same mix and window, must scatter alike.
+    real = read_run(RECORDED).frame
+    steady = real[real["phase"] == phase].iloc[10:]     # past the ramp and a full window
+    level, per_second, pooled = _scatter(steady)
+    runs = [synthetic_run(_steady(users), seed=s, model=TargetModel(capacity_rps=150, jitter=0), gaps=False).iloc[20:]
+            for s in (1, 2, 3)]
+    assert abs(np.median([r["rps"].median() for r in runs]) - steady["rps"].median()) < 0.1 * steady["rps"].median()
+    syn = np.mean([_scatter(r) for r in runs], axis=0)
+    assert 0.75 < syn[0] / level < 1.33, (syn, (level, per_second, pooled))
+    assert 0.7 < syn[1] / per_second < 1.4, (syn, (level, per_second, pooled))
+    assert 0.7 < syn[2] / pooled < 1.4, (syn, (level, per_second, pooled))
+
+
+def test_labels_pool_over_the_scenario_window():
+    one = synthetic_run(_steady(34, 60, window_s=1), seed=2, gaps=False)
+    np.testing.assert_allclose(one["latency_p95_window_ms"], one["latency_p95_ms"])
+    ten = synthetic_run({**_steady(34, 60), "slo": {"latency_p95_ms": 110, "error_rate": 0.02, "window_s": 10}},
+                        seed=2, gaps=False)
+    assert (ten["window_requests"].iloc[10:] > 8 * ten["rps"].iloc[10:].median()).all()
+    labels = [violates_slo(p, e, {"latency_p95_ms": 110, "error_rate": 0.02})
+              for p, e in zip(ten["latency_p95_window_ms"], ten["error_rate_window"])]
+    assert ten["slo_violation"].tolist() == labels and 0 < sum(labels) < len(labels)
+    # The per-second p95 crosses 110 ms far more often than the pooled one changes side.
+    flips = lambda s: int(((s > 110).astype(int).diff().abs() > 0).sum())
+    assert flips(ten["latency_p95_ms"]) > 3 * flips(ten["latency_p95_window_ms"])
 
 
 def _one_stage(slo, faults=()):
@@ -64,7 +100,9 @@ def test_same_seed_same_run_other_seed_other_run():
 def test_latency_rises_nonlinearly_past_capacity_and_under_faults():
     run = synthetic_run("ramp-closed", seed=3, gaps=False)
     by_phase = run.groupby("phase", sort=False)[["users", "rps", "latency_p95_ms"]].median()
-    assert by_phase.loc["level-35", "latency_p95_ms"] < 1.3 * by_phase.loc["level-10", "latency_p95_ms"]
+    # Ten users send about 9 requests a second: a second's p95 is then its slowest but one, and
+    # often holds no /stress request (1 in 13) at all, as a real second's does.
+    assert by_phase.loc["level-10", "latency_p95_ms"] < 0.5 * by_phase.loc["level-35", "latency_p95_ms"]
     assert by_phase.loc["level-60", "latency_p95_ms"] < 1.3 * by_phase.loc["level-35", "latency_p95_ms"]
     assert by_phase.loc["level-160", "latency_p95_ms"] > 2.5 * by_phase.loc["level-60", "latency_p95_ms"]
     # Throughput saturates while users keep climbing.
