@@ -259,7 +259,8 @@ class ReactiveConfig:
 
 # Keys of the reactive rule before it became the HPA's: refused, with what to set instead.
 RETIRED_REACTIVE = {
-    "step": "the HPA rule sizes a scale-up as ceil(workers x metric / target); max_step bounds it",
+    "step": "the HPA rule sizes a scale-up as ceil(workers x metric / target), at most max(max_step, 100 %) "
+            "per cooldown_up_s",
     "ok_for_s": "a scale-down waits for the stabilization_down_s window of lower recommendations; set that",
     "cooldown_down_s": "a scale-down waits for the stabilization_down_s window, not a cool-down; set that",
 }
