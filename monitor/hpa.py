@@ -32,6 +32,8 @@ window to show it (the forecaster does not know the worker count).
 
 Both are pure: time is the caller's, and `step` takes the metric (and forecast) of
 one moment, so a canned series always gives the same decisions (tests/test_hpa.py).
+`monitor.policy.ReactivePolicy` (a reactive policy file of `lab.py monitor`) wraps the
+same `HpaScaler`.
 """
 
 from __future__ import annotations

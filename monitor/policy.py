@@ -1,12 +1,14 @@
 """Turn one prediction per second into a recommendation: scale up or down, alert, or nothing.
 
-Two rules share the same machinery (bounds, cool-downs, alert episodes):
+Two rules, with the same alert episodes:
 
 - `Policy` acts on the forecast: the probability that the SLO is violated at some second
-  within the horizon (and the predicted p95 per horizon to size a scale-up).
+  within the horizon (and the predicted p95 per horizon to size a scale-up), with
+  hysteresis, cool-downs and bounds.
 - `ReactivePolicy` acts on what is observed now, like the rules most teams run: the
-  Kubernetes HPA formula on CPU (desired = ceil(current x utilisation / target)) and/or
-  the current SLO state, plus a threshold alert that fires once the SLO is broken.
+  Kubernetes HPA rule of `monitor.hpa.HpaScaler` (the closed loop's `reactive` scaler) on
+  CPU per worker and/or the observed p95, plus a threshold alert that fires once the SLO
+  is broken.
 
 Both are pure and deterministic: time is the prediction's own timestamp, never the
 clock, so a hand-made sequence always gives the same decisions. "N consecutive
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +28,7 @@ from typing import Any, Mapping
 from contract.errors import BadInput
 
 from .config import apply_values, read_toml
+from .hpa import DEFAULT_TIME_FACTOR, HpaConfig, HpaScaler, Step
 
 
 class Action(StrEnum):
@@ -184,34 +187,45 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class ReactiveConfig:
-    """Thresholds of the reactive (HPA-like) policy.
+    """The reactive policy's file: Kubernetes' HPA rule (`monitor.hpa.HpaScaler`) and the SLO alert.
 
-    `metric` is "cpu" (HPA: desired = ceil(workers x cpu per worker / target), nothing
-    when the ratio is within `tolerance` of 1), "slo" (add `step` after `slo_for_s`
-    seconds in violation, remove one after `ok_for_s` seconds without, if the CPU per
-    remaining worker stays under the target) or "cpu_or_slo" (the larger of the two).
-    As in the HPA, a scale-down uses the highest recommendation of the last
-    `stabilization_down_s` seconds, and a scale-up adds at most `max_step` at a time.
-    The SLO state comes from the prediction's `slo_violation`, or from the observed
-    p95 / error rate against `slo_latency_p95_ms` / `slo_error_rate`.
+    `metric` is "cpu" (CPU per worker against `target_cpu_percent`), "slo" (the observed
+    p95 against `slo_latency_p95_ms`) or "cpu_or_slo" (both; the larger recommendation
+    wins, and a missing reading blocks a scale-down, as the HPA does with several metrics).
+    Every sync: desired = ceil(workers x metric / target), or no change while the ratio is
+    within `tolerance` of 1; a scale-down takes the highest recommendation of the last
+    `stabilization_down_s` seconds (the count at the first prediction counts as one);
+    scale-ups within any `cooldown_up_s` seconds add at most max(`max_step`, 100 % of the
+    count) workers; always within `min_workers`..`max_workers`.
+
+    The periods are the HPA's defaults times `time_factor`, the closed loop's 1/15 by
+    default (sync 1 s, window 20 s, scale-up period 4 s; 1.0 gives a cluster's 15 s, 300 s,
+    60 s). `stabilization_down_s` and `cooldown_up_s`, when set, are the monitor's seconds
+    and replace the scaled default: `cooldown_up_s` is the HPA's scale-up period, not a
+    pause. `slo_for_s` > 1 makes the "slo" metric the lowest p95 of the last `slo_for_s`
+    seconds, so a scale-up on the SLO needs that many seconds in a row above it.
+
+    The alert is the SLO state, not the HPA: it fires after `alert_for_s` seconds in
+    violation (`slo_violation`, or the observed p95 / error rate against
+    `slo_latency_p95_ms` / `slo_error_rate`), repeats every `alert_repeat_s` and clears
+    after `alert_clear_for_s` seconds without. The earlier rule's `step`, `ok_for_s` and
+    `cooldown_down_s` mean nothing to the HPA and are refused (`RETIRED_REACTIVE`).
     """
 
     preset: str = "hpa"
     metric: str = "cpu"
     target_cpu_percent: float = 70.0
     tolerance: float = 0.1
-    slo_for_s: int = 3
-    ok_for_s: int = 30
-    stabilization_down_s: float = 60.0
+    time_factor: float = DEFAULT_TIME_FACTOR
+    stabilization_down_s: float | None = None     # None: 300 s x time_factor
+    cooldown_up_s: float | None = None            # None: 60 s x time_factor
+    max_step: int = 4
+    slo_for_s: int = 1
     alert_for_s: int = 5
     alert_clear_for_s: int = 10
     alert_repeat_s: float = 60.0
-    cooldown_up_s: float = 15.0
-    cooldown_down_s: float = 30.0
     min_workers: int = 1
     max_workers: int = 8
-    step: int = 1
-    max_step: int = 4
     slo_latency_p95_ms: float = 800.0
     slo_error_rate: float = 0.02
     max_gap_s: float = 2.5
@@ -219,15 +233,37 @@ class ReactiveConfig:
     def validate(self, origin: str = "policy") -> "ReactiveConfig":
         if self.metric not in REACTIVE_METRICS:
             _fail(origin, "metric", f"{self.metric!r}; expected one of {', '.join(REACTIVE_METRICS)}")
-        _check_at_least(self, origin, 1, ("slo_for_s", "ok_for_s", "alert_for_s",
-                                          "alert_clear_for_s", "min_workers", "step"))
-        _check_at_least(self, origin, 0, ("tolerance", "stabilization_down_s", "alert_repeat_s",
-                                          "cooldown_up_s", "cooldown_down_s", "slo_error_rate"))
-        _check_common(self, origin)
-        for name in ("target_cpu_percent", "slo_latency_p95_ms"):
-            if getattr(self, name) <= 0:
+        _check_at_least(self, origin, 1, ("slo_for_s", "alert_for_s", "alert_clear_for_s",
+                                          "min_workers", "max_step"))
+        _check_at_least(self, origin, 0, ("tolerance", "alert_repeat_s", "slo_error_rate"))
+        for name in ("target_cpu_percent", "slo_latency_p95_ms", "time_factor", "cooldown_up_s"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 _fail(origin, name, "must be positive")
+        if self.stabilization_down_s is not None and self.stabilization_down_s < 0:
+            _fail(origin, "stabilization_down_s", "must not be negative")
+        if self.max_workers < self.min_workers:
+            _fail(origin, "max_workers", f"{self.max_workers} is below min_workers {self.min_workers}")
+        if self.max_gap_s < 1:
+            _fail(origin, "max_gap_s", f"{self.max_gap_s:g} is below 1 (predictions come at 1 Hz)")
         return self
+
+    def hpa(self, metric: str) -> HpaConfig:
+        """The `HpaScaler` parameters of one metric ("cpu" or "slo"); HpaConfig keeps cluster seconds."""
+        f = self.time_factor
+        base = HpaConfig(metric=metric, target=self.target_cpu_percent if metric == "cpu" else self.slo_latency_p95_ms,
+                         tolerance=self.tolerance, up_pods=self.max_step, time_factor=f,
+                         min_workers=self.min_workers, max_workers=self.max_workers)
+        own = {"stabilization_down_s": self.stabilization_down_s, "up_period_s": self.cooldown_up_s}
+        return replace(base, **{k: v / f for k, v in own.items() if v is not None})
+
+
+# Keys of the reactive rule before it became the HPA's: refused, with what to set instead.
+RETIRED_REACTIVE = {
+    "step": "the HPA rule sizes a scale-up as ceil(workers x metric / target), at most max(max_step, 100 %) "
+            "per cooldown_up_s",
+    "ok_for_s": "a scale-down waits for the stabilization_down_s window of lower recommendations; set that",
+    "cooldown_down_s": "a scale-down waits for the stabilization_down_s window, not a cool-down; set that",
+}
 
 
 REACTIVE_METRICS = ("cpu", "slo", "cpu_or_slo")
@@ -267,7 +303,7 @@ class _Streak:
 
 
 class _Rules:
-    """Bounds, cool-downs and alert episodes shared by both policies."""
+    """Streaks, alert episodes and the decision record of both policies; the predictive one's bounds and cool-downs."""
 
     kind = ""
 
@@ -458,14 +494,29 @@ class Policy(_Rules):
         return None
 
 
+# A scale the target has not shown this long after the decision failed or was refused (a
+# bound, nobody acting on it): the count the target reports stands again.
+PENDING_S = 5.0
+
+
 class ReactivePolicy(_Rules):
-    """Reactive policy: the HPA rule on current CPU and/or the current SLO state."""
+    """Reactive policy: `HpaScaler` on current CPU and/or p95, and the classic alert once the SLO is broken.
+
+    A thin wrapper: the scaler decides the worker count (tolerance, stabilisation, rate
+    limits, bounds), the wrapper turns its `Step` into a `Decision`. Its clock is whole
+    seconds since the first prediction (the monitor's 1 Hz ticks, so a tick's jitter never
+    skips a sync). As the HPA reads the count it asked for (the scale's spec), the count a
+    scale decision asked for stands until the target reports it, at most `PENDING_S`.
+    """
 
     kind = "reactive"
 
     def __init__(self, config: ReactiveConfig | None = None, **overrides):
         base = config or REACTIVE_PRESETS["hpa"]
-        super().__init__(apply_values(base, overrides, "policy", "policy.") if overrides else base)
+        if overrides:
+            _refuse_retired(overrides, "policy")
+            base = apply_values(base, overrides, "policy", "policy.")
+        super().__init__(base)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ReactivePolicy":
@@ -474,8 +525,13 @@ class ReactivePolicy(_Rules):
 
     def reset(self) -> None:
         super().reset()
-        self._first_t: float | None = None
-        self._history: deque[tuple[float, int]] = deque()
+        c = self.config
+        self.hpa = HpaScaler(c.hpa("slo" if c.metric == "slo" else "cpu"))
+        # cpu_or_slo: the second metric's recommendation (its `raw` only), the larger one wins.
+        self._slo_rule = HpaScaler(c.hpa("slo")) if c.metric == "cpu_or_slo" else None
+        self._t0: float | None = None
+        self._p95s: deque[float | None] = deque(maxlen=c.slo_for_s)
+        self._asked: tuple[float, int] | None = None
 
     def violated(self, p: Prediction) -> bool | None:
         """The current second's SLO state: given, or from the observed p95 and error rate."""
@@ -489,70 +545,77 @@ class ReactivePolicy(_Rules):
                     or (p.observed_error_rate or 0) > c.slo_error_rate)
 
     def _decide(self, p: Prediction) -> Decision:
-        c, w, t = self.config, self._workers, p.timestamp
-        if self._first_t is None:
-            self._first_t = t
+        c = self.config
         bad = self.violated(p)
         in_violation = self._streak("bad", bad is True)
         fine = self._streak("ok", bad is False)
         if self._alert_active and fine >= c.alert_clear_for_s:
             self._clear_alert()
-        if w is None:
+        if self._broken:
+            self._p95s.clear()
+        self._p95s.append(_finite(p.observed_p95_ms))
+        if self._workers is None:
             return self._none(p, "worker count unknown")
-
-        votes: list[tuple[int, str]] = []
-        if c.metric in ("cpu", "cpu_or_slo") and p.cpu_percent is not None and math.isfinite(p.cpu_percent):
-            per = p.cpu_percent / w
-            ratio = per / c.target_cpu_percent
-            if abs(ratio - 1.0) <= c.tolerance:
-                votes.append((w, f"CPU {per:.0f} % per worker is within {c.tolerance:g} of "
-                                 f"the {c.target_cpu_percent:g} % target"))
-            else:
-                desired = max(1, math.ceil(w * ratio - 1e-9))
-                votes.append((desired, f"CPU {per:.0f} % per worker vs target {c.target_cpu_percent:g} %: "
-                                       f"desired ceil({w} x {ratio:.2f}) = {desired}"))
-        if c.metric in ("slo", "cpu_or_slo") and bad is not None:
-            if in_violation >= c.slo_for_s:
-                votes.append((w + c.step, f"SLO violated for {in_violation} s"))
-            elif fine >= c.ok_for_s and self._cpu_allows_down(p, w - 1):
-                votes.append((w - 1, f"SLO met for {fine} s"))
-            else:
-                votes.append((w, "SLO " + ("violated" if bad else "met") + f" ({max(in_violation, fine)} s)"))
-        if not votes:
-            return self._none(p, "no CPU or SLO reading")
-        desired, why = max(votes, key=lambda v: v[0])
-        desired = max(desired, c.min_workers)   # above max_workers: _scale_up holds it and says so
-
-        # HPA scale-down stabilisation: the highest recommendation of the recent window.
-        self._history.append((t, desired))
-        while self._history and self._history[0][0] <= t - c.stabilization_down_s:
-            self._history.popleft()
-        if desired < w:
-            if t - self._first_t < c.stabilization_down_s:
-                desired = w
-                why += f"; stabilising ({c.stabilization_down_s:g} s window)"
-            else:
-                desired = min(w, max(d for _, d in self._history))
-
+        w = self._workers = self._current(p.timestamp, self._workers)
+        step = self._step(p, w)
         alert = f"SLO violated for {in_violation} s" if in_violation >= c.alert_for_s else None
-        if desired > w:
-            decision = self._scale_up(p, min(desired - w, c.max_step), why)
-            if decision.taken:
-                return decision
+        if step.desired > w:
+            return self._scaled_to(p, step, Action.SCALE_UP)
+        if step.recommended is not None and step.recommended > w:
+            # Held by the rate limit or at max_workers: said once by the sinks, as a hold.
+            bound = f"; held: at max_workers {c.max_workers}" if w >= c.max_workers else ""
+            held = self._decision(p, Action.NONE, 0, step.reason + bound, withheld=Action.SCALE_UP, desired=w)
             fired = self._alert(p, alert) if alert else None
-            return fired or decision
+            return fired or held
         if alert:
             fired = self._alert(p, alert)
             if fired is not None:
                 return fired
-        if desired < w:
-            return self._scale_down(p, w - desired, why)
-        return self._none(p, why)
+        if step.desired < w:
+            return self._scaled_to(p, step, Action.SCALE_DOWN)
+        floor = (f"; at min_workers {c.min_workers}"
+                 if step.recommended is not None and step.recommended < w <= c.min_workers else "")
+        return self._none(p, step.reason + floor)
 
-    def _cpu_allows_down(self, p: Prediction, left: int) -> bool:
-        if p.cpu_percent is None or left < 1:
-            return left >= 1
-        return p.cpu_percent / left < self.config.target_cpu_percent
+    def _step(self, p: Prediction, w: int) -> Step:
+        """The scaler's sync for this second on CPU per worker (of `w`, the closed loop's reading) and/or the p95."""
+        c = self.config
+        cpu = p.cpu_percent / w if w > 0 and p.cpu_percent is not None and math.isfinite(p.cpu_percent) else None
+        window = list(self._p95s)
+        p95 = min(window) if len(window) == c.slo_for_s and None not in window else None
+        t = self._clock(p.timestamp)
+        if self._slo_rule is None:
+            return self.hpa.step(t, w, p95 if c.metric == "slo" else cpu)
+        extra = None
+        if self.hpa.due(t):
+            recommended, why = self._slo_rule.raw(w, p95)
+            if recommended is None:
+                extra = (w, f"{why}: no scale-down") if cpu is not None else None
+            elif cpu is None and recommended < w:
+                extra = (w, f"{why}; no cpu reading: no scale-down")
+            else:
+                extra = (recommended, why)
+        return self.hpa.step(t, w, cpu, extra=extra)
+
+    def _clock(self, timestamp: float) -> float:
+        if self._t0 is None:
+            self._t0 = timestamp
+        return float(round(timestamp - self._t0))
+
+    def _current(self, timestamp: float, reported: int) -> int:
+        if self._asked is not None:
+            at, count = self._asked
+            if reported != count and timestamp - at < PENDING_S:
+                return count
+            self._asked = None
+        return reported
+
+    def _scaled_to(self, p: Prediction, step: Step, action: Action) -> Decision:
+        self._asked = (p.timestamp, step.desired)
+        c = self.config
+        bound = (f"; at most max_workers {c.max_workers}"
+                 if step.recommended is not None and step.recommended > step.desired == c.max_workers else "")
+        return self._decision(p, action, abs(step.change), step.reason + bound, desired=step.desired)
 
 
 # ---------------------------------------------------------------- building from presets and files
@@ -569,7 +632,9 @@ def reactive_config(preset: str = "hpa", overrides: Mapping[str, Any] | None = N
                     origin: str = "policy") -> ReactiveConfig:
     """Return the reactive preset `preset` with `overrides` applied and validated."""
     base = _preset(REACTIVE_PRESETS, preset, origin)
-    return apply_values(base, dict(overrides or {}), origin, "policy.").validate(origin)
+    values = dict(overrides or {})
+    _refuse_retired(values, origin)
+    return apply_values(base, values, origin, "policy.").validate(origin)
 
 
 def load_policy(path: str | Path | None = None, *, kind: str | None = None,
@@ -608,6 +673,12 @@ def _preset(presets: Mapping[str, Any], name: str, origin: str):
         raise BadInput(f"{origin}: policy.preset: unknown preset {name!r}; expected one of "
                        f"{', '.join(presets)}")
     return presets[name]
+
+
+def _refuse_retired(values: Mapping[str, Any], origin: str) -> None:
+    for key, instead in RETIRED_REACTIVE.items():
+        if values.get(key) is not None:
+            _fail(origin, key, f"not read by the reactive policy since it is the HPA rule: {instead}")
 
 
 def _check_probabilities(config, origin: str, names: tuple[str, ...]) -> None:

@@ -154,3 +154,29 @@ def test_a_plan_ahead_model_is_served_the_watched_runs_plan(tmp_path):
     np.testing.assert_array_equal(seen[-1], [plan(40 + i) for i in range(H)])
     assert len(p.p95_ms) == H and 0 <= p.probability <= 1
     assert plan(10_000) == plan(load_scenario("spike-closed").duration_s - 1)    # past the end: the last plan
+
+
+def test_monitor_with_a_reactive_policy_file_scales_the_target_by_the_hpa_rule(live_model, make_target, tmp_path):
+    from target_app.server import free_port
+
+    target = make_target(workers=3, threads=4)
+    policy = tmp_path / "reactive.toml"
+    # An idle target is far below 70 % CPU per worker: the HPA rule wants 1 worker, once the
+    # 3 it started with have left the (here 4 s) stabilisation window.
+    policy.write_text('[policy]\nkind = "reactive"\npreset = "hpa"\nstabilization_down_s = 4\n')
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "lab.py"), "monitor", "--target", target.url, "--model", str(live_model),
+         "--port", str(free_port()), "--policy-file", str(policy), "--scale-target", "--events", str(events),
+         "--duration", "12"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    downs = [d for d in lines if d["action"] == "scale_down"]
+    assert downs and all(d["policy"] == "reactive:hpa" for d in lines)
+    status = [line for line in proc.stdout.splitlines() if " action=" in line]
+    first = next(i for i, line in enumerate(status) if "action=scale_down" in line)
+    assert first >= 4 and all("workers=3" in line for line in status[:first])   # not before the window
+    assert (downs[0]["workers"], downs[0]["desired_workers"]) == (3, 1)
+    assert "cpu" in downs[0]["reason"] and downs[0]["outcomes"]["scale_target"] == "sent"
+    assert len(target.worker_pids()) == 1
