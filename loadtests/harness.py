@@ -593,6 +593,11 @@ class _Run:
         meta["ended_at"] = utc_iso(time.time())
         meta["rows"] = rows_written
         meta["summary"] = summary = summarize_run(run_dir, scenario)
+        if summary.get("other_cpu_pct_median", 0) > HOST_BUSY_PCT:
+            meta["warnings"].append(
+                f"host_busy: other processes used a median {summary['other_cpu_pct_median']:.0f} % of a core "
+                f"(90th percentile {summary['other_cpu_pct_p90']:.0f} %) while the run recorded; unless they ran "
+                f"at a lower priority (nice), its latency reflects the host as well as the target")
         if summary.get("dropped"):
             meta["warnings"].append(
                 f"arrivals_dropped: {summary['dropped']} arrivals were not sent because "
@@ -707,4 +712,31 @@ def summarize_run(run_dir: Path, scenario: Scenario) -> dict:
         if "incident" in frame.columns:
             incidents = frame["incident"].fillna("none").astype(str)
             summary["incidents"] = {str(k): int(v) for k, v in incidents[incidents != "none"].value_counts().items()}
+        summary.update(other_cpu(frame))
     return summary
+
+
+HOST_BUSY_PCT = 25.0     # median CPU of other processes (% of one core) above which a run is flagged
+
+
+def other_cpu(frame, cores: int | None = None) -> dict:
+    """CPU the host spent outside the target and Locust while the run recorded (% of one core).
+
+    `sys_cpu_percent` is the host's busy share of all its cores; the target's and Locust's
+    own CPU (`cpu_percent`, `loadgen_cpu_percent`, % of one core) are taken off, and what is
+    left (the collector, the OS and anything else running) is summarised by its median and
+    90th percentile. Empty when a column is missing.
+    """
+    import numpy as np
+    import pandas as pd
+
+    cols = ("sys_cpu_percent", "cpu_percent", "loadgen_cpu_percent")
+    if not all(c in frame.columns for c in cols) or not len(frame):
+        return {}
+    cores = cores or os.cpu_count() or 1
+    host, target, loadgen = (pd.to_numeric(frame[c], errors="coerce") for c in cols)
+    other = (host * cores - target - loadgen.fillna(0)).clip(lower=0).dropna()
+    if other.empty:
+        return {}
+    return {"other_cpu_pct_median": round(float(np.median(other)), 1),
+            "other_cpu_pct_p90": round(float(np.percentile(other, 90)), 1)}

@@ -67,3 +67,18 @@ def test_cli_refuses_bad_targets_in_one_line(tmp_path, args, option):
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {option}: ") and len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_other_cpu_is_the_host_less_the_target_and_locust():
+    import pandas as pd
+
+    from loadtests.harness import other_cpu
+
+    # Two cores: the host 60 % busy is 120 % of a core, of which the target used 70 and Locust 10.
+    frame = pd.DataFrame({"sys_cpu_percent": [60.0] * 9 + [100.0], "cpu_percent": [70.0] * 10,
+                          "loadgen_cpu_percent": [10.0] * 10})
+    figures = other_cpu(frame, cores=2)
+    assert figures["other_cpu_pct_median"] == 40.0 and 40.0 < figures["other_cpu_pct_p90"] <= 120.0
+    assert other_cpu(frame.drop(columns="loadgen_cpu_percent"), cores=2) == {}
+    quiet = frame.assign(sys_cpu_percent=30.0)          # less than the target and Locust: clipped at 0
+    assert other_cpu(quiet, cores=2)["other_cpu_pct_median"] == 0.0

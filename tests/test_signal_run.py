@@ -62,6 +62,10 @@ def test_the_leak_ends_in_a_worker_kill_recorded_when_it_happened(leak_run):
     kills = [e for e in events if e.get("event") == "incident" and e["kind"] == "worker_killed"]
     assert kills and "max_worker_rss_mb 75" in kills[0]["detail"]
     assert leak_run.meta["summary"]["incidents"]["worker_killed"] >= 1
+    # The host's CPU outside the target and Locust is summarised (host_busy warns above 25 %).
+    summary = leak_run.meta["summary"]
+    assert 0 <= summary["other_cpu_pct_median"] <= summary["other_cpu_pct_p90"]
+    assert any(w.startswith("host_busy:") for w in leak_run.meta["warnings"]) == (summary["other_cpu_pct_median"] > 25)
 
 
 def test_open_model_rows_carry_the_plan_the_queue_and_pooled_windows(leak_run):
