@@ -7,7 +7,8 @@ A model folder holds:
     baselines.json   the baselines' settings and the best baseline per metric, chosen on the
                      training runs (modeling.baselines.BaselineSuite)
     products.json    KMeans over endpoints by performance profile (when samples exist)
-    train.json       sources, the split (train and held-out runs), settings, data summary
+    train.json       sources (relative to the model folder), the split (train and held-out
+                     runs), settings, data summary
     metrics.json     written by evaluate
 
 The folder is written whole (runio.atomic_folder): training fills a temporary sibling and
@@ -18,6 +19,7 @@ it was. train.json is written last inside it; a folder without one is not a mode
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,6 +56,21 @@ class Bundle:
     products: Any | None
     meta: dict
     baselines: Any | None = None
+
+    def paths(self, key: str) -> list[str | None]:
+        """train.json's `sources` or `test_sources` as paths: relative ones are to the model folder.
+
+        A model folder names its data relative to itself, so a model shipped beside its
+        runs (course/data) finds them wherever the two are copied; older folders stored
+        absolute paths, which are kept as they are.
+        """
+        return [None if p is None else str(Path(p) if Path(p).is_absolute() else self.folder / p)
+                for p in self.meta.get(key) or []]
+
+
+def _relative_to(folder: Path, source: str | Path) -> str:
+    """`source` relative to the model `folder` (both made absolute first), for train.json."""
+    return os.path.relpath(Path(source).absolute(), Path(folder).absolute())
 
 
 def _run_folders(runs: Sequence[pd.DataFrame]) -> list[Path]:
@@ -129,7 +146,7 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
             on_warning(note)
 
     meta = {
-        "sources": [str(Path(s).absolute()) for s in sources],
+        "sources": [_relative_to(out, s) for s in sources],
         "split": ("held-out scenarios: " + ", ".join(holdout)) if holdout else
                  (_manifest_split_text(manifest_split) if manifest_split is not None else
                   "chronological: first 75% / last 25% of the one run" if len(runs) == 1 else
@@ -137,7 +154,7 @@ def train_bundle(sources: Sequence[str | Path], out: Path, *, holdout: Sequence[
         "holdout_scenarios": list(holdout or []),
         "train_runs": [run_name(r) for r in train],
         "test_runs": [run_name(r) for r in test],
-        "test_sources": [str(Path(r.attrs["source"]).absolute()) if r.attrs.get("source") else None
+        "test_sources": [_relative_to(out, r.attrs["source"]) if r.attrs.get("source") else None
                          for r in test],
         "train_rows": int(sum(len(r) for r in train)),
         "train_seconds": round(train_s, 1),
@@ -252,7 +269,7 @@ def _baselines_of(bundle: Bundle):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            runs = apply_profile(load_runs(bundle.meta.get("sources") or []), bundle.meta.get("profile", "lab"))
+            runs = apply_profile(load_runs(bundle.paths("sources")), bundle.meta.get("profile", "lab"))
     except (BadInput, OSError):
         return None                      # the training runs are gone: defaults, and metrics.json says so
     train = [r for r in runs if run_name(r) in set(bundle.meta["train_runs"])]
@@ -281,7 +298,7 @@ def evaluate_bundle(bundle: Bundle, sources: Sequence[str | Path] | None = None,
             raise BadInput(f"run {overlap[0]} was used for training; evaluate on held-out runs "
                            f"(or omit RUNS to use the runs held out at training)")
     else:
-        held = [s for s in bundle.meta.get("test_sources", []) if s]
+        held = [s for s in bundle.paths("test_sources") if s]
         if not held:
             raise BadInput(f"{bundle.folder}: no held-out runs recorded; give RUNS to evaluate on")
         runs = apply_profile(load_runs(held), bundle.meta.get("profile", "lab"))

@@ -91,3 +91,26 @@ def test_training_never_replaces_a_folder_that_is_not_a_model(runs, tmp_path):
     with pytest.raises(BadInput, match="exists and is not a model folder"):
         train_bundle(runs, notes, preset="tiny")
     assert (notes / "thesis.txt").read_text() == "keep me"
+
+
+def test_a_model_names_its_runs_relative_to_itself_and_finds_them_when_both_move(runs, tmp_path):
+    import shutil
+
+    from modeling.pipeline import evaluate_bundle
+
+    # The runs and the model side by side in one folder, as course/data ships them.
+    home = tmp_path / "home"
+    for src in runs:
+        shutil.copytree(src, home / "runs" / Path(src).name)
+    train_bundle([str(home / "runs" / Path(s).name) for s in runs], home / "model", preset="tiny", seed=0)
+    meta = json.loads((home / "model" / "train.json").read_text())
+    assert all(not Path(s).is_absolute() and s.startswith("../runs/") for s in meta["sources"] + meta["test_sources"])
+    # Moved elsewhere together, the model still finds its held-out runs.
+    moved = Path(shutil.move(str(home), str(tmp_path / "elsewhere")))
+    bundle = load_bundle(moved / "model")
+    assert all(Path(p).is_dir() for p in bundle.paths("test_sources"))
+    result = evaluate_bundle(bundle)
+    assert result["data"]["runs"] == meta["test_runs"]
+    # An older folder's absolute paths are read as they are.
+    old = dict(bundle.meta, test_sources=[str(moved / "runs" / Path(s).name) for s in meta["test_sources"]])
+    assert type(bundle)(bundle.folder, None, None, None, old).paths("test_sources") == old["test_sources"]

@@ -126,11 +126,11 @@ def _add_scores(page: Page, result: Mapping[str, Any], horizon: int) -> None:
 def _held_out_runs(bundle: Any) -> tuple[list[pd.DataFrame], list[str]]:
     """Load the runs held out at training (their tails for a one-run split); note what is missing."""
     notes, sources = [], []
-    for s in bundle.meta.get("test_sources") or []:
+    for s in bundle.paths("test_sources"):
         if s and Path(s).exists():
             sources.append(s)
         elif s:
-            notes.append(f"held-out run {s} not found (paths in train.json are relative to where train ran)")
+            notes.append(f"held-out run {s} not found (train.json names its runs relative to the model folder)")
     if not sources:
         return [], notes
     with warnings.catch_warnings():
@@ -283,7 +283,7 @@ def _training_profiles(bundle: Any) -> pd.DataFrame | None:
     """Rebuild the endpoint profiles the product clusters were fitted on (None without samples)."""
     train_ids = set(bundle.meta.get("train_runs") or [])
     frames = []
-    for source in bundle.meta.get("sources") or []:
+    for source in bundle.paths("sources"):
         p = Path(source)
         if not p.is_dir():
             continue
