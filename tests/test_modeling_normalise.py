@@ -160,3 +160,41 @@ def test_auto_keeps_the_lowest_validation_score(train_runs):
     assert set(scores) == {"global", "level", "window"} and m.params_["normalise"] == min(scores, key=scores.get)
     assert m.training_summary_["validation_score"] == scores[m.params_["normalise"]]
     assert m.get_params()["normalise"] == "auto"
+
+
+@pytest.mark.slow
+def test_train_normalise_is_stored_in_the_model_and_printed(tmp_path):
+    from lab import app
+    from tests.runfactory import make_run
+
+    run = make_run(tmp_path / "runs", 80)
+    out = tmp_path / "m"
+    result = CliRunner().invoke(app, ["train", str(run), "--out", str(out), "--preset", "tiny", "--epochs", "1",
+                                      "--normalise", "window", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "normalise: window" in result.output
+    meta = json.loads((out / "forecaster" / "params.json").read_text())
+    assert meta["params"]["normalise"] == "window" and meta["training"]["normalise"] == "window"
+    assert json.loads((out / "train.json").read_text())["params"]["normalise"] == "window"
+
+
+@pytest.mark.slow
+def test_a_plan_input_takes_its_columns_frame_online_as_offline():
+    import warnings
+
+    from modeling.data import pooled_targets
+    from modeling.online import OnlineWindow
+    from modeling.synthetic import synthetic_run
+
+    runs = [pooled_targets(synthetic_run(s, seed=1, duration_s=90)) for s in ("spike-closed", "ramp-closed")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = LSTMForecaster(preset="tiny", known_future=["planned_users"], future="hold", normalise="window").fit(runs)
+    offline = m.predict(runs[1:])
+    online = OnlineWindow([c for c in m.columns_ if c != "missing"], int(m.params_["window"]), 5)
+    at = {int(t): k for k, t in enumerate(offline.windows.t)}
+    for i, row in enumerate(runs[1].to_dict("records")):
+        online.push(row)
+        if i in at:
+            np.testing.assert_allclose(m.predict_filled(online.values()).forecast, offline.forecast[at[i]],
+                                       rtol=1e-5, atol=1e-6)
