@@ -24,6 +24,12 @@ ahead, so serving needs the plan too (`predict_one(future=...)`); `future="hold"
 the plan of "now" repeated H times, which is exactly what a monitor without a plan feeds,
 so training and serving agree by construction.
 
+`normalise` ("global" by default: the training runs' scaler only) can express each window
+relative to its own median ("level") or standardise it by its own median and spread
+("window"), read from the window's rows alone, so a model trained on one server serves
+another at another level and the monitor's ring buffer gives what `evaluate` gives; "auto"
+fits the three and keeps the lowest validation RelMAE (docs/modeling.md).
+
 TensorFlow is imported only when a model is built, trained or loaded, so importing this
 module (and the CLI) stays fast.
 """
