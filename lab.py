@@ -269,6 +269,7 @@ def train(
     horizon: Annotated[Optional[int], typer.Option(min=1, help="Rows ahead to forecast (seconds for the lab's runs).")] = None,
     units: Annotated[Optional[int], typer.Option(min=1, help="LSTM units.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = None,
+    normalise: Annotated[Optional[str], typer.Option(help="global (the training runs' scaler), level (each window relative to its own median), window (standardised by its own median and spread: a model that serves servers at other levels) or auto (the lowest validation RelMAE of the three).")] = None,
     plan: Annotated[Optional[str], typer.Option(help="Give the model the scenario's plan (planned_rate or planned_users) for the next H s: 'ahead' (serving needs the plan too) or 'held' (the plan of now repeated, what a monitor without a plan feeds).")] = None,
     regimes_k: Annotated[Optional[int], typer.Option("--regimes-k", min=2, help="Number of regimes (default: the number of system states).")] = None,
     profile: Annotated[str, typer.Option(help="lab: every column of a run; live: only what a monitor sees of a running target (its /metrics, processes, host), for `lab.py monitor`.")] = "lab",
@@ -279,7 +280,7 @@ def train(
     from modeling.console import EpochProgress, print_training
     from modeling.pipeline import train_bundle
 
-    params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs).items() if v is not None}
+    params = {k: v for k, v in dict(window=window, horizon=horizon, units=units, epochs=epochs, normalise=normalise).items() if v is not None}
     with EpochProgress(out, enabled=not quiet) as progress:
         bundle = train_bundle([str(s) for s in sources], out_dir, holdout=[h.strip() for h in holdout.split(",")] if holdout else None,
                               preset=preset, params=params, seed=seed, regimes_k=regimes_k, plan=plan, on_epoch=progress.epoch,

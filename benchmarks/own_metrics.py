@@ -1,6 +1,7 @@
 """Your own metrics on public data: NAB's AWS CloudWatch CPU series, trained on one server, scored on another.
 
     python benchmarks/own_metrics.py /work/data/nab --out results.json
+    python benchmarks/own_metrics.py /work/data/nab --normalise auto   # per-window normalisation
 
 FOLDER holds NAB files (github.com/numenta/NAB, under NAB's own licence, so they are not in
 this repository): `ec2_cpu_utilization_<id>.csv` (timestamp,value every 5 minutes) and
@@ -8,10 +9,12 @@ this repository): `ec2_cpu_utilization_<id>.csv` (timestamp,value every 5 minute
 script does what a user does:
 
     python lab.py import-csv A.csv --timestamp-col timestamp --map value=cpu_percent --nab-windows combined_windows.json
-    python lab.py train runs/imported-A --target cpu_percent --window W --horizon H
+    python lab.py train runs/imported-A --target cpu_percent --window W --horizon H [--normalise N]
     python lab.py evaluate models/A runs/imported-B
 
-(`train` on one run fits on its first 75%), and prints RelMAE per horizon (h = 1..H rows of
+(`train` on one run fits on its first 75%; `--normalise` as `train --normalise`: global, the
+default, or level, window, or auto, which keeps the lowest RelMAE on the training run's own
+validation part, never the other server's), and prints RelMAE per horizon (h = 1..H rows of
 5 minutes) with 95% block-bootstrap intervals for the LSTM and every baseline, and the event
 F1 of the alerts on server B's NAB windows. Beside them the original guide's recipe on the
 same files, the bar to beat: two stacked LSTM(50) with Dropout(0.2), a min-max scaler fitted
@@ -108,7 +111,8 @@ def one_pair(train_run: Path, test_run: Path, work: Path, args) -> dict:
         warnings.simplefilter("ignore")
         bundle = train_bundle([train_run], work / f"model-{train_run.name}", preset="default", seed=args.seed,
                               targets=["cpu_percent"],
-                              params={"window": args.window, "horizon": args.horizon, "epochs": args.epochs})
+                              params={"window": args.window, "horizon": args.horizon, "epochs": args.epochs,
+                                      "normalise": args.normalise})
         train_s = time.monotonic() - started
         result = evaluate_bundle(bundle, [test_run], work / f"metrics-{train_run.name}-{test_run.name}.json")
         w = bundle.forecaster.windows([test_run])
@@ -119,7 +123,11 @@ def one_pair(train_run: Path, test_run: Path, work: Path, args) -> dict:
     guide, guide_s = guide_forecast(values[0], np.concatenate(values), values[1], w.t[rows], w.horizon,
                                     args.seed, args.guide_epochs)
     lstm = result["forecast"]
+    summary = bundle.forecaster.training_summary_
     return {"train": train_run.name, "test": test_run.name, "train_seconds": round(train_s, 1),
+            "normalise": bundle.forecaster.params_.get("normalise", "global"),
+            "validation_relmae": summary.get("normalise_scores") or {bundle.forecaster.params_.get("normalise"):
+                                                                     summary.get("validation_score")},
             "guide_fit_seconds": round(guide_s, 1), "windows": result["data"]["windows"],
             "relmae": {name: {"value": s["cpu_percent"]["relmae"], "ci": s["cpu_percent"]["relmae_ci"]}
                        for name, s in lstm.items()},
@@ -145,6 +153,8 @@ def print_pair(r: dict, interval_s: int = 300) -> None:
     H = len(r["guide_relmae"])
     print(f"\n### trained on {r['train']}, evaluated on {r['test']} ({r['windows']} windows; LSTM trained in "
           f"{r['train_seconds']} s, guide recipe in {r['guide_fit_seconds']} s)")
+    print(f"\nnormalise: {r['normalise']} (validation RelMAE on the training server's own validation part: "
+          + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in r["validation_relmae"].items()) + ")")
     print("| model | " + " | ".join(f"h={h + 1} ({(h + 1) * interval_s // 60} min)" for h in range(H)) + " |")
     print("|---|" + "---|" * H)
     for name, s in r["relmae"].items():
@@ -172,6 +182,8 @@ def main(argv=None) -> int:
     ap.add_argument("--guide-epochs", type=int, default=20)
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--normalise", default="global", choices=("global", "level", "window", "auto"),
+                    help="The LSTM's normalisation (train --normalise); auto picks on validation.")
     ap.add_argument("--out", type=Path, help="Write every figure as JSON here.")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="own-metrics-") as tmp:

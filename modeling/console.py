@@ -119,6 +119,10 @@ def print_training(console: Console, bundle, out_dir) -> None:
     console.print(f"forecasts {', '.join(bundle.forecaster.key_metrics_)}: window {duration_text(int(p['window']), interval)}, "
                   f"horizon {duration_text(int(p['horizon']), interval)}"
                   + (f" (rows {interval:g} s apart)" if interval != 1 else ""), highlight=False)
+    scores = bundle.forecaster.training_summary_.get("normalise_scores")
+    if p.get("normalise", "global") != "global" or scores:
+        console.print(f"normalise: {p['normalise']}" + (" (auto, validation RelMAE: " + ", ".join(
+            f"{k} {_f(v, 3)}" for k, v in scores.items()) + ")" if scores else ""), highlight=False)
     if m.get("queries"):
         console.print(f"PromQL kept for `monitor --prometheus-url`: {', '.join(m['queries'])}", highlight=False)
     if bundle.regimes is not None:

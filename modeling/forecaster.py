@@ -24,6 +24,12 @@ ahead, so serving needs the plan too (`predict_one(future=...)`); `future="hold"
 the plan of "now" repeated H times, which is exactly what a monitor without a plan feeds,
 so training and serving agree by construction.
 
+`normalise` ("global" by default: the training runs' scaler only) can express each window
+relative to its own median ("level") or standardise it by its own median and spread
+("window"), read from the window's rows alone, so a model trained on one server serves
+another at another level and the monitor's ring buffer gives what `evaluate` gives; "auto"
+fits the three and keeps the lowest validation RelMAE (docs/modeling.md).
+
 TensorFlow is imported only when a model is built, trained or loaded, so importing this
 module (and the CLI) stays fast.
 """
@@ -37,7 +43,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,9 +71,18 @@ DEFAULTS: dict[str, Any] = {
     "validation_fraction": 0.2, "scaler": "standard", "log_latency": True, "delta": True,
     "base": "auto", "base_alpha": 0.3, "quantile": 0.9, "calibrate": True, "incident_horizon": 120,
     "warn_weight": 0.5, "loss": "mae", "max_gap_s": DEFAULT_MAX_GAP_S, "future": "plan",
+    "normalise": "global",
 }
 BASES = ("auto", "ewma", "median", "last")
 MEDIAN_SPAN = 10    # seconds of the rolling-median base
+# How a window enters the network (docs/modeling.md, "Per-window normalisation"): in the
+# scaler's units only ("global", what every model before the option did), relative to the
+# window's own median per column ("level"), or also divided by the window's own standard
+# deviation per column, floored at SPREAD_FLOOR scaled units ("window"). "auto" fits all
+# three and keeps the one with the lowest validation RelMAE.
+NORMALISE = ("global", "level", "window", "auto")
+SPREAD_FLOOR = 0.1
+Frame = Optional[tuple[np.ndarray, np.ndarray]]    # each window's (level, spread), (n, 1, F) each; None: global
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The original guide: two stacked LSTM(50) with Dropout(0.2), 60 s windows, MinMax
@@ -176,6 +191,13 @@ class LSTMForecaster(BaseEstimator):
     future : {"plan", "hold"}
         The known future in training: the plan ahead, or the plan of "now" held (what a
         monitor without a plan can give; see the module docstring).
+    normalise : {"global", "level", "window", "auto"}
+        Each window's inputs and targets as the scaler gives them ("global"), minus the
+        window's own median per column ("level"), or standardised by the window's own
+        median and standard deviation ("window"), so a model trained on one server serves
+        another that runs at another level; both read the window's W rows only (causal,
+        the same offline and online). "auto" fits the three and keeps the lowest
+        validation RelMAE (`training_summary_["normalise_scores"]`).
     key_metrics, features : list of str
         Forecast targets; input columns (None: the rule in modeling/data.py).
     max_gap_s : int
@@ -194,7 +216,8 @@ class LSTMForecaster(BaseEstimator):
                  base: str | None = None, base_alpha: float | None = None, quantile: float | None = None,
                  calibrate: bool | None = None, incident_horizon: int | None = None,
                  key_metrics: Sequence[str] = KEY_METRICS, features: Sequence[str] | None = None,
-                 max_gap_s: int | None = None, seed: int = 0, future: str | None = None):
+                 max_gap_s: int | None = None, seed: int = 0, future: str | None = None,
+                 normalise: str | None = None):
         self.preset = preset
         self.window = window
         self.horizon = horizon
@@ -222,6 +245,7 @@ class LSTMForecaster(BaseEstimator):
         self.max_gap_s = max_gap_s
         self.seed = seed
         self.future = future
+        self.normalise = normalise
 
     # ------------------------------------------------------------ parameters
 
@@ -250,6 +274,9 @@ class LSTMForecaster(BaseEstimator):
             raise BadInput(f"incident_horizon must be 0 (no incident head) or more, got {params['incident_horizon']}")
         if params["future"] not in ("plan", "hold"):
             raise BadInput(f"future must be plan or hold, got {params['future']!r}")
+        if params["normalise"] not in NORMALISE:
+            raise BadInput(f"--normalise: must be {', '.join(NORMALISE[:-1])} or {NORMALISE[-1]}, "
+                           f"got {params['normalise']!r}")
         params.update(known_future=list(self.known_future), key_metrics=list(self.key_metrics),
                       seed=int(self.seed))
         if not params["key_metrics"]:
@@ -266,6 +293,8 @@ class LSTMForecaster(BaseEstimator):
             on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> LSTMForecaster:
         """Train on runs (frames or run/dataset folders); `on_epoch(epoch, epochs, logs)` reports progress."""
         p = self.resolved_params()
+        if p["normalise"] == "auto":
+            return self._fit_auto(runs, on_epoch)
         runs = as_runs(runs)
         W, H = int(p["window"]), int(p["horizon"])
         with warnings.catch_warnings(record=True) as caught:
@@ -304,11 +333,11 @@ class LSTMForecaster(BaseEstimator):
         model = self._build(keras, p)
         if p["delta"] and p["base"] == "auto":
             p["base_choice"] = self._choose_base(train)
-        x_train, y_train = self._encode(train), self._targets(train)
+        x_train, y_train = self._encode(train)[0], self._targets(train)
         fit_kwargs: dict[str, Any] = {}
         callbacks: list[Any] = [_EpochHook(keras, on_epoch, int(p["epochs"]))]
         if val is not None and len(val):
-            fit_kwargs["validation_data"] = (self._encode(val), self._targets(val))
+            fit_kwargs["validation_data"] = (self._encode(val)[0], self._targets(val))
             if int(p["patience"]) > 0:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=int(p["patience"]), restore_best_weights=True))
@@ -326,8 +355,10 @@ class LSTMForecaster(BaseEstimator):
             else "no validation windows: incident threshold 0.5, not tuned")
         self.calibration_, self.calibration_note_ = None, ("not calibrated: no validation windows" if p["calibrate"]
                                                             else "not calibrated (calibrate=False)")
+        self.validation_relmae_: dict[str, float | None] = {}
         if val is not None and len(val):
-            _, raw, _, incident = self._raw_predict(val, calibrated=False)
+            forecast, raw, _, incident = self._raw_predict(val, calibrated=False)
+            self.validation_relmae_ = validation_relmae(forecast, val)
             if p.get("calibrate"):
                 self.calibration_, self.calibration_note_ = platt(raw, val.warn)
             self.warn_threshold_, self.threshold_note_ = choose_threshold(val, self._calibrated(raw))
@@ -350,8 +381,33 @@ class LSTMForecaster(BaseEstimator):
             "incident_head": bool(p["incident_head"]), "train_incident_share": float(inc.mean()) if inc is not None else 0.0,
             "incident_threshold": self.incident_threshold_, "incident_threshold_note": self.incident_note_,
             "seconds_per_epoch": round(self.fit_seconds_ / max(1, self.epochs_trained_), 3),
+            "normalise": p["normalise"], "validation_relmae": self.validation_relmae_,
+            "validation_score": _mean_score(self.validation_relmae_),
             "warnings": self.warnings_,
         }
+        return self
+
+    def _fit_auto(self, runs: Sequence[pd.DataFrame | str | Path],
+                  on_epoch: Callable[[int, int, dict[str, float]], None] | None) -> LSTMForecaster:
+        """Fit one model per normalisation and keep the lowest validation RelMAE (never a test score)."""
+        from sklearn.base import clone
+
+        runs = as_runs(runs)
+        fits: dict[str, LSTMForecaster] = {}
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            for mode in NORMALISE[:-1]:
+                fits[mode] = clone(self).set_params(normalise=mode).fit(runs, on_epoch=on_epoch)
+        scores = {m: f.training_summary_["validation_score"] for m, f in fits.items()}
+        if all(v is None for v in scores.values()):
+            raise BadInput("--normalise auto: the training runs leave no validation windows to choose on; "
+                           "name global, level or window")
+        best = min(scores, key=lambda m: (np.inf if scores[m] is None else scores[m], NORMALISE.index(m)))
+        self.__dict__.update({k: v for k, v in vars(fits[best]).items() if k.endswith("_") or k == "_serve"})
+        self.training_summary_ = {**self.training_summary_, "normalise_scores": scores,
+                                  "normalise_note": f"auto: {best}, the lowest validation RelMAE"}
+        for message in dict.fromkeys(self.warnings_):
+            warnings.warn(message, DataWarning, stacklevel=2)
         return self
 
     def _validation_split(self, runs: list[pd.DataFrame], p: dict[str, Any]) -> tuple[list, list]:
@@ -415,12 +471,33 @@ class LSTMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------ encoding
 
-    def _encode(self, w: Windows) -> dict[str, np.ndarray]:
-        """Scale windows into the model's inputs."""
-        inputs = {"window": self.scaler_.transform(w.x, self.columns_).astype("float32")}
+    def _encode(self, w: Windows) -> tuple[dict[str, np.ndarray], Frame]:
+        """Scale and normalise windows into the model's inputs; return them with each window's frame."""
+        return self._inputs(self.scaler_.transform(w.x, self.columns_),
+                            self.scaler_.transform(w.future, self.known_future_) if self.known_future_ else None)
+
+    def _inputs(self, x_scaled: np.ndarray, future_scaled: np.ndarray | None) -> tuple[dict[str, np.ndarray], Frame]:
+        """The network's inputs from scaled windows (n, W, F) and plans (n, H, J), and each window's frame."""
+        z, frame = self._normalised(x_scaled)
+        inputs = {"window": z.astype("float32")}
         if self.known_future_:
-            inputs["future"] = self.scaler_.transform(w.future, self.known_future_).astype("float32")
-        return inputs
+            fut = np.asarray(future_scaled, dtype="float64")
+            if frame is not None:
+                idx = [self.columns_.index(c) for c in self.known_future_]
+                fut = (fut - frame[0][..., idx]) / frame[1][..., idx]
+            inputs["future"] = fut.astype("float32")
+        return inputs, frame
+
+    def _normalised(self, x_scaled: np.ndarray) -> tuple[np.ndarray, Frame]:
+        """Express scaled windows in the model's `normalise` frame: (z, (level, spread)), the frame
+        None for "global"; what the gap rule left missing (NaN) becomes the frame's 0."""
+        x = np.asarray(x_scaled, dtype="float64")
+        mode = self.params_.get("normalise", "global")       # models saved before the option: global
+        if mode == "global":
+            return np.where(np.isnan(x), 0.0, x), None
+        level, spread = window_frame(x, mode)
+        z = (x - level) / spread
+        return np.where(np.isnan(z), 0.0, z), (level, spread)
 
     def _base_scaled(self, x_scaled: np.ndarray) -> np.ndarray:
         """Return the base forecast in scaled units that the residual heads add to: (n, H, K)
@@ -452,9 +529,13 @@ class LSTMForecaster(BaseEstimator):
                  for j in range(len(idx))] for h in range(y.shape[1])]
 
     def _targets(self, w: Windows) -> dict[str, np.ndarray]:
+        z, frame = self._normalised(self.scaler_.transform(w.x, self.columns_))
         y = self.scaler_.transform(w.y, self.key_metrics_)
+        if frame is not None:
+            idx = [self.columns_.index(c) for c in self.key_metrics_]
+            y = (y - frame[0][..., idx]) / frame[1][..., idx]
         if self.params_["delta"]:
-            y = y - self._base_scaled(self.scaler_.transform(w.x, self.columns_))
+            y = y - self._base_scaled(z)
         out = {"forecast": y.astype("float32"), "warning": w.warn.reshape(-1, 1).astype("float32")}
         if float(self.params_.get("quantile", 0)):
             out["upper"] = out["forecast"]
@@ -462,10 +543,14 @@ class LSTMForecaster(BaseEstimator):
             out["incident"] = incident_ahead(w, int(self.params_["incident_horizon"])).reshape(-1, 1)
         return out
 
-    def _decode(self, out: np.ndarray, x_scaled: np.ndarray) -> np.ndarray:
+    def _decode(self, out: np.ndarray, z: np.ndarray, frame: Frame = None) -> np.ndarray:
+        """Raw-unit forecasts from the heads' output, the network's window `z` and its frame."""
         y = np.asarray(out, dtype="float64")
         if self.params_["delta"]:
-            y = y + self._base_scaled(x_scaled)
+            y = y + self._base_scaled(z)
+        if frame is not None:
+            idx = [self.columns_.index(c) for c in self.key_metrics_]
+            y = y * frame[1][..., idx] + frame[0][..., idx]
         return clip_forecast(self.scaler_.inverse_transform(y, self.key_metrics_), self.key_metrics_)
 
     def _incident_threshold(self, val: Windows, prob: np.ndarray) -> None:
@@ -496,12 +581,12 @@ class LSTMForecaster(BaseEstimator):
 
     def _raw_predict(self, w: Windows, calibrated: bool = True
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        inputs = self._encode(w)
+        inputs, frame = self._encode(w)
         out = self.model_.predict(inputs, batch_size=1024, verbose=0)
         prob = np.asarray(out["warning"]).reshape(-1)
-        upper = self._decode(out["upper"], inputs["window"]) if "upper" in out else None
+        upper = self._decode(out["upper"], inputs["window"], frame) if "upper" in out else None
         incident = np.asarray(out["incident"], dtype="float64").reshape(-1) if "incident" in out else None
-        return (self._decode(out["forecast"], inputs["window"]), self._calibrated(prob) if calibrated else prob,
+        return (self._decode(out["forecast"], inputs["window"], frame), self._calibrated(prob) if calibrated else prob,
                 upper, incident)
 
     def predict(self, runs: Sequence[pd.DataFrame | str | Path] | Windows) -> WindowForecasts:
@@ -548,13 +633,13 @@ class LSTMForecaster(BaseEstimator):
     def predict_filled(self, values: np.ndarray, future: np.ndarray | Sequence[float] | None = None) -> OneForecast:
         """Forecast from W rows already through the gap rule: (W, F + 1) raw values, `missing` last.
 
-        What the gap rule could not fill (NaN) takes the training mean (scaled 0); the row's
-        `missing` flag says so, as in training.
+        What the gap rule could not fill (NaN) takes the training mean (scaled 0), or with
+        `normalise` the window's own level; the row's `missing` flag says so, as in training.
+        The window's frame (`normalise`) is computed from these W rows alone, as offline.
         """
         H = int(self.params_["horizon"])
         x = self.scaler_.transform(np.asarray(values, dtype="float64")[None], self.columns_)
-        x = np.where(np.isnan(x), 0.0, x).astype("float32")
-        inputs = {"window": x}
+        fut = None
         if self.known_future_:
             if future is None and self.params_.get("future") == "hold":
                 columns = [c for c in self.columns_ if c != MISSING]
@@ -563,12 +648,14 @@ class LSTMForecaster(BaseEstimator):
                 raise BadInput(f"this model was trained on the plan ahead: it needs the next {H} seconds of "
                                f"{', '.join(self.known_future_)} (future=), or train it with future='hold'")
             fut = np.asarray(future, dtype="float64").reshape(H, len(self.known_future_))
-            inputs["future"] = self.scaler_.transform(fut[None], self.known_future_).astype("float32")
+            fut = self.scaler_.transform(fut[None], self.known_future_)
+        inputs, frame = self._inputs(x, fut)
         out = self._serving_fn()(inputs)
-        upper = self._decode(out["upper"].numpy(), x)[0] if "upper" in out else None
+        z = inputs["window"]
+        upper = self._decode(out["upper"].numpy(), z, frame)[0] if "upper" in out else None
         prob = float(self._calibrated(out["warning"].numpy().reshape(-1))[0])
         incident = float(out["incident"].numpy().reshape(-1)[0]) if "incident" in out else None
-        return OneForecast(self._decode(out["forecast"].numpy(), x)[0], prob, upper, incident)
+        return OneForecast(self._decode(out["forecast"].numpy(), z, frame)[0], prob, upper, incident)
 
     def _serving_fn(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         if getattr(self, "_serve", None) is None:
@@ -697,6 +784,42 @@ def check_model_file(path: str | Path) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def window_frame(x_scaled: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's level and spread per column, (n, 1, F) each, from its own W rows only.
+
+    The level is the window's median ("level" and "window"), the spread its standard
+    deviation floored at SPREAD_FLOOR ("window"; 1 for "level"); NaN cells are ignored, a
+    column without a value gets level 0. The last column, the `missing` flag, keeps 0 and 1.
+    """
+    x = np.asarray(x_scaled, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN columns: handled below
+        level = np.nanmedian(x, axis=1, keepdims=True)
+        spread = (np.nanstd(x, axis=1, keepdims=True) if mode == "window" else np.ones_like(level))
+    level = np.where(np.isfinite(level), level, 0.0)
+    spread = np.where(np.isfinite(spread), np.maximum(spread, SPREAD_FLOOR), 1.0) if mode == "window" else spread
+    level[..., -1], spread[..., -1] = 0.0, 1.0
+    return level, spread
+
+
+def validation_relmae(forecast: np.ndarray, w: Windows) -> dict[str, float | None]:
+    """Per key metric, MAE over every horizon of `forecast` (n, H, K) over persistence's, on windows `w`."""
+    y, naive = w.y.astype("float64"), w.x_key[:, -1:, :].astype("float64")
+    out: dict[str, float | None] = {}
+    for j, m in enumerate(w.key_metrics):
+        ok = np.isfinite(y[..., j])
+        model_mae = float(np.abs(forecast[..., j] - y[..., j])[ok].mean()) if ok.any() else np.nan
+        naive_mae = float(np.abs(np.broadcast_to(naive[..., j], y[..., j].shape) - y[..., j])[ok].mean()) \
+            if ok.any() else np.nan
+        out[m] = round(model_mae / naive_mae, 6) if np.isfinite(model_mae) and naive_mae > 0 else None
+    return out
+
+
+def _mean_score(scores: dict[str, float | None]) -> float | None:
+    values = [v for v in scores.values() if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def _base_of(name: str, key: np.ndarray, alpha: float) -> np.ndarray:
