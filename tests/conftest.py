@@ -49,3 +49,21 @@ def make_target(tmp_path):
     yield _make
     for target in started:
         target.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_lab_model(tmp_path_factory):
+    """(three synthetic run folders, a tiny lab-profile model bundle trained on them), made once a session.
+
+    Tests that read a lab-profile model share it (training one takes seconds of TensorFlow
+    set-up); a test that changes the folder works on a copy of it.
+    """
+    from modeling.pipeline import train_bundle
+    from modeling.synthetic import synthetic_run, write_run
+
+    base = tmp_path_factory.mktemp("tiny-lab")
+    runs = [str(write_run(synthetic_run(name, seed), base / "runs" / f"r{seed}"))
+            for name, seed in (("spike-closed", 1), ("ramp-closed", 2), ("spike-closed", 3))]
+    out = base / "model"
+    train_bundle(runs, out, preset="tiny", seed=0)
+    return runs, out

@@ -75,6 +75,24 @@ def test_predictive_autoscale_needs_a_model(tmp_path):
     assert "--model" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_predictive_autoscale_serves_a_lab_profile_model_and_refuses_a_live_one(tiny_lab_model, tmp_path):
+    """The model code is imported only for this mode: building the scaler loads the bundle and serves it."""
+    import shutil
+
+    from contract.errors import BadInput
+    from workflows.autoscale import Autoscaler
+
+    _runs, model = tiny_lab_model
+    slo = {"latency_p95_ms": 300, "error_rate": 0.02}
+    scaler = Autoscaler("predictive", slo, model_dir=model, max_workers=2)
+    assert scaler.online is not None and scaler.online.profile == "lab"
+    live = Path(shutil.copytree(model, tmp_path / "live"))
+    meta = json.loads((live / "train.json").read_text())
+    (live / "train.json").write_text(json.dumps({**meta, "profile": "live"}))
+    with pytest.raises(BadInput, match="uses a --profile lab model"):
+        Autoscaler("predictive", slo, model_dir=live, max_workers=2)
+
+
 class _AlwaysScaleUp:
     """A policy that wants one more worker every second."""
 

@@ -11,23 +11,18 @@ import pytest
 
 from contract.errors import BadInput
 from modeling.pipeline import load_bundle, train_bundle
-from modeling.synthetic import synthetic_run, write_run
 
 pytestmark = pytest.mark.slow   # trains tiny models
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("runs")
-    return [str(write_run(synthetic_run(name, seed), base / f"r{seed}"))
-            for name, seed in (("spike-closed", 1), ("ramp-closed", 2), ("spike-closed", 3))]
+def runs(tiny_lab_model):
+    return tiny_lab_model[0]        # spike-closed s1, ramp-closed s2, spike-closed s3 (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def trained(runs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained") / "model"
-    train_bundle(runs, out, preset="tiny", seed=0)
-    return out
+def trained(tiny_lab_model):
+    return tiny_lab_model[1]        # train_bundle(runs, preset="tiny", seed=0); tests change copies only
 
 
 def _copy(trained, tmp_path):

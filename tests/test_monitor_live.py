@@ -99,15 +99,12 @@ def test_monitor_predicts_exports_and_survives_a_target_restart(live_model, make
     assert "target DOWN" in stdout and "target up" in stdout
 
 
-def test_monitor_refuses_a_lab_profile_model(tmp_path, make_target):
-    from modeling.pipeline import train_bundle
-    from modeling.synthetic import synthetic_run, write_run
-
-    runs = [write_run(synthetic_run("spike-closed", s), tmp_path / f"r{s}") for s in (1, 2)]
-    train_bundle([str(r) for r in runs], tmp_path / "m", preset="tiny", profile="lab")
+def test_monitor_refuses_a_lab_profile_model(tiny_lab_model, make_target):
+    _runs, lab_model = tiny_lab_model      # train_bundle's default profile, "lab" (tests/conftest.py)
+    assert json.loads((lab_model / "train.json").read_text())["profile"] == "lab"
     target = make_target()
     proc = subprocess.run([sys.executable, str(ROOT / "lab.py"), "monitor", "--target", target.url,
-                           "--model", str(tmp_path / "m"), "--duration", "3"],
+                           "--model", str(lab_model), "--duration", "3"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "--profile live" in proc.stderr and "Traceback" not in proc.stderr

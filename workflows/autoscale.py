@@ -34,7 +34,6 @@ from contract.scenario import Scenario
 from monitor.hpa import DEFAULT_BOOT_LEAD_S, HPA_METRICS, HpaConfig, HpaScaler, LeadConfig, LeadScaler, ScalerPolicy
 from monitor.policy import Prediction
 from monitor.sinks import Backoff, Lane, ScaleTargetSink
-from modeling.pipeline import load_bundle
 from monitor.live import OnlineModel
 
 MODES = ("off", "reactive", "predictive")
@@ -57,6 +56,10 @@ class Autoscaler:
                                              min_workers=min_workers, max_workers=max_workers))
         self.lead_s = lead_s
         if mode == "predictive":
+            # Here, not at the top: every run-scenario imports this module, and the model
+            # code (scikit-learn and its scipy) adds about a second to a run without a model.
+            from modeling.pipeline import load_bundle
+
             bundle = load_bundle(model_dir)
             if bundle.meta.get("profile", "lab") != "lab":
                 raise BadInput(f"{model_dir}: --autoscale predictive inside a lab run uses a --profile lab "
