@@ -82,7 +82,7 @@ class TargetModel:
     base_p50_ms: float = 9.0        # server-side (srv_*) percentiles of the default mix with no
     base_p95_ms: float = 1050.0     # queueing: /stress (0.5-2.0 s) is 1 in 13 requests, so it
     base_p99_ms: float = 1800.0     # sets p95 (the client's come from its requests, _Client)
-    base_mean_ms: float = 120.0     # mean response time with no queueing (set from the scenario's mix)
+    base_mean_ms: float | None = None   # mean response time with no queueing (None: the scenario's mix's)
     think_s: float = 1.0            # mean user wait between requests
     cpu_idle_pct: float = 3.0
     rss_base_mb: float = 140.0
@@ -226,7 +226,9 @@ def synthetic_run(scenario: Any = "spike-closed", seed: int | None = None, *,
     # One generator for the whole run, drawn from in a fixed order: a seed gives the same frame.
     rng = np.random.default_rng(seed)
     mix = _scenario_mix(sc)
-    m = replace(_target_model(sc, model or TargetModel(), rng), base_mean_ms=mix.mean_ms)
+    m = _target_model(sc, model or TargetModel(), rng)
+    if m.base_mean_ms is None:
+        m = replace(m, base_mean_ms=mix.mean_ms)
     slo = _scenario_slo(sc)
     n = int(sc["duration_s"]) if duration_s is None else min(int(duration_s), int(sc["duration_s"]))
     if n < 1:

@@ -136,3 +136,13 @@ def test_samples_follow_the_locust_format():
 def test_an_open_model_scenario_is_refused_with_one_line():
     with pytest.raises(BadInput, match="closed model"):
         synthetic_run("spike", seed=1)
+
+
+def test_the_service_time_comes_from_the_mix_unless_the_model_gives_one():
+    default = synthetic_run("spike-closed", seed=1).attrs["meta"]["synthetic"]["base_mean_ms"]
+    no_stress = synthetic_run(_steady(34, 30), seed=1).attrs["meta"]["synthetic"]["base_mean_ms"]
+    given = synthetic_run("spike-closed", seed=1, model=TargetModel(base_mean_ms=400.0))
+    assert 100 < default < 140 and no_stress < 0.3 * default          # /stress is 1 in 13 of the default mix
+    assert given.attrs["meta"]["synthetic"]["base_mean_ms"] == 400.0
+    # Slower service holds the threads longer: fewer completions at the same users.
+    assert given["rps"].median() < synthetic_run("spike-closed", seed=1)["rps"].median()
