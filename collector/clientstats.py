@@ -134,6 +134,28 @@ def window_stats(latencies_ms: np.ndarray, ok: np.ndarray) -> dict[str, float | 
             "error_rate_window": float(n - np.count_nonzero(ok)) / n, "window_requests": int(n)}
 
 
+class TrailingWindow:
+    """The requests of the trailing `window_s` seconds (the newest one included), pooled.
+
+    Seconds come in order; a second more than `window_s - 1` before the newest leaves the
+    window, so a second with no requests still moves it on.
+    """
+
+    def __init__(self, window_s: int):
+        if window_s < 1:
+            raise ValueError(f"window_s must be at least 1, got {window_s}")
+        self.window_s = int(window_s)
+        self._recent: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
+
+    def add(self, second: int, latencies_ms: np.ndarray, ok: np.ndarray) -> dict[str, float | int | None]:
+        """File one second's requests; return the pooled figures of the window ending at it (`window_stats`)."""
+        self._recent.append((second, latencies_ms, ok))
+        while self._recent and self._recent[0][0] <= second - self.window_s:
+            self._recent.popleft()
+        return window_stats(np.concatenate([r[1] for r in self._recent]),
+                            np.concatenate([r[2] for r in self._recent]))
+
+
 def endpoint_stats(latencies_ms: np.ndarray, ok: np.ndarray, names: np.ndarray) -> dict[str, dict]:
     """Compute count, failures, p50 and p95 (ms) per request name."""
     latencies_ms, ok, names = np.asarray(latencies_ms, dtype=float), np.asarray(ok, bool), np.asarray(names)
@@ -185,15 +207,12 @@ class SecondBinner:
     """
 
     def __init__(self, t0: float, window_s: int = 10):
-        if window_s < 1:
-            raise ValueError(f"window_s must be at least 1, got {window_s}")
+        self._window = TrailingWindow(window_s)     # refuses a window below one second
         self.t0 = t0
-        self.window_s = int(window_s)
         self.late = 0
         self.early = 0
         self._bins: dict[int, list[Sample]] = {}
         self._popped: set[int] = set()
-        self._recent: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
 
     def add(self, sample: Sample) -> None:
         """File one sample under its second."""
@@ -217,10 +236,6 @@ class SecondBinner:
         latencies = np.fromiter((s.response_time_ms for s in samples), float, len(samples))
         ok = np.fromiter((s.ok for s in samples), bool, len(samples))
         names = np.array([s.name for s in samples], dtype=object)
-        self._recent.append((second, latencies, ok))
-        while self._recent and self._recent[0][0] <= second - self.window_s:
-            self._recent.popleft()
-        pooled = window_stats(np.concatenate([r[1] for r in self._recent]),
-                              np.concatenate([r[2] for r in self._recent]))
+        pooled = self._window.add(second, latencies, ok)
         return ClientSecond(**client_stats(latencies, ok), **pooled,
                             by_name=endpoint_stats(latencies, ok, names) if samples else {})

@@ -36,7 +36,6 @@ with a bigger `[target]` gets proportionally more capacity.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,7 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from collector.clientstats import client_stats, window_stats
+from collector.clientstats import TrailingWindow, client_stats
 from contract.scenario import CLOSED_DEFAULT_WINDOW_S, DEFAULT_MIX, load_scenario
 from contract.schema import COLUMNS, slo_limits, violates_slo
 from contract.errors import BadInput
@@ -377,20 +376,18 @@ class _Client:
     """The load generator's side: each second's requests, their percentiles and the pooled window."""
     def __init__(self, mix: _Mix, window_s: int, slo: Mapping[str, float]):
         self.mix, self.slo = mix, slo
-        self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=window_s)
+        self.window = TrailingWindow(window_s)
 
-    def second(self, n: int, wait: _Wait, fx: _Effects, error_prob: float,
+    def second(self, t: int, n: int, wait: _Wait, fx: _Effects, error_prob: float,
                rng: np.random.Generator) -> dict[str, float | int | None]:
-        """Draw n completed requests; return the collector's client columns and the SLO label."""
+        """Draw second t's n completed requests; return the collector's client columns and the SLO label."""
         _, base_ms = self.mix.draw_ms(n, rng)
         # Contention for the cores slows every request of a second alike, more as they fill.
         shared = float(np.exp(rng.normal(0, CONTENTION_SIGMA * min(1.0, n / fx.cap))))
         latency_ms = base_ms * shared * fx.slow * fx.cpu_slow + 1000 * (fx.add_s + wait.draw_s(n, rng))
         ok = rng.random(n) >= error_prob
-        self.recent.append((latency_ms, ok))
         stats = client_stats(latency_ms, ok)
-        stats.update(window_stats(np.concatenate([r[0] for r in self.recent]),
-                                  np.concatenate([r[1] for r in self.recent])))
+        stats.update(self.window.add(t, latency_ms, ok))
         stats["slo_violation"] = violates_slo(stats["latency_p95_window_ms"], stats["error_rate_window"], self.slo)
         return stats
 
@@ -411,7 +408,7 @@ def _simulate(m: TargetModel, plan_users: np.ndarray, spawn: np.ndarray, fault: 
                    else max(0.0, leak_mb - 200.0))
         rps, wait = loop.serve(fx, rng)
         error_prob = min(1.0, m.base_error_prob + (k if kind == "errors" else 0.0))
-        for col, value in client.second(rps, wait, fx, error_prob, rng).items():
+        for col, value in client.second(t, rps, wait, fx, error_prob, rng).items():
             cols[col][t] = np.nan if value is None else value
         err, wait_s = cols["error_rate"][t], wait.mean_s
         cols["elapsed_s"][t] = t
