@@ -147,6 +147,7 @@ class _Wait:
 @dataclass(frozen=True)
 class _Mix:
     """A scenario's request mix: which endpoint a request hits and its low-load latency."""
+    names: tuple[str, ...]  # the endpoints with a weight above 0, in the order `draw_ms` indexes
     p: np.ndarray           # chance of each endpoint
     median_ms: np.ndarray
     sigma: np.ndarray
@@ -158,7 +159,7 @@ class _Mix:
         names = [e for e, w in weights.items() if w > 0]
         w = np.array([weights[e] for e in names], dtype=float)
         get = lambda key, default=np.nan: np.array([endpoints[e].get(key, default) for e in names], dtype=float)
-        return cls(w / w.sum(), get("median_ms"), get("sigma"), get("uniform_min_ms"), get("uniform_max_ms"))
+        return cls(tuple(names), w / w.sum(), get("median_ms"), get("sigma"), get("uniform_min_ms"), get("uniform_max_ms"))
 
     @property
     def mean_ms(self) -> float:
@@ -490,9 +491,10 @@ def synthetic_samples(duration_s: int = 60, rps: float = 30.0, seed: int = 0,
     """Simulate Locust's per-request samples (ts, response_time_ms, ok, name) for endpoint profiling."""
     rng = np.random.default_rng(seed)
     endpoints = endpoints or ENDPOINTS
-    names = list(endpoints)
     count = int(rng.poisson(rps * duration_s))
-    pick, latency_ms = _Mix.of({e: endpoints[e]["weight"] for e in names}, endpoints).draw_ms(count, rng)
+    mix = _Mix.of({e: endpoints[e]["weight"] for e in endpoints}, endpoints)
+    pick, latency_ms = mix.draw_ms(count, rng)
+    names = mix.names
     fail = np.array([endpoints[e].get("error_prob", 0.002) for e in names])[pick]
     return pd.DataFrame({
         "ts": 1_767_225_600.0 + np.sort(rng.uniform(0, duration_s, count)),

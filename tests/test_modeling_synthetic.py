@@ -146,3 +146,12 @@ def test_the_service_time_comes_from_the_mix_unless_the_model_gives_one():
     assert given.attrs["meta"]["synthetic"]["base_mean_ms"] == 400.0
     # Slower service holds the threads longer: fewer completions at the same users.
     assert given["rps"].median() < synthetic_run("spike-closed", seed=1)["rps"].median()
+
+
+def test_samples_of_a_mix_without_one_endpoint_keep_each_name_with_its_latency():
+    from modeling.synthetic import ENDPOINTS
+
+    endpoints = {**ENDPOINTS, "/products": {**ENDPOINTS["/products"], "weight": 0}}
+    medians = synthetic_samples(duration_s=20, rps=50, seed=1, endpoints=endpoints).groupby("name")["response_time_ms"].median()
+    assert "/products" not in medians.index
+    assert medians["/stress"] > 500 and medians["/products/search"] > 50 and medians["/products/[id]"] < 20
