@@ -55,7 +55,7 @@ from .data import (DEFAULT_MAX_GAP_S, KEY_METRICS, LATENCY_COLUMNS, MISSING, Dat
                    as_runs, chronological_split, fill_gaps, fit_scaler, incident_ahead, incident_view,
                    make_windows, pooled_targets,
                    require_columns, run_name, select_features, slo_columns, split_runs)
-from .metrics import choose_threshold
+from .metrics import choose_threshold, relmae
 from .baselines import clip_forecast, ewma_weights
 from contract.runfolder import atomic_path, atomic_write_json, read_json, sha256_file
 
@@ -806,15 +806,10 @@ def window_frame(x_scaled: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarra
 
 def validation_relmae(forecast: np.ndarray, w: Windows) -> dict[str, float | None]:
     """Per key metric, MAE over every horizon of `forecast` (n, H, K) over persistence's, on windows `w`."""
-    y, naive = w.y.astype("float64"), w.x_key[:, -1:, :].astype("float64")
-    out: dict[str, float | None] = {}
-    for j, m in enumerate(w.key_metrics):
-        ok = np.isfinite(y[..., j])
-        model_mae = float(np.abs(forecast[..., j] - y[..., j])[ok].mean()) if ok.any() else np.nan
-        naive_mae = float(np.abs(np.broadcast_to(naive[..., j], y[..., j].shape) - y[..., j])[ok].mean()) \
-            if ok.any() else np.nan
-        out[m] = round(model_mae / naive_mae, 6) if np.isfinite(model_mae) and naive_mae > 0 else None
-    return out
+    y = w.y.astype("float64")
+    naive = np.broadcast_to(w.x_key[:, -1:, :].astype("float64"), y.shape)
+    scores = {m: relmae(y[..., j], forecast[..., j], naive[..., j]) for j, m in enumerate(w.key_metrics)}
+    return {m: round(v, 6) if np.isfinite(v) else None for m, v in scores.items()}
 
 
 def _mean_score(scores: dict[str, float | None]) -> float | None:
