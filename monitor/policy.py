@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from contract.errors import BadInput
+from contract.schema import violates_slo
 
 from .config import apply_values, read_toml
 from .hpa import DEFAULT_TIME_FACTOR, HpaConfig, HpaScaler, Step
@@ -541,8 +542,8 @@ class ReactivePolicy(_Rules):
         known = [v for v in (p.observed_p95_ms, p.observed_error_rate) if v is not None and math.isfinite(v)]
         if not known:
             return None
-        return bool((p.observed_p95_ms or 0) > c.slo_latency_p95_ms
-                    or (p.observed_error_rate or 0) > c.slo_error_rate)
+        return bool(violates_slo(p.observed_p95_ms, p.observed_error_rate,
+                                 {"latency_p95_ms": c.slo_latency_p95_ms, "error_rate": c.slo_error_rate}))
 
     def _decide(self, p: Prediction) -> Decision:
         c = self.config
