@@ -24,7 +24,7 @@ import pandas as pd
 
 from contract.runfolder import read_run
 from loadtests.harness import other_cpu
-from modeling.synthetic import TargetModel, synthetic_run
+from modeling.synthetic import TargetModel, send_rate, synthetic_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "course" / "data" / "signal" / "runs" / "noise-s5-r1"
@@ -51,8 +51,7 @@ def steady_stages(run) -> list[tuple[str, pd.DataFrame, float]]:
 def simulate(run, rate: float, seconds: int, seed: int) -> pd.DataFrame:
     """The generator at `rate` with the run's mix and SLO window, far below capacity as the recording was."""
     sc = run.meta["scenario"]
-    think_s = 1.0
-    users = int(round(rate * think_s / 0.9))        # thinking users send 0.9 a second (modeling/synthetic.py)
+    users = int(round(rate / send_rate(TargetModel().think_s)))     # the closed loop's users for `rate`
     spec = {"name": f"{sc['name']}-closed", "duration_s": seconds + 20, "slo": sc["slo"],
             "load": {"mix": sc["load"]["mix"]},
             "stages": [{"name": "hold", "until_s": seconds + 20, "users": users, "spawn_rate": 1000}]}

@@ -339,6 +339,12 @@ def _fault_effects(kind: str, k: float, m: TargetModel) -> _Effects:
     return _Effects(add_s, cpu_hog, slow, cpu_slow, service_s, max(1.0, min(cpu_cap, thread_cap)))
 
 
+def send_rate(think_s: float) -> float:
+    """Requests a thinking user sends per second: below 1, and the loop feeds it a smoothed count
+    of the users held in service, so it settles instead of oscillating every second."""
+    return min(0.9, 1.0 / max(think_s, 1e-3))
+
+
 class _ClosedLoop:
     """Users that think, send and wait, and the target's backlog: the state carried between seconds."""
     def __init__(self, m: TargetModel):
@@ -347,9 +353,7 @@ class _ClosedLoop:
         self.queued = 0.0        # users whose request waits beyond capacity (the backlog)
         self.busy_rate = 0.0     # smoothed completions per second, for users held by slow requests
         self.arrival_rate = 0.0  # smoothed arrivals per second: the steady state Erlang C describes
-        # Requests per thinking user per second; kept below 1 and fed by a smoothed count of
-        # users held in service, so the closed loop settles instead of oscillating every second.
-        self.send = min(0.9, 1.0 / max(m.think_s, 1e-3))
+        self.send = send_rate(m.think_s)
 
     def ramp(self, planned: float, spawn_rate: float) -> float:
         """Move the user count towards the plan at the spawn rate; return it."""
