@@ -748,6 +748,7 @@ class LSTMForecaster(BaseEstimator):
                                  for k, v in (meta.get("target_scale") or {}).items()}
             est.history_ = meta.get("history", {})
             est.training_summary_ = meta.get("training", {})
+            est.calibration_note_ = est.training_summary_.get("calibration_note")
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{params_path}: malformed ({exc})") from None
         est.n_features_in_ = len(est.columns_)

@@ -270,6 +270,7 @@ def test_calibration_is_kept_and_applied_after_a_round_trip(fitted, runs, tmp_pa
     assert fitted.training_summary_["calibration_note"]
     again = LSTMForecaster.load(fitted.save(tmp_path / "m"))
     assert again.calibration_ == fitted.calibration_
+    assert again.calibration_note_ == fitted.calibration_note_     # evaluate reports it for a loaded model
     w = fitted.windows(runs[:1])
     raw = fitted._raw_predict(w, calibrated=False)[1]
     np.testing.assert_allclose(again.predict(w).probability, fitted._calibrated(raw), rtol=1e-6)
