@@ -8,8 +8,10 @@ registry is exposed.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
+import struct
 import time
 
 from flask import Flask, Response, g, request
@@ -86,6 +88,48 @@ class FaultCollector:
             level.add_metric([kind], fault.intensity if fault else 0.0)
         yield active
         yield level
+
+
+class WorkerFilesCollector:
+    """Every worker's metrics from the shared mmap files, skipping files that cannot be read.
+
+    prometheus_client's MultiProcessCollector fails the whole scrape on one unreadable
+    file: a worker creates its file empty and sizes it a moment later, so a scrape in
+    between (workers boot again after every watchdog kill) raised struct.error and the
+    listener answered 500 with no metrics at all, just when a collector needs them. The
+    file of a worker killed in that window stays empty for good. Here the files are
+    merged at once as usual; when that fails, each is checked on its own and only the
+    readable ones are merged, and `lab_metrics_unreadable_files` says how many were left out.
+    """
+
+    _UNREADABLE = (OSError, struct.error, RuntimeError, UnicodeDecodeError, ValueError)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def collect(self):
+        from prometheus_client import multiprocess
+        from prometheus_client.mmap_dict import MmapedDict
+
+        files = glob.glob(os.path.join(self.path, "*.db"))
+        skipped = 0
+        try:
+            merged = multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+        except self._UNREADABLE:
+            readable = []
+            for name in files:
+                try:
+                    for _ in MmapedDict.read_all_values_from_file(name):
+                        pass
+                except self._UNREADABLE:
+                    continue
+                readable.append(name)
+            skipped = len(files) - len(readable)
+            merged = multiprocess.MultiProcessCollector.merge(readable, accumulate=True)
+        yield from merged
+        yield GaugeMetricFamily("lab_metrics_unreadable_files",
+                                "Worker metric files left out of this scrape (being created or damaged)",
+                                value=skipped)
 
 
 class ProcessTreeCollector:
@@ -171,10 +215,8 @@ def init_metrics(app: Flask, engine: FaultEngine, incidents: IncidentLog) -> Non
     @app.get("/metrics")
     def metrics():
         if multiproc_dir:
-            from prometheus_client import multiprocess
-
             scrape = CollectorRegistry()
-            multiprocess.MultiProcessCollector(scrape, path=multiproc_dir)
+            scrape.register(WorkerFilesCollector(multiproc_dir))
             scrape.register(ProcessTreeCollector(os.getppid()))   # a worker's parent: the master
         else:
             scrape = CollectorRegistry()
@@ -203,10 +245,10 @@ def start_metrics_server(port: int, host: str, state_dir: str) -> None:
     the worker pool, answers at once (the pattern of prometheus-flask-exporter's
     GunicornPrometheusMetrics).
     """
-    from prometheus_client import multiprocess, start_http_server
+    from prometheus_client import start_http_server
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    registry.register(WorkerFilesCollector(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     registry.register(FaultCollector(FaultStore(state_dir)))
     registry.register(IncidentCollector(IncidentLog(state_dir)))
     registry.register(ProcessTreeCollector(os.getpid()))   # runs in the master

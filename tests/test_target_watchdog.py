@@ -58,6 +58,36 @@ def test_the_limit_reaches_master_and_workers_and_lifts_the_leak_cap(tmp_path, m
     assert create_app({"STATE_DIR": str(tmp_path)}).extensions["lab_faults"].leak_cap_mb == MEMORY_CAP_MB
 
 
+WORKER = """
+from prometheus_client import Counter
+Counter("lab_test_requests", "requests served by this worker").inc(3)
+"""
+
+
+def test_a_scrape_while_a_worker_creates_its_file_keeps_every_other_worker(tmp_path):
+    """A worker's file exists empty for a moment after its boot (and for good if it is killed then)."""
+    import os
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from target_app.metrics import WorkerFilesCollector
+
+    for _ in range(2):      # two workers that counted 3 requests each
+        subprocess.run([sys.executable, "-c", WORKER], check=True, timeout=60,
+                       env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    (tmp_path / "counter_4242.db").touch()      # a third, created and not yet sized
+    registry = CollectorRegistry()
+    registry.register(WorkerFilesCollector(str(tmp_path)))
+    samples = {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in f.samples}
+    assert samples["lab_test_requests_total"] == 6
+    assert samples["lab_metrics_unreadable_files"] == 1
+    (tmp_path / "counter_4242.db").unlink()
+    samples = {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in f.samples}
+    assert samples["lab_test_requests_total"] == 6 and samples["lab_metrics_unreadable_files"] == 0
+
+
 def incidents_on(url: str) -> dict[str, float]:
     return {s.labels["kind"]: s.value
             for f in text_string_to_metric_families(requests.get(url, timeout=5).text)
