@@ -26,7 +26,8 @@ phase is fixed per target by a hash and has nothing to do with the run's t0. So:
   interval that covers most of the second. A p95 of four or five requests is their
   slowest one, and in a blend of two intervals each slow request sets the p95 of two
   seconds. Smoke runs, p95 within 25% of the direct scrape's: 41-65% of the seconds
-  blended, 53-94% from the main interval, whose count of seconds above 800 ms stays
+  blended, 53-94% from the main interval (24-94% over 25 later runs: per second it is
+  a lottery on where the scrapes fall), whose count of seconds above 800 ms stays
   within 2 of the direct scrape's.
 * `srv_in_flight` is the gauge at the scrape nearest to t+1 (the direct scrape reads it
   at t+1), via `last_over_time(...[I] @ g+I/2)` so a missing scrape gives None instead

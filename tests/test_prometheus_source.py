@@ -5,18 +5,25 @@ run), a real `prometheus` scraping it every second with the repo's prometheus.ym
 runs the smoke scenario with --prometheus-url. In that mode the collector keeps its own
 /metrics scrape in `*_direct` columns, so both views of the SAME run are compared.
 
-Tolerances, seconds 3..19 of the 20 s smoke run (~4 requests/s), set after measuring about
-ten runs. Prometheus scrapes on its own 1 s grid, offset from the run's seconds by a
+Tolerances, seconds 3..19 of the 20 s smoke run (~4 requests/s), set after measuring 9-25
+runs (2026-12-02). Prometheus scrapes on its own 1 s grid, offset from the run's seconds by a
 random phase (different every run), so one second's count can differ by a request or
 two from the direct scrape's, and a p95 of four requests flips with one slow request:
-* srv_rps, whole run: the totals agree within 5% + 2 requests (measured: within 4.3%);
-* srv_rps, per second: mean absolute difference <= 2 requests/s (measured 0.17-1.30),
-  and 5-second sums within 30% of the direct ones (measured: worst block 1-20%);
-* srv_latency_p95_ms: median relative difference <= 35% (measured 0-20%); within 25%
-  of the direct value of the same second in >= 40% of the seconds (measured 53-94%),
-  of the same or an adjacent second in >= 70% (measured 82-100%); as many seconds
-  above 800 ms as the direct scrape, +-3 (measured +-2); and both put the latency fault
-  (seconds 8..11, +1 s) above 800 ms in the median;
+* srv_rps, whole run: the totals agree within 5% + 2 requests (measured: within 3.6%);
+* srv_rps, per second: mean absolute difference <= 2.5 requests/s (measured 0.76-1.88 over
+  25 runs: the direct scrape counts whole requests per second, the blend interpolates),
+  and 5-second sums within 30% of the direct ones (measured: worst block 3-19%);
+* srv_latency_p95_ms, a p95 of about four requests: both views put the same seconds above
+  800 ms (their counts within 3, measured within 2), and each such second has one above
+  800 ms in the other view within a second (>= 75% of them, both ways; measured 88-100%
+  over 9 runs); a second's value is within 25% of the direct value of the same or an
+  adjacent second in >= 60% of the seconds (measured 71-100% over 25 runs and CI's); and both put
+  the latency fault (seconds 8..11, +1 s) above 800 ms in the median. Same-second figures
+  are printed but not asserted: the quantile reads the one scrape interval that covers
+  most of the second, up to half a second off it, so a third to half of the second's
+  requests are another second's and the per-second p95 (about 70 ms or about 1 s here)
+  flips. Over 25 runs their median relative difference ranged 0.01-0.63 and the share
+  within 25% 0.24-0.94, from one run to the next of the same code;
 * srv_error_rate: 0 wherever the direct scrape says 0 (the smoke run has no error fault).
 """
 
@@ -211,7 +218,17 @@ def _agreement(frame: pd.DataFrame) -> dict:
         "slow_seconds": int((f["srv_latency_p95_ms"] > 800).sum()),
         "slow_seconds_direct": int((f["srv_latency_p95_ms_direct"] > 800).sum()),
         "p95_seconds_compared": int(both.sum()),
+        "slow_matched_within_1s_share": _slow_matched(f["srv_latency_p95_ms"], f["srv_latency_p95_ms_direct"]),
+        "slow_matched_within_1s_share_direct": _slow_matched(f["srv_latency_p95_ms_direct"],
+                                                             f["srv_latency_p95_ms"]),
     }
+
+
+def _slow_matched(view: pd.Series, other: pd.Series) -> float:
+    """Share of the seconds above 800 ms in one view that the other puts above 800 ms within a second."""
+    slow = view.index[view > 800]
+    hits = [any(other.get(j, 0) > 800 for j in (i - 1, i, i + 1)) for i in slow]
+    return sum(hits) / len(hits) if hits else 0.0
 
 
 @pytest.mark.slow
@@ -252,13 +269,14 @@ def test_server_columns_agree_with_the_direct_scrape(prometheus_run):
     got = {**_agreement(frame), "grid_offset_s": prometheus_run["grid_offset_s"]}
     print("agreement:", json.dumps(got))     # shown with -s; the figures in the README come from here
     assert abs(got["total"] - got["total_direct"]) <= 0.05 * got["total_direct"] + 2, got
-    assert got["rps_mean_abs_diff"] <= 2.0, got
+    assert got["rps_mean_abs_diff"] <= 2.5, got
     assert got["rps_5s_rel_diff_max"] <= 0.30, got
     assert got["p95_seconds_compared"] >= 10, got
-    assert got["p95_rel_diff_median"] <= 0.35, got
-    assert got["p95_within_25pct_share"] >= 0.4, got
-    assert got["p95_within_25pct_of_same_or_adjacent_share"] >= 0.7, got
+    assert got["p95_within_25pct_of_same_or_adjacent_share"] >= 0.6, got
     assert abs(got["slow_seconds"] - got["slow_seconds_direct"]) <= 3, got
+    assert got["slow_seconds"] >= 3 and got["slow_seconds_direct"] >= 3, got
+    assert got["slow_matched_within_1s_share"] >= 0.75, got
+    assert got["slow_matched_within_1s_share_direct"] >= 0.75, got
     fault = frame[frame["fault"] == "latency"]
     assert fault["srv_latency_p95_ms"].median() > 800
     assert fault["srv_latency_p95_ms_direct"].median() > 800
