@@ -278,4 +278,11 @@ def test_max_in_flight_drops_arrivals_and_counts_them(tmp_path):
     assert last["dropped"] >= 40, "about 20/s for 6 s, of which only 5 per 2 s are sent"
     assert last["dropped"] + last["sent"] == len(schedule), "every arrival is sent or dropped"
     assert 0 <= last["sent"] - len(samples) <= 5
-    assert (samples["response_time_ms"] < 3000).all(), "dropped arrivals wait nowhere"
+    # Dropped arrivals wait nowhere: every sent request left at its intended time.
+    lag_ms = samples["response_time_ms"] - samples["service_ms"]
+    assert lag_ms.max() < 100, lag_ms.max()
+    # The target holds each at most one fault delay (2.4 s) plus one behind a busy thread:
+    # gunicorn's gthread worker can take 5 of the 5 in flight on its 4 threads (a run here
+    # had one /products at 3.3 s, at least 0.9 s of it waiting for a thread: srv_queue_p95_ms
+    # was 1.6 s that second, with 4 in flight on the target and 5 outstanding).
+    assert (samples["response_time_ms"] < 5000).all(), samples["response_time_ms"].max()
