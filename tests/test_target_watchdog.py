@@ -78,13 +78,16 @@ def test_a_scrape_while_a_worker_creates_its_file_keeps_every_other_worker(tmp_p
     (tmp_path / "counter_4242.db").touch()      # a third, created and not yet sized
     registry = CollectorRegistry()
     registry.register(WorkerFilesCollector(str(tmp_path)))
-    samples = {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode())
-               for s in f.samples}
+
+    def scrape() -> dict[str, float]:
+        return {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode())
+                for s in f.samples}
+
+    samples = scrape()
     assert samples["lab_test_requests_total"] == 6
     assert samples["lab_metrics_unreadable_files"] == 1
     (tmp_path / "counter_4242.db").unlink()
-    samples = {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode())
-               for s in f.samples}
+    samples = scrape()
     assert samples["lab_test_requests_total"] == 6 and samples["lab_metrics_unreadable_files"] == 0
 
 
